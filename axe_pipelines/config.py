@@ -1,0 +1,314 @@
+"""`customers.yaml`: the model, loading and validation with errors that name the field.
+
+The file is a mapping of customer name to customer. A customer we back up has `servers`,
+`databases`, `folders` and `tiers`; a ring peer has the seed's `ring_backup:` block, which parses
+unchanged. Unknown keys are errors.
+
+    axe:
+      timezone: Asia/Seoul
+      servers:
+        frame-postgres: {host: 127.0.0.1, port: 5432, user: frame, password: {env: FRAME_PW}}
+      databases:
+        frame: {server: frame-postgres}
+      folders:
+        files: {path: /Users/axe/.local/files, excludes_file: ~/.axe/bin/restic-excludes,
+                required: true}
+      tiers:
+        local: {repository: ~/.axe/backups/local,
+                password: {keychain: axe.backup.restic.local}}
+    realchoice:
+      ring_backup: {ssh_user: realchoice, ...}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from axe_pipelines.secrets import SecretSource
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+DEFAULT_TIMEZONE = "Asia/Seoul"
+DEFAULT_CONFIG_PATHS = (Path("customers.yaml"), Path("~/.axe/customers.yaml"))
+
+
+class ConfigError(Exception):
+    """customers.yaml is missing or invalid; `problems` holds one line per bad field."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{self.path}: {len(problems)} problem(s):\n{lines}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)") from None
+    return value
+
+
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+                ("day of week", 0, 7))
+
+
+def _check_cron(value: str) -> str:
+    """Validates a five-field cron expression (numbers, *, ranges, lists, steps)."""
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(f"cron {value!r} must have 5 fields (minute hour day month weekday)")
+    for text, (what, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and (not step.isdigit() or int(step) == 0):
+                raise ValueError(f"cron {value!r}: bad step {step!r} in the {what} field")
+            if base == "*":
+                continue
+            bounds = base.split("-")
+            if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
+                raise ValueError(f"cron {value!r}: cannot read {part!r} in the {what} field")
+            if any(not low <= int(b) <= high for b in bounds):
+                raise ValueError(f"cron {value!r}: {part!r} is outside {low}-{high} ({what})")
+    return value
+
+
+class Server(_Model):
+    """A PostgreSQL server (or container) reached by host/port, a unix socket dir, or an exec
+    prefix such as `docker exec -i -e PGPASSWORD frame-postgres`."""
+
+    host: str | None = Field(None, description="host name, IP, or unix socket directory")
+    port: int = Field(5432, ge=1, le=65535)
+    user: str | None = None
+    password: SecretSource | None = None
+    exec: list[str] | None = Field(
+        None, description="argv prefix that runs client tools where the server is"
+    )
+    bin_dir: Path | None = Field(
+        None, description="folder of pg_dump/psql/pg_restore; default: PATH, then newest "
+        "/usr/lib/postgresql/*/bin"
+    )
+    roles: bool = Field(True, description="back up roles with pg_dumpall --globals-only")
+    dumpall: bool = Field(False, description="also keep a plain pg_dumpall of the whole server")
+    container: str | None = Field(None, description="the seed's name for it, e.g. frame-postgres")
+
+
+class IntegrityQuery(_Model):
+    """A named SQL check whose result rows must equal `expect` (when given)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    sql: str
+    expect: list[list[Any]] | None = None
+
+
+class Database(_Model):
+    server: str
+    dbname: str | None = Field(None, description="database name; default: the entry's name")
+    format: Literal["custom", "plain"] = "custom"
+    integrity: list[IntegrityQuery] = Field(default_factory=list)
+
+
+class Folder(_Model):
+    path: Path
+    excludes_file: Path | None = None
+    required: bool = True
+
+
+class LocalTier(_Model):
+    repository: Path
+    password: SecretSource
+    schedule: str = "0 3 * * *"
+    timezone: str | None = None
+    freshness_hours: float = Field(26, gt=0)
+    parallel_servers: int = Field(2, ge=1, le=16)
+
+    _v_cron = field_validator("schedule")(_check_cron)
+
+    @field_validator("timezone")
+    @classmethod
+    def _v_tz(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timezone(value)
+
+
+class Tiers(_Model):
+    local: LocalTier
+
+
+class RingBackup(_Model):
+    """The seed's `ring_backup:` block, verbatim, plus optional ssh settings."""
+
+    ssh_user: str
+    ssh_fqdn: str
+    ssh_ip: str | None = None
+    receive_dir_at_peer: str
+    receive_dir_at_self: Path
+    restic_version: str | None = None
+    disk_available_gib: float | None = None
+    bidirectional_ssh: bool = False
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_key: Path = Path("~/.ssh/id_ed25519")
+    known_hosts: Path | None = None
+    password: SecretSource | None = None
+
+
+class Customer(_Model):
+    timezone: str = DEFAULT_TIMEZONE
+    servers: dict[str, Server] = Field(default_factory=dict)
+    databases: dict[str, Database] = Field(default_factory=dict)
+    folders: dict[str, Folder] = Field(default_factory=dict)
+    tiers: Tiers | None = None
+    ring_backup: RingBackup | None = None
+
+    _v_tz = field_validator("timezone")(_check_timezone)
+
+    @field_validator("servers", "databases", "folders")
+    @classmethod
+    def _v_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(
+                    f"name {name!r} must be lower-case letters, digits, '-' or '_'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _v_refs(self) -> Customer:
+        for name, db in self.databases.items():
+            if db.server not in self.servers:
+                known = ", ".join(sorted(self.servers)) or "none defined"
+                raise ValueError(
+                    f"databases.{name}.server: unknown server {db.server!r} (servers: {known})"
+                )
+        if (self.databases or self.folders) and self.tiers is None:
+            raise ValueError("tiers.local is required for a customer with databases or folders")
+        return self
+
+    @property
+    def backs_up(self) -> bool:
+        """True for a customer whose data this site backs up (it has tier A)."""
+        return self.tiers is not None
+
+    def database_name(self, db: str) -> str:
+        return self.databases[db].dbname or db
+
+
+class Config(_Model):
+    customers: dict[str, Customer]
+    path: Path | None = None
+
+    def customer(self, name: str) -> Customer:
+        """Returns the named customer or raises ConfigError listing the known ones."""
+        if name not in self.customers:
+            known = ", ".join(sorted(self.customers))
+            raise ConfigError(self.path or "customers.yaml",
+                              [f"unknown customer {name!r} (customers: {known})"])
+        return self.customers[name]
+
+    def backed_up_customers(self) -> list[str]:
+        return sorted(name for name, c in self.customers.items() if c.backs_up)
+
+    def peers(self) -> dict[str, RingBackup]:
+        return {n: c.ring_backup for n, c in self.customers.items() if c.ring_backup}
+
+
+def tier_timezone(customer: Customer) -> str:
+    assert customer.tiers is not None
+    return customer.tiers.local.timezone or customer.timezone
+
+
+def freshness_window(customer: Customer) -> timedelta:
+    assert customer.tiers is not None
+    return timedelta(hours=customer.tiers.local.freshness_hours)
+
+
+def repository_id(location: str | Path) -> str:
+    """A short stable id for a repository location, used for Dagster pools and run tags."""
+    return hashlib.sha1(str(location).encode()).hexdigest()[:10]
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    # pydantic reports union members as extra loc parts ("KeychainSource"); drop them.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper() and "Source" in p)]
+    return ".".join(parts) or "(top level)"
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = _format_loc(tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key (check the spelling; see README 'customers.yaml')"
+    if kind == "missing":
+        return f"{loc}: required field is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}"
+
+
+def parse_config(data: Any, path: Path | str = "customers.yaml") -> Config:
+    """Validates already-loaded YAML data; returns Config or raises ConfigError."""
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(path, ["the file must be a mapping of customer name to settings"])
+    problems: list[str] = []
+    customers: dict[str, Customer] = {}
+    for name, body in data.items():
+        if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+            problems.append(f"{name}: customer names are lower-case letters, digits, '-' or '_'")
+            continue
+        try:
+            customers[name] = Customer.model_validate(body if body is not None else {})
+        except ValidationError as exc:
+            seen: set[str] = set()
+            for err in exc.errors():
+                line = f"{name}.{_format_error(err)}"
+                if line not in seen:
+                    seen.add(line)
+                    problems.append(line)
+    if problems:
+        raise ConfigError(path, problems)
+    return Config(customers=customers, path=Path(path))
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Loads customers.yaml from `path`, $AXE_CONFIG, ./customers.yaml or ~/.axe/customers.yaml."""
+    candidates = [Path(path)] if path else []
+    if not candidates and os.environ.get("AXE_CONFIG"):
+        candidates = [Path(os.environ["AXE_CONFIG"])]
+    if not candidates:
+        candidates = [p.expanduser() for p in DEFAULT_CONFIG_PATHS]
+    for candidate in candidates:
+        candidate = candidate.expanduser()
+        if candidate.is_file():
+            break
+    else:
+        tried = ", ".join(str(c) for c in candidates)
+        raise ConfigError(tried, ["no customers.yaml found; pass --config or set AXE_CONFIG"])
+    try:
+        data = yaml.safe_load(candidate.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise ConfigError(candidate, [f"not valid YAML at {where}: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(candidate, [f"not valid YAML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError(candidate, [f"cannot read: {exc.strerror}"]) from None
+    return parse_config(data, candidate)

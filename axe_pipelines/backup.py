@@ -329,18 +329,16 @@ def verify_dump(restic: Restic, snapshot_id: str, path: str, *, fmt: str,
                      problems=problems)
 
 
-def summarize(result: TierAResult) -> list[dict[str, object]]:
+def summarize(results: Sequence[ItemResult], wall_s: float) -> list[dict[str, object]]:
     """Rows for the result table: one per item plus a total."""
     rows: list[dict[str, object]] = []
-    for r in result.results:
+    for r in results:
         rows.append({"item": r.item.label, "status": "ok" if r.ok else
                      ("skipped" if r.skipped else "FAILED"),
                      "snapshot": (r.snapshot_id or "")[:8], "read": r.bytes_read,
                      "added": r.bytes_added, "seconds": round(r.duration_s, 2)})
-    rows.append({"item": "total", "status": "ok" if result.ok else
-                 f"{len(result.failed)} failed", "snapshot": "",
-                 "read": sum(r.bytes_read for r in result.results),
-                 "added": sum(r.bytes_added for r in result.results),
-                 "seconds": round(result.wall_s, 2)})
+    failed = sum(1 for r in results if not r.ok and not r.skipped)
+    rows.append({"item": "total", "status": f"{failed} failed" if failed else "ok",
+                 "snapshot": "", "read": sum(r.bytes_read for r in results),
+                 "added": sum(r.bytes_added for r in results), "seconds": round(wall_s, 2)})
     return rows
-

@@ -65,7 +65,8 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)") from None
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)") from None
     return value
 
 

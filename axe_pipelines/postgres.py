@@ -118,7 +118,8 @@ class Connection:
             proc = subprocess.run(argv, input=sql, capture_output=True, text=True,
                                   env=self.env(), timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise PostgresError(f"{self.where}: query did not finish within {timeout:.0f} s")
+            raise PostgresError(
+                f"{self.where}: query did not finish within {timeout:.0f} s") from None
         except FileNotFoundError as exc:
             raise PostgresError(f"{self.where}: {exc.filename} not found") from None
         if proc.returncode != 0:

@@ -1,0 +1,58 @@
+"""Asset checks of tier A: *coverage* of the night's set and *restorable* per dump.
+
+The evaluation is plain Python (backup.coverage, backup.verify_dump); these functions only turn
+it into Dagster check specs and results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from axe_pipelines.backup import DumpCheck, Gap
+
+COVERAGE = "coverage"
+RESTORABLE = "restorable"
+
+
+def coverage_spec(set_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        COVERAGE, asset=set_key,
+        description="Every configured database, server's roles and required folder has a "
+                    "complete snapshot in the night's set (the runbook's index-postgres and "
+                    ".local/files pitfalls).")
+
+
+def restorable_spec(dump_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        RESTORABLE, asset=dump_key,
+        description="The dump is read back out of the repository through pg_restore: the "
+                    "archive is complete and every table counted at dump time is in it with "
+                    "exactly that many rows.")
+
+
+def coverage_result(set_key: dg.AssetKey, gaps: Iterable[Gap], members: int) -> dg.AssetCheckResult:
+    gaps = list(gaps)
+    return dg.AssetCheckResult(
+        asset_key=set_key, check_name=COVERAGE, passed=not gaps,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=("complete" if not gaps else "missing: " + "; ".join(g.reason for g in gaps)),
+        metadata={"members": members, "missing": [g.item.label for g in gaps],
+                  "reasons": [g.reason for g in gaps]})
+
+
+def restorable_result(dump_key: dg.AssetKey, snapshot_id: str | None,
+                      check: DumpCheck | None, error: str | None = None) -> dg.AssetCheckResult:
+    if check is None:
+        return dg.AssetCheckResult(
+            asset_key=dump_key, check_name=RESTORABLE, passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=error or "no dump to check", metadata={"snapshot_id": snapshot_id or ""})
+    return dg.AssetCheckResult(
+        asset_key=dump_key, check_name=RESTORABLE, passed=check.ok,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="restorable" if check.ok else "; ".join(check.problems[:10]),
+        metadata={"snapshot_id": snapshot_id or "", "tables_in_dump": check.tables_in_dump,
+                  "rows_in_dump": check.rows_in_dump, "bytes_read_back": check.bytes,
+                  "problems": check.problems})

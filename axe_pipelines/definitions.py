@@ -1,0 +1,38 @@
+"""Dagster definitions built from customers.yaml ($AXE_CONFIG, ./customers.yaml or
+~/.axe/customers.yaml). `workspace.yaml` loads `defs` from here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
+from axe_pipelines.config import Config, load_config
+from axe_pipelines.jobs import tier_a_job
+from axe_pipelines.schedules import tier_a_schedule
+
+
+def build_definitions(config: Config) -> dg.Definitions:
+    """Assets, checks, jobs and schedules for every customer this site backs up."""
+    assets, jobs, schedules = [], [], []
+    for name in config.backed_up_customers():
+        customer = config.customers[name]
+        assets.append(build_tier_a(name, customer))
+        job = tier_a_job(name, customer)
+        jobs.append(job)
+        schedules.append(tier_a_schedule(name, customer, job))
+    return dg.Definitions(
+        assets=assets, jobs=jobs, schedules=schedules,
+        # Runs launched by the CLI pass a terminal reporter; runs from the UI log instead.
+        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)},
+    )
+
+
+def load_definitions() -> dg.Definitions:
+    return build_definitions(load_config())
+
+
+def __getattr__(name: str) -> dg.Definitions:
+    # `defs` is built on first access, so importing this module (the CLI does) reads no config.
+    if name == "defs":
+        return load_definitions()
+    raise AttributeError(name)

@@ -1,0 +1,132 @@
+"""Progress of a tier-A run: a live table on a terminal, plain lines elsewhere, Dagster's log
+inside a run. All reporters collect the finished results for the summary table."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import TextIO
+
+from axe_pipelines.backup import Item, ItemResult
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+class _Collecting:
+    def __init__(self) -> None:
+        self.results: list[ItemResult] = []
+        self._lock = threading.Lock()
+
+    def _record(self, result: ItemResult) -> None:
+        with self._lock:
+            self.results.append(result)
+
+
+class PlainReporter(_Collecting):
+    """One line when an item starts and one when it ends (logs, pipes, cron mail)."""
+
+    def __init__(self, stream: TextIO | None = None):
+        super().__init__()
+        self.stream = stream or sys.stderr
+
+    def _say(self, text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=self.stream, flush=True)
+
+    def start(self, item: Item) -> None:
+        self._say(f"{item.label}: running")
+
+    def progress(self, item: Item, bytes_done: int) -> None:
+        pass
+
+    def finish(self, result: ItemResult) -> None:
+        self._record(result)
+        label = result.item.label
+        if result.ok:
+            self._say(f"{label}: done, snapshot {result.snapshot_id[:8]}, "
+                      f"{human_bytes(result.bytes_read)} read, "
+                      f"{human_bytes(result.bytes_added)} added, {result.duration_s:.1f} s")
+        elif result.skipped:
+            self._say(f"{label}: skipped ({result.error})")
+        else:
+            self._say(f"{label}: FAILED: {result.error}")
+
+
+class TerminalReporter(_Collecting):
+    """A live block, one line per item (state and bytes so far), redrawn at most 5 times/s."""
+
+    def __init__(self, items: list[Item], stream: TextIO | None = None):
+        super().__init__()
+        self.stream = stream or sys.stderr
+        self.items = items
+        self.state = {i: "waiting" for i in items}
+        self.bytes = {i: 0 for i in items}
+        self._drawn = 0
+        self._last = 0.0
+        self._draw_lock = threading.Lock()
+
+    def _draw(self, force: bool = False) -> None:
+        with self._draw_lock:
+            now = time.monotonic()
+            if not force and now - self._last < 0.2:
+                return
+            self._last = now
+            out = []
+            if self._drawn:
+                out.append(f"\x1b[{self._drawn}F")
+            width = max(len(i.label) for i in self.items)
+            for item in self.items:
+                out.append(f"\x1b[2K  {item.label:<{width}}  {self.state[item]:<10} "
+                           f"{human_bytes(self.bytes[item])}\n")
+            self.stream.write("".join(out))
+            self.stream.flush()
+            self._drawn = len(self.items)
+
+    def start(self, item: Item) -> None:
+        self.state[item] = "running"
+        self._draw(force=True)
+
+    def progress(self, item: Item, bytes_done: int) -> None:
+        self.bytes[item] = bytes_done
+        self._draw()
+
+    def finish(self, result: ItemResult) -> None:
+        self._record(result)
+        item = result.item
+        self.state[item] = "done" if result.ok else ("skipped" if result.skipped else "FAILED")
+        self.bytes[item] = result.bytes_read or self.bytes[item]
+        self._draw(force=True)
+
+
+class LogReporter(_Collecting):
+    """Reports through a Dagster run's logger (progress at most every 15 s per item)."""
+
+    def __init__(self, log: object):
+        super().__init__()
+        self.log = log
+        self._last: dict[Item, float] = {}
+
+    def start(self, item: Item) -> None:
+        self.log.info(f"{item.label}: started")  # type: ignore[attr-defined]
+
+    def progress(self, item: Item, bytes_done: int) -> None:
+        now = time.monotonic()
+        if now - self._last.get(item, 0) >= 15:
+            self._last[item] = now
+            self.log.info(f"{item.label}: {human_bytes(bytes_done)} so far")  # type: ignore
+
+    def finish(self, result: ItemResult) -> None:
+        self._record(result)
+        if result.ok:
+            self.log.info(f"{result.item.label}: snapshot {result.snapshot_id[:8]}, "  # type: ignore
+                          f"{human_bytes(result.bytes_read)} read in {result.duration_s:.1f} s")
+        elif result.skipped:
+            self.log.warning(f"{result.item.label}: skipped: {result.error}")  # type: ignore
+        else:
+            self.log.error(f"{result.item.label}: {result.error}")  # type: ignore

@@ -1,0 +1,1 @@
+"""Sensors (cold-SSD mount, failure alerts) are added by the tier C and drill work."""

@@ -1,0 +1,99 @@
+"""Backup sets: the snapshots of one tier-A run, grouped by their `run=` tag, and the as-of
+rules that pick one.
+
+A set's time is its logical time (restic `--time` = the run's scheduled time), so
+`--as-of 2026-05-20T03:00` picks the 03:00 run even if it finished at 03:00:42. A date alone
+means the end of that day; a time without zone is in the customer's zone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from axe_pipelines.backup import TAG_TOOL
+from axe_pipelines.restic import Restic, Snapshot
+
+
+class AsOfError(ValueError):
+    """No set matches the as-of time; the message lists the range that exists."""
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    run_id: str
+    time: datetime
+    snapshots: tuple[Snapshot, ...]
+
+    def member(self, kind: str, name: str) -> Snapshot | None:
+        """The snapshot of one item (kind pgdump/roles/dumpall/files, config name)."""
+        for s in self.snapshots:
+            if s.tag("kind") == kind and name in (s.tag("database"), s.tag("server"),
+                                                  s.tag("folder")):
+                return s
+        return None
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self.snapshots]
+
+
+def group_sets(snapshots: list[Snapshot]) -> list[BackupSet]:
+    """Groups tier-A snapshots by run, oldest set first. Snapshots tagged `incomplete` are
+    left out. For copies (tiers B/C) restic keeps the tags, so the grouping is the same."""
+    runs: dict[str, list[Snapshot]] = {}
+    for s in snapshots:
+        run = s.tag("run")
+        if run and "incomplete" not in s.tags:
+            runs.setdefault(run, []).append(s)
+    sets = [BackupSet(run, min(s.time for s in snaps), tuple(snaps))
+            for run, snaps in runs.items()]
+    return sorted(sets, key=lambda b: b.time)
+
+
+def list_sets(restic: Restic, customer_name: str) -> list[BackupSet]:
+    """Every set of the customer in the repository, oldest first."""
+    return group_sets(restic.snapshots(tags=[TAG_TOOL, f"customer={customer_name}"]))
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_as_of(text: str, timezone: str, *, now: datetime | None = None) -> datetime:
+    """`2026-05-20` (end of that day), `2026-05-20T03:00`, `2026-05-20 03:00+09:00`, or
+    `latest`/`now`. A value without zone is in `timezone`."""
+    zone = ZoneInfo(timezone)
+    text = text.strip()
+    if text in ("latest", "now"):
+        return (now or datetime.now(zone)).astimezone(zone)
+    if _DATE_ONLY.match(text):
+        day = date.fromisoformat(text)
+        return datetime.combine(day, time(23, 59, 59, 999999), tzinfo=zone)
+    try:
+        value = datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        raise AsOfError(f"cannot read --as-of {text!r}; use 2026-05-20, 2026-05-20T03:00 "
+                        f"or latest") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    if value.second == 0 and value.microsecond == 0 and "T" in text.replace(" ", "T", 1) \
+            and text.count(":") == 1:
+        # 2026-05-20T03:00 means the whole minute: a set stamped 03:00:30 still counts.
+        value = value + timedelta(seconds=59, microseconds=999999)
+    return value
+
+
+def select_as_of(sets: list[BackupSet], as_of: datetime, *, where: str) -> BackupSet:
+    """The newest set whose logical time is at or before `as_of`; AsOfError otherwise."""
+    eligible = [s for s in sets if s.time <= as_of]
+    if eligible:
+        return eligible[-1]
+    if not sets:
+        raise AsOfError(f"{where} holds no backup sets")
+    zone = as_of.tzinfo
+    first, last = sets[0].time.astimezone(zone), sets[-1].time.astimezone(zone)
+    raise AsOfError(f"no backup set in {where} at or before {as_of:%Y-%m-%d %H:%M %Z}; "
+                    f"sets exist from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} "
+                    f"({len(sets)} sets)")

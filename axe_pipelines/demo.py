@@ -44,8 +44,9 @@ SAMPLE_SQL = {
         INSERT INTO axev.employees(name, team) SELECT 'v' || g, 'team' || g % 3
             FROM generate_series(1, 17) g;
         INSERT INTO payroll_run(tenant, period, total)
-            SELECT CASE WHEN g % 2 = 0 THEN 'axec' ELSE 'axev' END, '2026-' || lpad((g % 12 + 1)::text, 2, '0'),
-                   g * 1000 FROM generate_series(1, 24) g;
+            SELECT CASE WHEN g % 2 = 0 THEN 'axec' ELSE 'axev' END,
+                   '2026-' || lpad((g % 12 + 1)::text, 2, '0'), g * 1000
+            FROM generate_series(1, 24) g;
     """,
     "blueprint": """
         CREATE TABLE "Workspace" (id text PRIMARY KEY, name text NOT NULL,

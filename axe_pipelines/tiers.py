@@ -21,7 +21,8 @@ class TierUnavailable(Exception):
     """The tier cannot be opened now (peer unreachable, no volume mounted, not configured)."""
 
 
-def resolve_tier(config: Config, tier: str | None, source: str | None) -> tuple[TierName, str | None]:
+def resolve_tier(config: Config, tier: str | None,
+                 source: str | None) -> tuple[TierName, str | None]:
     """Maps `--tier`/`--from` to (tier, peer). `--from` takes the tier words or a peer name
     (which means the ring tier held by that peer)."""
     peers = config.peers()

@@ -122,11 +122,29 @@ class IntegrityQuery(_Model):
     expect: list[list[Any]] | None = None
 
 
+class IntegrityCommand(_Model):
+    """A named check run as a command (an argv list, never a shell) whose exit status decides
+    (0 passes). It gets the checked database in PGHOST, PGPORT, PGDATABASE, PGUSER (and
+    PGPASSWORD) in its environment; its output is kept with the result."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    command: list[str] = Field(min_length=1)
+    timeout: float = Field(300, gt=0)
+
+
 class Database(_Model):
     server: str
     dbname: str | None = Field(None, description="database name; default: the entry's name")
     format: Literal["custom", "plain"] = "custom"
-    integrity: list[IntegrityQuery] = Field(default_factory=list)
+    integrity: list[IntegrityQuery | IntegrityCommand] = Field(default_factory=list)
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="other names `axe restore --target` accepts (the runbook's container "
+        "name, e.g. frame-postgres); `<name>-postgres` is always accepted")
+    post_restore: list[list[str]] = Field(
+        default_factory=list,
+        description="commands (argv lists) run after a restore of this database, e.g. "
+        "[docker, compose, restart, frame-mcp-blue, frame-mcp-green]")
 
 
 class Folder(_Model):
@@ -151,8 +169,53 @@ class LocalTier(_Model):
         return None if value is None else _check_timezone(value)
 
 
+class RingTier(_Model):
+    """Tier B: `restic copy` of the night's set to ring peers over sftp (issue 3)."""
+
+    schedule: str = "30 3 * * *"
+    peers: list[str] | None = Field(
+        None, description="ring peers (customers with ring_backup) to push to; default: all")
+    password: SecretSource | None = Field(
+        None, description="password of our repository at the peer; default: the peer's "
+        "ring_backup.password, else tier A's")
+    timeout_s: float = Field(3600, gt=0, description="bound on one restic call at the peer")
+    connect_timeout_s: int = Field(10, ge=1, le=300)
+    alive_interval_s: int = Field(10, ge=1, le=300,
+                                  description="ssh ServerAliveInterval: a dead link fails "
+                                  "after interval x alive_count_max seconds")
+    alive_count_max: int = Field(3, ge=1, le=30)
+    retries: int = Field(2, ge=0, le=10, description="retries of a failed run (transient faults)")
+    retry_delay_s: float = Field(300, ge=0)
+    inbound_freshness_hours: float = Field(26, gt=0)
+
+    _v_cron = field_validator("schedule")(_check_cron)
+
+
+class ColdTier(_Model):
+    """Tier C: rotating cold SSDs, synced by a sensor when mounted (issue 3)."""
+
+    password: SecretSource = Field(description="kept apart from tier A's (the runbook keeps "
+                                   "it on paper, not in the vault)")
+    mount_glob: str = "/Volumes/axe-cold-*"
+    volumes: int = Field(3, ge=1, le=12)
+    repo_subdir: str = Field("restic-repo", pattern=r"^[A-Za-z0-9._-]+$")
+    accept_plain_folders: bool = Field(
+        False, description="count a folder that is not a mount point as a volume (tests, demo)")
+    rotation_days: float | None = Field(
+        None, gt=0, description="a volume not synced for this long is overdue; default: "
+        "volumes x 92 days + 14")
+    timeout_s: float = Field(3600, gt=0, description="bound on one restic call on a volume")
+    sensor_interval_s: int = Field(30, ge=5)
+
+    @property
+    def overdue_days(self) -> float:
+        return self.rotation_days or self.volumes * 92 + 14
+
+
 class Tiers(_Model):
     local: LocalTier
+    ring: RingTier | None = None
+    cold: ColdTier | None = None
 
 
 class RingBackup(_Model):
@@ -247,9 +310,14 @@ def repository_id(location: str | Path) -> str:
     return hashlib.sha1(str(location).encode()).hexdigest()[:10]
 
 
+_SOURCE_TAGS = {"keychain", "command", "env", "file"}
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
-    # pydantic reports union members as extra loc parts ("KeychainSource"); drop them.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper() and "Source" in p)]
+    # pydantic puts the chosen union tag after the field (password.env.env); drop the tag.
+    raw = [str(p) for p in loc]
+    parts = [p for i, p in enumerate(raw)
+             if not (p in _SOURCE_TAGS and i > 0 and raw[i - 1] == "password")]
     return ".".join(parts) or "(top level)"
 
 

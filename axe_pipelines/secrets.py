@@ -13,9 +13,9 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
 class SecretError(Exception):
@@ -117,17 +117,38 @@ class FileSource(_Source):
         return {"RESTIC_PASSWORD_FILE": str(path)}
 
 
-SecretSource = Annotated[
-    KeychainSource | CommandSource | EnvSource | FileSource,
-    Field(description="one of: keychain, command, env, file"),
-]
-
 SOURCE_KINDS: tuple[Literal["keychain", "command", "env", "file"], ...] = (
     "keychain",
     "command",
     "env",
     "file",
 )
+_CLASSES = {"keychain": KeychainSource, "command": CommandSource, "env": EnvSource,
+            "file": FileSource}
+
+
+def _source_kind(value: Any) -> str | None:
+    """Which kind of source a YAML mapping (or model) is: the one kind key it has."""
+    if isinstance(value, dict):
+        kinds = [k for k in SOURCE_KINDS if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    for kind, cls in _CLASSES.items():
+        if isinstance(value, cls):
+            return kind
+    return None
+
+
+SecretSource = Annotated[
+    Annotated[KeychainSource, Tag("keychain")]
+    | Annotated[CommandSource, Tag("command")]
+    | Annotated[EnvSource, Tag("env")]
+    | Annotated[FileSource, Tag("file")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="password_source",
+        custom_error_message="a password source has exactly one of: keychain, command, env, file",
+    ),
+]
 
 
 def _run_password_command(argv: list[str], what: str) -> str:

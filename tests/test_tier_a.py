@@ -1,0 +1,229 @@
+"""Tier A end to end against real PostgreSQL servers and the real restic binary."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from axe_pipelines.backup import (
+    coverage,
+    local_restic,
+    plan_tier_a,
+    run_tier_a,
+    verify_dump,
+)
+from axe_pipelines.postgres import Connection, LocalCluster, SnapshotSession, free_port
+from axe_pipelines.progress import PlainReporter
+
+from .conftest import server_entry
+
+KST = ZoneInfo("Asia/Seoul")
+AT = datetime(2026, 5, 20, 3, 0, tzinfo=KST)
+
+
+def table_counts(cluster: LocalCluster, db: str) -> dict[str, int]:
+    rows = cluster.psql("""
+        SELECT quote_ident(schemaname) || '.' || quote_ident(relname) FROM pg_stat_user_tables
+        ORDER BY 1;""", dbname=db)
+    counts = {}
+    for (name,) in rows:
+        counts[name] = int(cluster.psql(f"SELECT count(*) FROM {name};", dbname=db)[0][0])
+    return counts
+
+
+def test_full_set_across_two_servers(make_config, server_a, server_b, restic_bin):
+    _, config = make_config()
+    axe = config.customer("axe")
+    restic = local_restic("axe", axe)
+    restic.init()
+    result = run_tier_a("axe", axe, at=AT, run_id="run-1")
+
+    assert result.ok, [r.error for r in result.failed]
+    assert coverage(axe, result.snapshots) == []
+    labels = [r.item.label for r in result.results]
+    assert labels == ["roles/frame-postgres", "roles/index-postgres", "db/frame", "db/hive",
+                      "db/blueprint", "db/index", "files/files"]
+    # Every snapshot carries the logical time and the run, customer and item tags.
+    assert {s.time for s in result.snapshots} == {AT}
+    assert all({"customer=axe", "run=run-1"} <= set(s.tags) for s in result.snapshots)
+    # Row counts were taken for every table, and match the live databases.
+    by_name = {r.item.name: r for r in result.results if r.item.kind == "pgdump"}
+    assert by_name["frame"].row_counts == table_counts(server_a, "frame")
+    assert by_name["index"].row_counts == table_counts(server_b, "index")
+    assert by_name["hive"].row_counts["axec.employees"] == 42
+    # The dump read back from the repository holds exactly those rows.
+    check = verify_dump(restic, by_name["hive"].snapshot_id, by_name["hive"].path,
+                        fmt="custom", expected_counts=by_name["hive"].row_counts)
+    assert check.ok and check.rows_in_dump == sum(by_name["hive"].row_counts.values())
+
+
+def test_excludes_file_is_applied(make_config, restic_bin):
+    _, config = make_config(databases={})
+    axe = config.customer("axe")
+    local_restic("axe", axe).init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r")
+    (files,) = result.results
+    listing = local_restic("axe", axe).run(["ls", files.snapshot_id], what="ls")
+    assert "uploads/a.txt" in listing and "junk.tmp" not in listing
+
+
+def test_counts_are_from_the_dumped_snapshot_not_later_writes(server_a, scratch_db):
+    """Rows inserted after the snapshot was exported are neither counted nor dumped."""
+    conn = Connection("a", _server(server_a), scratch_db)
+    with SnapshotSession(conn) as session:
+        info = session.export()
+        server_a.psql("INSERT INTO journal_line(entity_id, posted_on, amount) "
+                      "SELECT 1, '2026-05-21', 1 FROM generate_series(1, 77);", dbname=scratch_db)
+        later = session.query("SELECT count(*) FROM journal_line;")[0][0]
+    assert int(later) == info.row_counts["public.journal_line"] == 2000
+
+
+def _server(cluster: LocalCluster):
+    from axe_pipelines.config import Server
+
+    return Server.model_validate(server_entry(cluster))
+
+
+def test_pg_dump_killed_mid_stream_leaves_no_snapshot_and_others_survive(
+        make_config, server_a, restic_bin):
+    big = "big_" + uuid.uuid4().hex[:8]
+    server_a.psql(f'CREATE DATABASE "{big}";')
+    # ~160 MB of COPY output so the stream is still flowing when the backend is terminated.
+    server_a.psql("CREATE TABLE blob (id int PRIMARY KEY, body bytea); "
+                  "INSERT INTO blob SELECT g, decode(repeat(md5(g::text), 80000), 'hex') "
+                  "FROM generate_series(1, 60) g;", dbname=big)
+    try:
+        _, config = make_config(databases={
+            big: {"server": "frame-postgres"}, "hive": {"server": "index-postgres",
+                                                        "dbname": "index"}})
+        axe = config.customer("axe")
+        local_restic("axe", axe).init()
+        killed = threading.Event()
+
+        def kill_when_copying() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                rows = server_a.psql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                    f"datname = '{big}' AND application_name = 'pg_dump' "
+                    "AND query LIKE 'COPY %';")
+                if rows:
+                    killed.set()
+                    return
+                time.sleep(0.005)
+
+        killer = threading.Thread(target=kill_when_copying)
+        killer.start()
+        result = run_tier_a("axe", axe, at=AT, run_id="run-kill", reporter=PlainReporter())
+        killer.join()
+        assert killed.is_set(), "the test never caught pg_dump copying"
+        by_name = {r.item.name: r for r in result.results}
+        assert not by_name[big].ok and by_name[big].snapshot_id is None
+        assert "exit status" in by_name[big].error
+        assert by_name["hive"].ok  # the other server's database still got its snapshot
+        repo_snaps = local_restic("axe", axe).snapshots(tags=["run=run-kill"])
+        assert {s.tag("database") for s in repo_snaps if s.tag("kind") == "pgdump"} == {"hive"}
+        assert [g.item.name for g in coverage(axe, repo_snaps)] == [big]
+    finally:
+        server_a.psql(f'DROP DATABASE IF EXISTS "{big}" WITH (FORCE);')
+
+
+def test_unreachable_database_is_one_clear_line(make_config, server_a, restic_bin):
+    port = free_port()  # nothing listens there
+    _, config = make_config(
+        servers={"frame-postgres": server_entry(server_a),
+                 "gone-postgres": {**server_entry(server_a), "port": port}},
+        databases={"frame": {"server": "frame-postgres"}, "gone": {"server": "gone-postgres"}})
+    axe = config.customer("axe")
+    local_restic("axe", axe).init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r")
+    failed = {r.item.label: r.error for r in result.failed}
+    assert set(failed) == {"roles/gone-postgres", "db/gone"}
+    assert "\n" not in failed["db/gone"]
+    assert f"gone-postgres (127.0.0.1:{port})" in failed["db/gone"]
+    assert "Connection refused" in failed["db/gone"] or "connection" in failed["db/gone"].lower()
+    assert {r.item.label for r in result.results if r.ok} >= {"db/frame", "files/files"}
+
+
+def test_required_folder_missing_is_a_coverage_gap_with_its_path(make_config, tmp_path,
+                                                                 restic_bin):
+    missing = tmp_path / "not-mounted" / "files"
+    _, config = make_config(databases={},
+                            folders={"files": {"path": str(missing), "required": True},
+                                     "cache": {"path": str(tmp_path / "nope"),
+                                               "required": False}})
+    axe = config.customer("axe")
+    local_restic("axe", axe).init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r")
+    (failed,) = result.failed
+    assert str(missing) in failed.error
+    assert [r.skipped for r in result.results] == [False, True]
+    gaps = coverage(axe, result.snapshots)
+    assert [g.reason for g in gaps] == [f"required folder {missing} is not in the set"]
+
+
+def test_plan_includes_dumpall_when_enabled(make_config, server_a):
+    _, config = make_config(servers={"frame-postgres": server_entry(server_a, dumpall=True)},
+                            databases={"hive": {"server": "frame-postgres"}})
+    kinds = [(i.kind, i.name) for i in plan_tier_a(config.customer("axe"))]
+    assert kinds[:2] == [("roles", "frame-postgres"), ("dumpall", "frame-postgres")]
+
+
+def test_plain_format_dump_round_trips(make_config, server_a, restic_bin):
+    _, config = make_config(servers={"frame-postgres": server_entry(server_a, dumpall=True)},
+                            databases={"hive": {"server": "frame-postgres", "format": "plain"}},
+                            folders={})
+    axe = config.customer("axe")
+    restic = local_restic("axe", axe)
+    restic.init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r")
+    assert result.ok, [r.error for r in result.failed]
+    hive = next(r for r in result.results if r.item.name == "hive")
+    assert hive.path == "hive.sql"
+    check = verify_dump(restic, hive.snapshot_id, hive.path, fmt="plain",
+                        expected_counts=hive.row_counts)
+    assert check.ok, check.problems
+    dumpall = next(r for r in result.results if r.item.kind == "dumpall")
+    with restic.dump(dumpall.snapshot_id, "/" + dumpall.path) as stream:
+        text = stream.read().decode()
+    assert "CREATE DATABASE hive" in text and "COPY axec.employees" in text
+
+
+def test_verify_dump_detects_a_count_mismatch(make_config, restic_bin):
+    _, config = make_config(databases={"hive": {"server": "frame-postgres"}}, folders={})
+    axe = config.customer("axe")
+    restic = local_restic("axe", axe)
+    restic.init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r")
+    hive = next(r for r in result.results if r.item.name == "hive")
+    wrong = dict(hive.row_counts, **{"axec.employees": 41, "public.ghost": 3})
+    check = verify_dump(restic, hive.snapshot_id, hive.path, fmt="custom",
+                        expected_counts=wrong)
+    assert not check.ok
+    assert check.problems == ["axec.employees: 42 rows in the dump, 41 counted at dump time",
+                              "public.ghost: missing from the dump"]
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.98])
+def test_truncated_archive_is_not_restorable(tmp_path, make_config, restic_bin, cut):
+    """A dump cut short (what a plain pipe stores when pg_dump dies) fails verification."""
+    from axe_pipelines.postgres import PostgresError, read_dump
+
+    _, config = make_config(databases={"frame": {"server": "frame-postgres"}}, folders={})
+    axe = config.customer("axe")
+    restic = local_restic("axe", axe)
+    restic.init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r")
+    frame = next(r for r in result.results if r.item.name == "frame")
+    with restic.dump(frame.snapshot_id, "/frame.pgdump") as stream:
+        data = stream.read()
+    cut_file = tmp_path / "cut.pgdump"
+    cut_file.write_bytes(data[: int(len(data) * cut)])
+    with open(cut_file, "rb") as stream, pytest.raises(PostgresError) as info:
+        read_dump(stream, fmt="custom")
+    assert "pg_restore cannot read the dump" in str(info.value)

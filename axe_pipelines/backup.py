@@ -198,6 +198,8 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
                         env_extra=_pg_env(conn))
             else:
                 conn = _server_connection(customer, item.server)
+                # restic would only say "command failed"; asking first gives the server's reason.
+                conn.psql("SELECT 1;")
                 result.format = "plain"
                 result.path = dump_filename(customer, item)
                 summary = restic.backup_command(
@@ -228,9 +230,14 @@ def _one_line(exc: BaseException, item: Item) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     detail = getattr(exc, "detail", "")
     if "command failed" in text and detail:
-        # restic says only "command failed: exit status 1"; pg_dump's reason is in the detail.
-        text = f"{text} (pg_dump for {item.label} failed; see the server log or run "
-        text += "`axe doctor`)"
+        # restic says only "command failed: exit status N"; the dump tool's own message went
+        # to restic's stderr, which is in the detail.
+        tool = "pg_dump" if item.kind == "pgdump" else "pg_dumpall"
+        # restic passes the child's stderr on as "subprocess pg_dump: pg_dump: error: …".
+        said = [ln.split(f"{tool}: error:", 1)[1].strip() for ln in detail.splitlines()
+                if f"{tool}: error:" in ln]
+        reason = f": {said[0]}" if said else "; see the server log or run `axe doctor`"
+        text = f"{text} ({tool} for {item.label} failed{reason})"
     return text
 
 

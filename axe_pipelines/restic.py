@@ -238,6 +238,10 @@ class Restic:
 
     def _raise_for(self, code: int, stderr: str, what: str) -> None:
         msg = _exit_message(stderr)
+        # Lines that are not restic's JSON come from the child command (pg_dump's errors).
+        child = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("{")]
+        if child:
+            msg = msg + "\n" + "\n".join(child[-20:])
         label = self.repo.label
         if code == 10:
             raise RepositoryMissing(
@@ -426,6 +430,67 @@ class Restic:
             duration_s=float(summary.get("total_duration") or 0.0),
             files=int(summary.get("total_files_processed") or 0),
         )
+
+    # --- copying between repositories (tiers B and C) ----------------------------------------
+
+    def copy(self, source: Repository, snapshot_ids: Sequence[str], *,
+             timeout: float | None = None, _retried: bool = False) -> str:
+        """Copies `snapshot_ids` of `source` into this repository (`restic copy --from-repo`).
+
+        restic skips snapshots already here (it matches their `original` id) and ignores ids
+        it cannot find, so callers verify the result by listing snapshots. On timeout restic
+        gets SIGINT (so it can remove its lock), then SIGKILL, and this raises ResticTimeout.
+        Returns restic's output; raises the mapped ResticError otherwise.
+        """
+        deadline = timeout if timeout is not None else self.timeout
+        env = self.env()
+        env.update(_from_repo_env(source))
+        args = ["copy", "--from-repo", source.location, "--", *snapshot_ids]
+        proc = subprocess.Popen(self._argv(args), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        timer = _kill_after(proc, deadline)
+        try:
+            out, err = proc.communicate()
+        finally:
+            if timer:
+                timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if timer and timer.fired:
+            raise ResticTimeout(f"{self.repo.label}: copying {len(snapshot_ids)} snapshot(s) "
+                                f"did not finish within {deadline:.0f} s; it was stopped",
+                                detail=err[-2000:])
+        if proc.returncode != 0:
+            try:
+                self._raise_for(proc.returncode, err,
+                                f"copying {len(snapshot_ids)} snapshot(s) from {source.label}")
+            except RepositoryLocked as exc:
+                if not _retried and self.clear_stale_lock(exc):
+                    return self.copy(source, snapshot_ids, timeout=timeout, _retried=True)
+                raise
+        return out
+
+    def locks(self) -> list[LockHolder]:
+        """The locks in the repository now (read without taking a lock)."""
+        holders = []
+        for lock_id in self.run(["list", "locks", "--no-lock"], what="listing locks").split():
+            try:
+                data = json.loads(self.run(["cat", "lock", lock_id, "--no-lock"],
+                                           what="reading a lock"))
+            except (ResticFatal, ValueError):
+                continue  # removed between list and cat: its holder finished
+            holders.append(LockHolder(int(data.get("pid", 0)), str(data.get("hostname", "")),
+                                      str(data.get("username", "")), str(data.get("time", ""))))
+        return holders
+
+    def clear_stale_locks(self) -> list[LockHolder]:
+        """Runs `restic unlock` (stale locks only) when at least one lock is provably stale
+        (taken on this host by a process that is gone); returns those locks."""
+        stale = [h for h in self.locks() if h.provably_stale]
+        if stale:
+            self.run(["unlock"], what="removing stale locks", retry_stale_lock=False)
+        return stale
 
     # --- reading back ------------------------------------------------------------------------
 

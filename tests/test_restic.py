@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from axe_pipelines.restic import (
+    Repository,
     RepositoryLocked,
     RepositoryMissing,
-    Repository,
     Restic,
     ResticFatal,
     ResticNotFound,

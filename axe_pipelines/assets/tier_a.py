@@ -180,7 +180,7 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
         context.log.info(f"tier A of {customer_name}: {len(todo)} item(s), logical time "
                          f"{at.isoformat()}")
         restic = local_restic(customer_name, customer)
-        run = run_tier_a(customer_name, customer, at=at, run_id=context.run_id, items=todo,
+        run = run_tier_a(customer_name, customer, at=at, run_id=context.run.run_id, items=todo,
                          reporter=reporter, restic=restic)
         in_set = {s.id for s in run.snapshots}
         for r in run.results:

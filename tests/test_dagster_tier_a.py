@@ -1,0 +1,146 @@
+"""The Dagster layer of tier A: definitions from customers.yaml, runs in-process against real
+servers and restic, metadata and checks as an operator sees them in the UI."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a, repository_pool
+from axe_pipelines.backup import local_restic
+from axe_pipelines.instance import ensure_dagster_home
+
+from .conftest import server_entry
+from .test_tier_a import table_counts
+
+KST = ZoneInfo("Asia/Seoul")
+K = dg.AssetKey
+
+
+def materialize(config, **kwargs) -> dg.ExecuteInProcessResult:
+    axe = config.customer("axe")
+    return dg.materialize(
+        [build_tier_a("axe", axe)], instance=dg.DagsterInstance.get(),
+        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)},
+        raise_on_error=False, **kwargs)
+
+
+def checks_by_key(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], object]:
+    return {(e.asset_check_evaluation_data.asset_key.to_user_string(),
+             e.asset_check_evaluation_data.check_name): e.asset_check_evaluation_data
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def test_definitions_from_customers_yaml(make_config, monkeypatch, dagster_home):
+    path, config = make_config()
+    monkeypatch.setenv("AXE_CONFIG", str(path))
+    module = importlib.import_module("axe_pipelines.definitions")
+    defs = module.defs  # what workspace.yaml loads
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert {"axe/db/frame/dump", "axe/db/hive/dump", "axe/db/blueprint/dump",
+            "axe/db/index/dump", "axe/files/files", "axe/roles/frame-postgres",
+            "axe/roles/index-postgres", "axe/tier_a/local"} <= keys
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    # Lineage: every dump and folder feeds the night's set.
+    deps = {d.asset_key.to_user_string() for d in specs["axe/tier_a/local"].deps}
+    assert {"axe/db/frame/dump", "axe/files/files", "axe/roles/index-postgres"} <= deps
+    policy = specs["axe/db/frame/dump"].freshness_policy
+    assert policy is not None and policy.fail_window.to_timedelta().total_seconds() == 26 * 3600
+    schedule = defs.resolve_schedule_def("axe_tier_a_nightly")
+    assert schedule.cron_schedule == "0 3 * * *"
+    assert schedule.execution_timezone == "Asia/Seoul"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    job = defs.resolve_job_def("axe_tier_a")
+    assert job.tags["axe/repository"]
+    assets_def = defs.resolve_assets_def(K(["axe", "tier_a", "local"]))
+    assert assets_def.op.pool == repository_pool(config.customer("axe"))
+    checks = {(c.asset_key.to_user_string(), c.name) for c in assets_def.check_specs}
+    assert ("axe/tier_a/local", "coverage") in checks
+    assert ("axe/db/index/dump", "restorable") in checks
+
+
+def test_scheduled_run_materializes_everything_at_its_logical_time(make_config, server_a,
+                                                                    dagster_home):
+    _, config = make_config()
+    local_restic("axe", config.customer("axe")).init()
+    # The 03:00 KST tick of 2026-05-20, however late the run actually starts.
+    result = materialize(config, tags={"dagster/scheduled_execution_time":
+                                       "2026-05-19T18:00:00+00:00"})
+    assert result.success
+    materialized = {m.asset_key.to_user_string(): m for m in result.asset_materializations_for_node(
+        "axe_tier_a")}
+    assert len(materialized) == 8
+    frame = materialized["axe/db/frame/dump"].metadata
+    assert frame["row_counts"].value == table_counts(server_a, "frame")
+    assert frame["snapshot_time"].value == "2026-05-20T03:00:00+09:00"
+    snap = local_restic("axe", config.customer("axe")).snapshots(
+        tags=[f"run={result.run_id}", "database=frame"])[0]
+    assert snap.id == frame["snapshot_id"].value
+    assert snap.time == datetime(2026, 5, 20, 3, 0, tzinfo=KST)
+    the_set = materialized["axe/tier_a/local"].metadata
+    assert the_set["members"].value == 7 and the_set["failed"].value == []
+    checks = checks_by_key(result)
+    assert checks[("axe/tier_a/local", "coverage")].passed
+    for db in ("frame", "hive", "blueprint", "index"):
+        evaluation = checks[(f"axe/db/{db}/dump", "restorable")]
+        assert evaluation.passed, evaluation.description
+        assert evaluation.metadata["rows_in_dump"].value == sum(
+            materialized[f"axe/db/{db}/dump"].metadata["row_counts"].value.values())
+
+
+def test_one_database_alone_then_its_check_alone(make_config, dagster_home):
+    _, config = make_config()
+    local_restic("axe", config.customer("axe")).init()
+    hive = K(["axe", "db", "hive", "dump"])
+    first = materialize(config, selection=[hive])
+    assert first.success
+    assert [m.asset_key for m in first.asset_materializations_for_node("axe_tier_a")] == [hive]
+    assert set(checks_by_key(first)) == {("axe/db/hive/dump", "restorable")}
+    # From the UI an operator can re-run just the check: it reads the latest dump back.
+    again = materialize(config, selection=dg.AssetSelection.checks(
+        dg.AssetCheckKey(hive, "restorable")))
+    assert again.success
+    assert again.asset_materializations_for_node("axe_tier_a") == []
+    evaluation = checks_by_key(again)[("axe/db/hive/dump", "restorable")]
+    first_meta = first.asset_materializations_for_node("axe_tier_a")[0].metadata
+    assert evaluation.passed
+    assert evaluation.metadata["snapshot_id"].value == first_meta["snapshot_id"].value
+
+
+def test_failed_database_fails_the_run_and_the_coverage_check(make_config, server_a,
+                                                               dagster_home):
+    from axe_pipelines.postgres import free_port
+
+    _, config = make_config(
+        servers={"frame-postgres": server_entry(server_a),
+                 "gone-postgres": {**server_entry(server_a), "port": free_port()}},
+        databases={"hive": {"server": "frame-postgres"},
+                   "index": {"server": "gone-postgres"}})
+    local_restic("axe", config.customer("axe")).init()
+    result = materialize(config)
+    assert not result.success
+    got = {m.asset_key.to_user_string() for m in
+           result.asset_materializations_for_node("axe_tier_a")}
+    assert "axe/db/hive/dump" in got and "axe/db/index/dump" not in got
+    assert "axe/tier_a/local" in got  # the partial set is recorded, and flagged:
+    coverage = checks_by_key(result)[("axe/tier_a/local", "coverage")]
+    assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.ERROR
+    assert "database index on gone-postgres is not in the set" in coverage.description
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    description = failure.step_failure_data.user_failure_data.description
+    assert description.startswith("tier A of axe: 2 of 5 item(s) failed; the others were "
+                                  "backed up")
+    assert "db/index: " in description and "roles/gone-postgres: " in description
+    assert description.count("Connection refused") == 2
+
+
+def test_embedded_instance_keeps_runs_on_one_repository_apart(tmp_path):
+    home = ensure_dagster_home(tmp_path / "home")
+    assert (home / "dagster.yaml").read_text().startswith("# Embedded default")
+    config = dg.DagsterInstance.get().get_concurrency_config()
+    assert config.pool_config.default_pool_limit == 1
+    assert config.run_queue_config.tag_concurrency_limits == [
+        {"key": "axe/repository", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]

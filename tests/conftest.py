@@ -68,7 +68,7 @@ def server_b(pg_root: Path) -> Iterator[LocalCluster]:
 
 
 def server_entry(cluster: LocalCluster, **extra: Any) -> dict[str, Any]:
-    return cluster.server_config(password={"env": PG_PASSWORD_ENV}, **extra)
+    return cluster.server_config(**{"password": {"env": PG_PASSWORD_ENV}, **extra})
 
 
 @pytest.fixture

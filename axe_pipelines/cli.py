@@ -58,9 +58,97 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    if not args.local:
-        _err("say which tier: --local (tiers B and C come with their own issues)")
+    if not (args.local or args.ring or args.cold):
+        _err("say which tier: --local, --ring and/or --cold (run in that order)")
         return EXIT_CONFIG
+    worst = _backup_local(args) if args.local else EXIT_OK
+    if args.ring:
+        worst = max(worst, _backup_ring(args))
+    if args.cold:
+        worst = max(worst, _backup_cold(args))
+    return worst
+
+
+def _print_checks(result: object) -> bool:
+    """Prints each asset check of a Dagster run; True when all passed."""
+    ok = True
+    for e in result.all_events:  # type: ignore[attr-defined]
+        if e.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        check = e.asset_check_evaluation_data
+        sev = check.severity.value if not check.passed else ""
+        mark = "ok" if check.passed else ("WARN" if sev == "WARN" else "FAILED")
+        ok = ok and (check.passed or sev == "WARN")
+        print(f"check {check.asset_key.to_user_string()}:{check.check_name}: {mark}"
+              + (f" ({check.description})" if not check.passed and check.description else ""))
+    return ok
+
+
+def _run_failure(result: object) -> str:
+    """The last step failure's message of a Dagster run."""
+    fails = [e for e in result.all_events  # type: ignore[attr-defined]
+             if e.event_type_value == "STEP_FAILURE"]
+    if not fails:
+        return "the run failed; see the Dagster run log"
+    err = fails[-1].step_failure_data.error
+    return (err.message if err else "step failed").strip().removeprefix(
+        "dagster._core.definitions.events.Failure: ")
+
+
+def _backup_ring(args: argparse.Namespace) -> int:
+    """Tier B now: one Dagster run per (customer, peer), without the schedule's retries."""
+    import dagster as dg
+
+    from axe_pipelines.assets.tier_b import build_tier_b_asset
+    from axe_pipelines.instance import ensure_dagster_home
+    from axe_pipelines.progress import human_bytes
+    from axe_pipelines.ring import RingError, ring_peers
+
+    config = load_config(args.config)
+    ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    worst = EXIT_OK
+    for name in _customers(config, args.customer):
+        try:
+            peers = [args.peer] if args.peer else ring_peers(config, name)
+            if not peers:
+                raise RingError(f"tier B of {name}: no customer has a ring_backup block",
+                                retryable=False)
+            assets = [build_tier_b_asset(config, name, peer, retry=False) for peer in peers]
+        except RingError as exc:
+            _err(str(exc))
+            worst = max(worst, EXIT_CONFIG)
+            continue
+        for peer, asset in zip(peers, assets, strict=True):
+            print(f"tier B of {name}: latest set to {peer}", file=sys.stderr)
+            result = dg.materialize(
+                [asset], instance=instance, tags={"axe/tier": "b"}, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+            if not result.success:
+                _err(_run_failure(result))
+                worst = max(worst, EXIT_FAILED)
+                continue
+            meta = {k: v.value for k, v in
+                    result.get_asset_materialization_events()[0].materialization.metadata
+                    .items()}
+            print(f"tier B {name} -> {peer} ({meta['host']}): {meta['snapshots_copied']} "
+                  f"copied, {meta['snapshots_already_present']} already there, "
+                  f"{human_bytes(int(meta['bytes_copied']))}, {meta['duration_s']} s; "
+                  f"peer free {meta['peer_free_gib']} GiB")
+            if not _print_checks(result):
+                worst = max(worst, EXIT_FAILED)
+    return worst
+
+
+def _backup_cold(args: argparse.Namespace) -> int:
+    """Tier C now: every mounted cold volume, one at a time."""
+    from axe_pipelines.assets.tier_c import run_cold_cli
+
+    config = load_config(args.config)
+    return run_cold_cli(config, _customers(config, args.customer), say=print, err=_err)
+
+
+def _backup_local(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a, tier_a_tags
@@ -88,9 +176,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
         reporter = TerminalReporter(items) if live else PlainReporter()
         print(f"tier A of {name}: {len(items)} item(s) into {customer.tiers.local.repository}",
               file=sys.stderr)
+        assets_def = build_tier_a(name, customer)
+        selection = dg.AssetSelection.all()
+        if args.skip_restore_check:
+            # Coverage stays; the read-back of every dump can run later from the UI.
+            selection = selection.without_checks() | dg.AssetSelection.checks(
+                *[k for k in assets_def.check_keys if k.name != "restorable"])
         started = time.monotonic()
         result = dg.materialize(
-            [build_tier_a(name, customer)], instance=instance,
+            [assets_def], instance=instance, selection=selection,
             resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
             tags=tier_a_tags(customer), raise_on_error=False,
             # The reporter draws progress; Dagster's own console log only speaks up on errors.
@@ -165,6 +259,112 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def _say(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+def _restore_errors() -> tuple[type[BaseException], ...]:
+    from axe_pipelines.postgres import PostgresError
+    from axe_pipelines.restic import ResticError
+    from axe_pipelines.restore import RestoreError
+
+    return (RestoreError, ResticError, PostgresError)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from axe_pipelines.integrity import format_table
+    from axe_pipelines.restore import RestoreOptions, run_restore
+
+    config = load_config(args.config)
+    opts = RestoreOptions(customer=args.customer, tier=args.tier, source=args.source,
+                          as_of=args.as_of, target=args.target, table=args.table,
+                          dry_run=args.dry_run, force=args.force, in_place=args.in_place,
+                          dest=args.dest, check=args.check, jobs=args.jobs)
+    try:
+        report = run_restore(config, opts, say=_say)
+    except _restore_errors() as exc:
+        _err(f"restore: {str(exc).strip().splitlines()[0]}")
+        return EXIT_FAILED
+    if report.dry_run:
+        return EXIT_OK
+    for target in report.targets:
+        print(f"{target.kind} {target.name}: {target.detail}")
+        if target.checks:
+            print(format_table(target.checks))
+        if target.undo:
+            print(f"undo with: {target.undo}")
+    print("steps: " + ", ".join(f"{s.name.split(': ', 1)[-1].split(' ')[0]} "
+                                f"{s.seconds:.1f} s" for s in report.steps))
+    if not report.ok:
+        _err("restore: integrity check(s) failed; see the table above")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_integrity_check(args: argparse.Namespace) -> int:
+    from axe_pipelines.integrity import format_table
+    from axe_pipelines.restore import run_integrity_check
+
+    config = load_config(args.config)
+    try:
+        report = run_integrity_check(config, args.customer, args.target, as_of=args.as_of,
+                                     tier=args.tier, source=args.source, live=args.live,
+                                     only=args.check or None, say=_say)
+    except _restore_errors() as exc:
+        _err(f"integrity-check: {str(exc).strip().splitlines()[0]}")
+        return EXIT_FAILED
+    where = "live database" if report.live else "staging copy"
+    print(f"{report.target} ({where}, snapshot {report.snapshot_id[:8]}):")
+    print(format_table(report.checks))
+    for check in report.checks:
+        if check.kind == "command" and check.output:
+            print(f"--- output of {check.name}:\n{check.output}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_find_last_valid(args: argparse.Namespace) -> int:
+    from axe_pipelines.config import tier_timezone
+    from axe_pipelines.restore import (
+        RestoreError,
+        find_last_valid,
+        load_sets,
+        open_source,
+        resolve_target,
+        tier_label,
+    )
+    from axe_pipelines.sets import parse_as_of
+
+    config = load_config(args.config)
+    customer = config.customer(args.customer)
+    try:
+        target = resolve_target(args.customer, customer, args.target)
+        if target.kind != "database":
+            raise RestoreError(f"{args.target} is a folder; last-valid needs a database")
+        tier, peer, restic = open_source(config, args.customer, args.tier, args.source)
+        where = f"{tier_label(tier, peer)} of {args.customer}"
+        sets = load_sets(restic, args.customer, where)
+        if args.before:
+            limit = parse_as_of(args.before, tier_timezone(customer))
+            sets = [s for s in sets if s.time <= limit]
+        found, probes = find_last_valid(customer, target.name, args.check, sets, restic,
+                                        say=_say, where=where)
+    except _restore_errors() as exc:
+        _err(f"find-last-valid: {str(exc).strip().splitlines()[0]}")
+        return EXIT_FAILED
+    snap = found.member("pgdump", target.name)
+    print(f"last valid: {found.time.isoformat()} (snapshot {snap.short_id if snap else '?'}, "
+          f"{len(probes)} of {len(sets)} set(s) tested)")
+    print(f"restore it with: axe restore --customer {args.customer} --tier {tier} "
+          f"--target {args.target} --as-of {found.time.isoformat()}")
+    return EXIT_OK
+
+
+def _tier_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--customer", required=True)
+    p.add_argument("--tier", help="local, ring or cold (default: local)")
+    p.add_argument("--from", dest="source", help="the same words as --tier, or a ring peer")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="axe", description="Backups and restores, by tier.")
     parser.add_argument("--config", type=Path, help="customers.yaml (default: $AXE_CONFIG, "
@@ -182,12 +382,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     backup = sub.add_parser("backup", help="run a tier now")
     backup.add_argument("--local", action="store_true", help="tier A: the local repository")
+    backup.add_argument("--ring", action="store_true",
+                        help="tier B: copy the latest set to the ring peer(s) over sftp")
+    backup.add_argument("--peer", help="with --ring: only this peer (default: all)")
+    backup.add_argument("--cold", action="store_true",
+                        help="tier C: sync the latest sets to every mounted cold volume")
     backup.add_argument("--customer", help="only this customer (default: all)")
     backup.add_argument("--plain", action="store_true", help="plain log lines, no live table")
+    backup.add_argument("--skip-restore-check", action="store_true",
+                        help="do not read every dump back through pg_restore now (the "
+                        "restorable check can be run later from the UI)")
     backup.set_defaults(func=cmd_backup)
 
     doctor = sub.add_parser("doctor", help="check tools, config, repositories, databases")
     doctor.set_defaults(func=cmd_doctor)
+
+    restore = sub.add_parser("restore", help="restore a database, table or folder as of a time")
+    _tier_args(restore)
+    restore.add_argument("--as-of", default="latest",
+                         help="2026-05-20 (end of day), 2026-05-20T03:00, latest, or last-valid "
+                              "(with --check)")
+    restore.add_argument("--target", help="database (frame, frame-postgres, …) or folder; "
+                         "default: everything in the set")
+    restore.add_argument("--table", help="only this table of --target (schema.table or name)")
+    restore.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    restore.add_argument("--force", action="store_true",
+                         help="terminate connections to the database being replaced")
+    restore.add_argument("--in-place", action="store_true",
+                         help="folders: restore over the original instead of beside it")
+    restore.add_argument("--dest", help="folders: restore into this path")
+    restore.add_argument("--check", help="with --as-of last-valid: the check that must pass")
+    restore.add_argument("--jobs", type=int, default=2, help="pg_restore -j (default 2)")
+    restore.set_defaults(func=cmd_restore)
+
+    integrity = sub.add_parser("integrity-check",
+                               help="restore a snapshot into a staging server and check it")
+    _tier_args(integrity)
+    integrity.add_argument("--target", required=True)
+    integrity.add_argument("--as-of", default="latest")
+    integrity.add_argument("--live", action="store_true",
+                           help="run the SQL checks against the live database instead")
+    integrity.add_argument("--check", action="append",
+                           help="only this check (repeatable; row-counts is the built-in one)")
+    integrity.set_defaults(func=cmd_integrity_check)
+
+    last_valid = sub.add_parser("find-last-valid",
+                                help="the newest snapshot of a database that passes a check")
+    _tier_args(last_valid)
+    last_valid.add_argument("--target", required=True)
+    last_valid.add_argument("--check", required=True)
+    last_valid.add_argument("--before", help="only sets at or before this time")
+    last_valid.set_defaults(func=cmd_find_last_valid)
     return parser
 
 

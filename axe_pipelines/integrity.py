@@ -1,0 +1,187 @@
+"""Integrity checks of a restored (or live) database: the built-in row-count round trip, the
+named SQL checks of customers.yaml and command checks whose exit status decides.
+
+Every check returns a CheckResult; none raises for a failing check, so a report always holds
+the whole table. Used by `axe restore` (after every restore), `axe integrity-check` (against a
+throwaway staging server or `--live`) and the last-valid search.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from axe_pipelines.config import Database, IntegrityCommand, IntegrityQuery
+from axe_pipelines.postgres import COUNTABLE_TABLES_SQL, Connection, PostgresError
+
+ROW_COUNTS = "row-counts"
+OUTPUT_LIMIT = 4000  # characters of a command's output kept with its result
+
+
+@dataclass
+class CheckResult:
+    """One check's outcome. `kind` is builtin, sql or command; `output` holds a command's
+    output (trimmed) or the rows a SQL check returned."""
+
+    name: str
+    kind: str
+    passed: bool
+    detail: str
+    output: str = ""
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        return {"check": self.name, "kind": self.kind,
+                "result": "ok" if self.passed else "FAILED", "detail": self.detail,
+                "seconds": round(self.seconds, 2)}
+
+
+def count_rows(conn: Connection, tables: Iterable[str] | None = None) -> dict[str, int]:
+    """Row count of every ordinary table of the database (or of `tables`, quoted names like
+    `public."Weird Name"`), keyed as pg_dump's COPY lines name them."""
+    names = list(tables) if tables is not None else [r[0] for r in conn.psql(COUNTABLE_TABLES_SQL)]
+    if not names:
+        return {}
+    union = "\nUNION ALL ".join(
+        f"SELECT {_literal(t)}, count(*) FROM {t}" for t in names)
+    return {name: int(n) for name, n in conn.psql(union + ";")}
+
+
+def row_count_check(conn: Connection, expected: dict[str, int], *,
+                    only: Iterable[str] | None = None) -> CheckResult:
+    """Built-in round trip: every table's row count equals the count in the dump (`expected`,
+    keyed like `public.journal_line`). `only` limits it to some tables (a table restore)."""
+    started = time.monotonic()
+    keep = set(only) if only is not None else None
+    wanted = {t: n for t, n in expected.items() if keep is None or t in keep}
+    try:
+        # A table restore counts only its table, not the whole database.
+        got = count_rows(conn, list(wanted) if only is not None else None)
+    except PostgresError as exc:
+        return CheckResult(ROW_COUNTS, "builtin", False, f"cannot count rows: {exc}",
+                           seconds=time.monotonic() - started)
+    problems = []
+    for table, want in sorted(wanted.items()):
+        have = got.get(table)
+        if have is None:
+            problems.append(f"{table}: missing (dump has {want} rows)")
+        elif have != want:
+            problems.append(f"{table}: {have} rows, dump has {want}")
+    detail = (f"{len(wanted)} table(s), {sum(wanted.values())} rows match the dump"
+              if not problems else "; ".join(problems[:10]))
+    return CheckResult(ROW_COUNTS, "builtin", not problems, detail,
+                       seconds=time.monotonic() - started)
+
+
+def _normalise(value: Any) -> str:
+    # psql's unaligned output: booleans t/f, NULL as the empty string.
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def sql_check(conn: Connection, query: IntegrityQuery) -> CheckResult:
+    """Runs a named SQL check; passes when it runs and (if `expect` is set) returns exactly
+    the expected rows, compared as text in order."""
+    started = time.monotonic()
+    try:
+        rows = conn.psql(query.sql.rstrip().rstrip(";") + ";")
+    except PostgresError as exc:
+        return CheckResult(query.name, "sql", False, f"query failed: {exc}",
+                           seconds=time.monotonic() - started)
+    shown = "; ".join(", ".join(r) for r in rows[:20])
+    if query.expect is None:
+        return CheckResult(query.name, "sql", True, f"{len(rows)} row(s)", output=shown,
+                           seconds=time.monotonic() - started)
+    want = [[_normalise(v) for v in row] for row in query.expect]
+    passed = rows == want
+    detail = "rows as expected" if passed else (
+        f"got [{shown}], expected [{'; '.join(', '.join(r) for r in want)}]")
+    return CheckResult(query.name, "sql", passed, detail, output=shown,
+                       seconds=time.monotonic() - started)
+
+
+def connection_env(conn: Connection) -> dict[str, str]:
+    """Environment naming `conn`'s database for libpq clients (PGHOST, PGPORT, PGDATABASE,
+    PGUSER, and PGPASSWORD when the server has one)."""
+    env = conn.env()
+    if conn.server.host:
+        env["PGHOST"] = conn.server.host
+    env["PGPORT"] = str(conn.server.port)
+    env["PGDATABASE"] = conn.dbname
+    if conn.server.user:
+        env["PGUSER"] = conn.server.user
+    return env
+
+
+def command_check(conn: Connection, check: IntegrityCommand) -> CheckResult:
+    """Runs a command check with the database's connection in its environment; exit 0
+    passes. Output (stdout + stderr, trimmed) is kept with the result."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(check.command, env=connection_env(conn), capture_output=True,
+                              text=True, timeout=check.timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return CheckResult(check.name, "command", False,
+                           f"command {check.command[0]!r} not found",
+                           seconds=time.monotonic() - started)
+    except subprocess.TimeoutExpired:
+        return CheckResult(check.name, "command", False,
+                           f"did not finish within {check.timeout:.0f} s; it was stopped",
+                           seconds=time.monotonic() - started)
+    output = (proc.stdout + proc.stderr).strip()[-OUTPUT_LIMIT:]
+    last = output.splitlines()[-1] if output else ""
+    detail = ("exit 0" if proc.returncode == 0 else f"exit {proc.returncode}") + (
+        f": {last[:200]}" if last else "")
+    return CheckResult(check.name, "command", proc.returncode == 0, detail, output=output,
+                       seconds=time.monotonic() - started)
+
+
+def configured_check_names(database: Database) -> list[str]:
+    return [c.name for c in database.integrity]
+
+
+def run_checks(conn: Connection, database: Database, *,
+               expected_counts: dict[str, int] | None,
+               only: Sequence[str] | None = None,
+               count_tables: Iterable[str] | None = None,
+               sql_only: bool = False) -> list[CheckResult]:
+    """Runs the built-in row-count check (when `expected_counts` is given) and the database's
+    configured checks against `conn`. `only` restricts to those check names; `sql_only` skips
+    command checks (`--live`: commands are for staging copies)."""
+    results: list[CheckResult] = []
+    if expected_counts is not None and (only is None or ROW_COUNTS in only):
+        results.append(row_count_check(conn, expected_counts, only=count_tables))
+    for check in database.integrity:
+        if only is not None and check.name not in only:
+            continue
+        if isinstance(check, IntegrityQuery):
+            results.append(sql_check(conn, check))
+        elif not sql_only:
+            results.append(command_check(conn, check))
+    return results
+
+
+def format_table(results: Sequence[CheckResult]) -> str:
+    """The check table as aligned text lines (what the CLI prints)."""
+    if not results:
+        return "  (no checks)"
+    rows = [r.row() for r in results]
+    cols = ["check", "kind", "result", "detail"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols[:-1]}
+    lines = ["  " + "  ".join(c.ljust(widths.get(c, 0)) for c in cols).rstrip()]
+    for r in rows:
+        lines.append("  " + "  ".join(str(r[c]).ljust(widths.get(c, 0)) for c in cols).rstrip())
+    return "\n".join(lines)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+

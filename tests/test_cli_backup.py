@@ -139,3 +139,54 @@ def test_no_secret_in_output_dagster_storage_or_process_arguments(make_config, t
     assert len(events) > 1000
     for secret in (PG_PASSWORD, repo_password):
         assert secret not in str(run.run_config) and secret not in events
+
+
+def test_terminal_gets_a_live_table(make_config, tmp_path, restic_bin):
+    """On a terminal, progress is a block redrawn in place (one line per item)."""
+    import pty
+
+    path, _ = make_config(databases={"hive": {"server": "frame-postgres"}})
+    home = tmp_path / "home"
+    run_axe(path, home, "init")
+    leader, follower = pty.openpty()
+    env = dict(os.environ, AXE_CONFIG=str(path), DAGSTER_HOME=str(home))
+    proc = subprocess.Popen([sys.executable, "-m", "axe_pipelines.cli", "backup", "--local"],
+                            env=env, stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0
+    text = screen.decode(errors="replace")
+    assert "\x1b[2K" in text and "\x1b[3F" in text  # lines cleared and redrawn in place
+    assert "running" in text and "done" in text
+    assert "db/hive: running" not in text  # not the plain-line format
+    assert "db/hive" in out
+
+
+def test_doctor_names_what_is_broken(make_config, tmp_path, server_a, restic_bin):
+    from axe_pipelines.postgres import free_port
+
+    port = free_port()
+    path, _ = make_config(
+        servers={"frame-postgres": server_entry(server_a),
+                 "gone-postgres": {**server_entry(server_a), "port": port}},
+        databases={"hive": {"server": "frame-postgres"}, "gone": {"server": "gone-postgres"}})
+    home = tmp_path / "home"
+    run_axe(path, home, "init")
+    proc = run_axe(path, home, "doctor")
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("ok   restic 0.")
+    assert any(ln.startswith("ok   database hive on frame-postgres") for ln in lines)
+    assert any(ln.startswith(f"FAIL database gone: gone-postgres (127.0.0.1:{port})")
+               for ln in lines)
+    assert any(ln.startswith("ok   folder files") for ln in lines)

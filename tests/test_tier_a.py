@@ -229,3 +229,33 @@ def test_truncated_archive_is_not_restorable(tmp_path, make_config, restic_bin, 
     with open(cut_file, "rb") as stream, pytest.raises(PostgresError) as info:
         read_dump(stream, fmt="custom")
     assert "pg_restore cannot read the dump" in str(info.value)
+
+
+def test_servers_are_dumped_in_parallel_lanes(make_config, restic_bin):
+    """Two servers' first items start before either finishes; one server's items run in turn."""
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    class Recorder:
+        def start(self, item):
+            with lock:
+                events.append(("start", item.label))
+
+        def progress(self, item, n):
+            pass
+
+        def finish(self, result):
+            with lock:
+                events.append(("finish", result.item.label))
+
+    _, config = make_config(folders={})
+    axe = config.customer("axe")
+    local_restic("axe", axe).init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r", reporter=Recorder())
+    assert result.ok
+    first_finish = next(i for i, e in enumerate(events) if e[0] == "finish")
+    assert {e[1] for e in events[:first_finish]} == {"roles/frame-postgres",
+                                                      "roles/index-postgres"}
+    # Within a server: frame starts only after frame-postgres' roles finished.
+    assert events.index(("finish", "roles/frame-postgres")) < events.index(("start", "db/frame"))
+    assert events.index(("finish", "db/frame")) < events.index(("start", "db/hive"))

@@ -7,7 +7,7 @@ import dagster as dg
 
 from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
 from axe_pipelines.config import Config, load_config
-from axe_pipelines.jobs import tier_a_job
+from axe_pipelines.jobs import restore_job, tier_a_job
 from axe_pipelines.schedules import tier_a_schedule
 
 
@@ -20,6 +20,8 @@ def build_definitions(config: Config) -> dg.Definitions:
         job = tier_a_job(name, customer)
         jobs.append(job)
         schedules.append(tier_a_schedule(name, customer, job))
+    if config.backed_up_customers():
+        jobs.append(restore_job(config))
     return dg.Definitions(
         assets=assets, jobs=jobs, schedules=schedules,
         # Runs launched by the CLI pass a terminal reporter; runs from the UI log instead.

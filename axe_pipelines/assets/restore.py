@@ -1,0 +1,102 @@
+"""The Dagster `restore` job: `axe restore` launchable from the UI, with the same options as a
+typed Config. A thin layer over restore.run_restore: each step goes to the run log, the result
+(snapshot used, durations, check table, undo command) becomes the op's output metadata.
+
+No `from __future__ import annotations` here: Dagster reads the op's annotations at runtime.
+"""
+
+from typing import Optional
+
+import dagster as dg
+
+from axe_pipelines.config import Config as SiteConfig
+from axe_pipelines.postgres import PostgresError
+from axe_pipelines.restic import ResticError
+from axe_pipelines.restore import RestoreError, RestoreOptions, RestoreReport, run_restore
+
+
+class RestoreConfig(dg.Config):
+    """The options of `axe restore`. `dry_run` defaults to true so a launch from the UI shows
+    the plan first; set it to false to restore."""
+
+    customer: str
+    tier: str = "local"
+    source: Optional[str] = None  # noqa: UP045 - Dagster's config types want Optional
+    as_of: str = "latest"
+    target: Optional[str] = None  # noqa: UP045
+    table: Optional[str] = None  # noqa: UP045
+    dry_run: bool = True
+    force: bool = False
+    in_place: bool = False
+    dest: Optional[str] = None  # noqa: UP045
+    check: Optional[str] = None  # noqa: UP045
+    jobs: int = 2
+
+    def options(self) -> RestoreOptions:
+        return RestoreOptions(customer=self.customer, tier=self.tier, source=self.source,
+                              as_of=self.as_of, target=self.target, table=self.table,
+                              dry_run=self.dry_run, force=self.force, in_place=self.in_place,
+                              dest=self.dest, check=self.check, jobs=self.jobs)
+
+
+_CHECK_COLUMNS = [dg.TableColumn("target", "string"), dg.TableColumn("check", "string"),
+                  dg.TableColumn("kind", "string"), dg.TableColumn("result", "string"),
+                  dg.TableColumn("detail", "string")]
+_STEP_COLUMNS = [dg.TableColumn("step", "string"), dg.TableColumn("seconds", "float")]
+
+
+def report_metadata(report: RestoreReport) -> dict[str, object]:
+    """Run metadata for a restore: what was used, how long each step took, the checks."""
+    checks = [dg.TableRecord({"target": t.name, "check": c.name, "kind": c.kind,
+                              "result": "ok" if c.passed else "FAILED", "detail": c.detail})
+              for t in report.targets for c in t.checks]
+    steps = [dg.TableRecord({"step": s.name, "seconds": round(s.seconds, 2)})
+             for s in report.steps]
+    return {
+        "customer": report.customer,
+        "tier": report.tier + (f" ({report.peer})" if report.peer else ""),
+        "set_time": report.set_time.isoformat(),
+        "run_id": report.run_id,
+        "dry_run": report.dry_run,
+        "snapshot_ids": dg.MetadataValue.json(sorted({t.snapshot_id for t in report.targets})),
+        "plan": dg.MetadataValue.md("\n".join(f"- {line}" for line in report.plan) or "-"),
+        "results": dg.MetadataValue.json([{"kind": t.kind, "name": t.name,
+                                           "detail": t.detail, "undo": t.undo or "",
+                                           "post_restore": t.post_restore}
+                                          for t in report.targets]),
+        "steps": dg.MetadataValue.table(records=steps,
+                                        schema=dg.TableSchema(columns=_STEP_COLUMNS)),
+        "checks": dg.MetadataValue.table(records=checks,
+                                         schema=dg.TableSchema(columns=_CHECK_COLUMNS)),
+        "total_s": dg.MetadataValue.float(round(sum(s.seconds for s in report.steps), 2)),
+        "last_valid_search": dg.MetadataValue.json(report.search),
+    }
+
+
+def build_restore_job(site: SiteConfig) -> dg.JobDefinition:
+    """The `restore` job for the customers of `site` (customers.yaml)."""
+
+    @dg.op(name="restore", description="Restore a database, table or folder of a customer as "
+           "of a time, from a tier; integrity checks afterwards.")
+    def restore_op(context: dg.OpExecutionContext, config: RestoreConfig) -> dg.Output:
+        opts = config.options()
+        context.log.info(f"restore of {opts.customer}: target {opts.target or 'everything'}"
+                         f"{' table ' + opts.table if opts.table else ''}, as of {opts.as_of}, "
+                         f"tier {opts.tier}{' (dry run)' if opts.dry_run else ''}")
+        try:
+            report = run_restore(site, opts, say=context.log.info)
+        except (RestoreError, ResticError, PostgresError) as exc:
+            raise dg.Failure(description=str(exc).strip().splitlines()[0]) from None
+        metadata = report_metadata(report)
+        if not report.ok:
+            failed = [f"{c.name}: {c.detail}" for c in report.checks if not c.passed]
+            raise dg.Failure(description="integrity check(s) failed after the restore: "
+                             + "; ".join(failed), metadata=metadata)
+        return dg.Output(value=metadata["results"].value, metadata=metadata)
+
+    @dg.job(name="restore", tags={"axe/kind": "restore"},
+            description="axe restore from the UI: set dry_run to false to change anything.")
+    def restore_job() -> None:
+        restore_op()
+
+    return restore_job

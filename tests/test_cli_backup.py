@@ -190,3 +190,25 @@ def test_doctor_names_what_is_broken(make_config, tmp_path, server_a, restic_bin
     assert any(ln.startswith(f"FAIL database gone: gone-postgres (127.0.0.1:{port})")
                for ln in lines)
     assert any(ln.startswith("ok   folder files") for ln in lines)
+
+
+def test_locked_repository_is_one_line_and_exit_3(make_config, tmp_path, restic_bin):
+    import signal
+
+    from axe_pipelines.backup import local_restic
+
+    from .test_restic import _hold_exclusive_lock
+
+    path, config = make_config()
+    home = tmp_path / "home"
+    run_axe(path, home, "init")
+    holder = _hold_exclusive_lock(local_restic("axe", config.customer("axe")))
+    try:
+        proc = run_axe(path, home, "backup", "--local")
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.wait(60)
+    assert proc.returncode == 3
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"is locked by PID {holder.pid} on " in line
+    assert "wait for it to finish" in line

@@ -68,7 +68,7 @@ def report_metadata(report: RestoreReport) -> dict[str, object]:
                                         schema=dg.TableSchema(columns=_STEP_COLUMNS)),
         "checks": dg.MetadataValue.table(records=checks,
                                          schema=dg.TableSchema(columns=_CHECK_COLUMNS)),
-        "total_s": dg.MetadataValue.float(round(sum(s.seconds for s in report.steps), 2)),
+        "total_s": dg.MetadataValue.float(round(float(sum(s.seconds for s in report.steps)), 2)),
         "last_valid_search": dg.MetadataValue.json(report.search),
     }
 

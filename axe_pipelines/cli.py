@@ -166,7 +166,7 @@ def _backup_local(args: argparse.Namespace) -> int:
         customer = config.customers[name]
         try:
             # Fail fast, with one line, when the repository cannot be opened at all.
-            local_restic(name, customer).snapshots(tags=["customer=" + name, "kind=none"])
+            local_restic(name, customer).probe()
         except ResticError as exc:
             _err(f"tier A of {name}: {exc}")
             worst = max(worst, EXIT_ENV)
@@ -346,8 +346,8 @@ def cmd_find_last_valid(args: argparse.Namespace) -> int:
         if args.before:
             limit = parse_as_of(args.before, tier_timezone(customer))
             sets = [s for s in sets if s.time <= limit]
-        found, probes = find_last_valid(customer, target.name, args.check, sets, restic,
-                                        say=_say, where=where)
+        found, probes = find_last_valid(args.customer, customer, target.name, args.check, sets,
+                                        restic, say=_say, where=where)
     except _restore_errors() as exc:
         _err(f"find-last-valid: {str(exc).strip().splitlines()[0]}")
         return EXIT_FAILED

@@ -295,6 +295,11 @@ class Restic:
 
     # --- repository --------------------------------------------------------------------------
 
+    def probe(self) -> None:
+        """Opens the repository the way a backup would (password, then a lock); raises the
+        mapped error (missing, wrong password, locked) without writing anything."""
+        self.run(["cat", "config"], what="opening the repository")
+
     def exists(self) -> bool:
         """True when the repository exists and opens with its password."""
         try:

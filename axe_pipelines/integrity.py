@@ -8,6 +8,7 @@ throwaway staging server or `--live`) and the last-valid search.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -50,8 +51,43 @@ def count_rows(conn: Connection, tables: Iterable[str] | None = None) -> dict[st
     return {name: int(n) for name, n in conn.psql(union + ";")}
 
 
+def dump_time_counts(customer_name: str, db_name: str,
+                     snapshot_id: str) -> dict[str, int] | None:
+    """The row counts tier A took inside the dump's own snapshot, from the Dagster
+    materialization of `<customer>/db/<db>/dump` that recorded `snapshot_id`; None when this
+    machine has no such history (a new machine: then the dump's own COPY counts serve)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg
+
+    try:
+        instance = dg.DagsterInstance.get()
+        records = instance.fetch_materializations(
+            dg.AssetKey([customer_name, "db", db_name, "dump"]), limit=1000).records
+    except Exception:  # noqa: BLE001 - history is optional; an unreadable one is no history
+        return None
+    for record in records:
+        mat = record.asset_materialization
+        if mat is None or "snapshot_id" not in mat.metadata:
+            continue
+        if mat.metadata["snapshot_id"].value == snapshot_id and "row_counts" in mat.metadata:
+            return {str(k): int(v) for k, v in dict(mat.metadata["row_counts"].value).items()}
+    return None
+
+
+def expected_counts(customer_name: str, db_name: str, snapshot_id: str,
+                    dump_counts: dict[str, int]) -> tuple[dict[str, int], str]:
+    """(counts to compare a restore with, where they come from): the dump-time counts when
+    Dagster recorded them, else the dump's COPY sections."""
+    recorded = dump_time_counts(customer_name, db_name, snapshot_id)
+    if recorded is not None:
+        return recorded, "counted in the dump's snapshot"
+    return dump_counts, "counted in the dump"
+
+
 def row_count_check(conn: Connection, expected: dict[str, int], *,
-                    only: Iterable[str] | None = None) -> CheckResult:
+                    only: Iterable[str] | None = None,
+                    source: str = "counted in the dump") -> CheckResult:
     """Built-in round trip: every table's row count equals the count in the dump (`expected`,
     keyed like `public.journal_line`). `only` limits it to some tables (a table restore)."""
     started = time.monotonic()
@@ -67,10 +103,10 @@ def row_count_check(conn: Connection, expected: dict[str, int], *,
     for table, want in sorted(wanted.items()):
         have = got.get(table)
         if have is None:
-            problems.append(f"{table}: missing (dump has {want} rows)")
+            problems.append(f"{table}: missing ({want} rows {source})")
         elif have != want:
-            problems.append(f"{table}: {have} rows, dump has {want}")
-    detail = (f"{len(wanted)} table(s), {sum(wanted.values())} rows match the dump"
+            problems.append(f"{table}: {have} rows, {want} {source}")
+    detail = (f"{len(wanted)} table(s), {sum(wanted.values())} rows as {source}"
               if not problems else "; ".join(problems[:10]))
     return CheckResult(ROW_COUNTS, "builtin", not problems, detail,
                        seconds=time.monotonic() - started)
@@ -152,13 +188,15 @@ def run_checks(conn: Connection, database: Database, *,
                expected_counts: dict[str, int] | None,
                only: Sequence[str] | None = None,
                count_tables: Iterable[str] | None = None,
-               sql_only: bool = False) -> list[CheckResult]:
+               sql_only: bool = False,
+               counts_source: str = "counted in the dump") -> list[CheckResult]:
     """Runs the built-in row-count check (when `expected_counts` is given) and the database's
     configured checks against `conn`. `only` restricts to those check names; `sql_only` skips
     command checks (`--live`: commands are for staging copies)."""
     results: list[CheckResult] = []
     if expected_counts is not None and (only is None or ROW_COUNTS in only):
-        results.append(row_count_check(conn, expected_counts, only=count_tables))
+        results.append(row_count_check(conn, expected_counts, only=count_tables,
+                                       source=counts_source))
     for check in database.integrity:
         if only is not None and check.name not in only:
             continue

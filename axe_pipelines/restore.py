@@ -33,7 +33,13 @@ from typing import IO, Literal
 from zoneinfo import ZoneInfo
 
 from axe_pipelines.config import Config, Customer, Database, tier_timezone
-from axe_pipelines.integrity import ROW_COUNTS, CheckResult, count_rows, run_checks
+from axe_pipelines.integrity import (
+    ROW_COUNTS,
+    CheckResult,
+    count_rows,
+    expected_counts,
+    run_checks,
+)
 from axe_pipelines.postgres import Connection, PostgresError, count_script_rows, find_bin_dir
 from axe_pipelines.restic import Restic, ResticError, Snapshot
 from axe_pipelines.sets import AsOfError, BackupSet, list_sets, parse_as_of, select_as_of
@@ -435,9 +441,9 @@ def describe_database(conn: Connection) -> str:
             f"{shown}{more}")
 
 
-def restore_database(customer: Customer, db_name: str, snap: Snapshot, restic: Restic, *,
-                     workdir: Path, timer: _Timer, say: Say, force: bool, jobs: int,
-                     on_line: Say = _quiet) -> TargetReport:
+def restore_database(customer_name: str, customer: Customer, db_name: str, snap: Snapshot,
+                     restic: Restic, *, workdir: Path, timer: _Timer, say: Say, force: bool,
+                     jobs: int, on_line: Say = _quiet) -> TargetReport:
     """Restores one database from a dump snapshot into a new database, checks it, then swaps
     names so the restored copy is `<db>` and the previous one `<db>_before_restore_<stamp>`.
     Raises RestoreError (the original untouched) when any step before the swap fails."""
@@ -460,7 +466,8 @@ def restore_database(customer: Customer, db_name: str, snap: Snapshot, restic: R
     with timer.step(f"{where}: reading the archive"):
         if db.format == "custom":
             read_toc(dump_file, where=where)
-        expected = dump_row_counts(dump_file, db.format)
+        expected, source = expected_counts(customer_name, db_name, snap.id,
+                                           dump_row_counts(dump_file, db.format))
     tag = stamp()
     new_name = f"{conn.dbname}_restoring_{tag}"[:63]
     old_name = f"{conn.dbname}_before_restore_{tag}"[:63]
@@ -482,7 +489,7 @@ def restore_database(customer: Customer, db_name: str, snap: Snapshot, restic: R
             _load_database(new, dump_file, db.format, jobs=jobs, on_line=on_line,
                            what=f"{where}: restore into {new_name}")
         with timer.step(f"{where}: integrity checks on {new_name}"):
-            checks = run_checks(new, db, expected_counts=expected)
+            checks = run_checks(new, db, expected_counts=expected, counts_source=source)
         failed = [c for c in checks if not c.passed]
         if failed:
             raise RestoreError(
@@ -900,8 +907,8 @@ def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
         if target is None or target.kind != "database" or not opts.check:
             raise RestoreError("--as-of last-valid needs --target DATABASE and --check NAME "
                                "(a check configured for it, or row-counts)")
-        the_set, search = find_last_valid(customer, target.name, opts.check, sets, restic,
-                                          say=say, where=where)
+        the_set, search = find_last_valid(opts.customer, customer, target.name, opts.check,
+                                          sets, restic, say=say, where=where)
     else:
         the_set = choose_set(sets, opts.as_of, tz, where)
     report = RestoreReport(opts.customer, tier, peer, the_set.time, the_set.run_id,
@@ -972,7 +979,8 @@ def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
                 result = restore_roles(customer, name, snap, restic, workdir=sub, timer=timer,
                                        say=say)
             elif kind == "database":
-                result = restore_database(customer, name, snap, restic, workdir=sub,
+                result = restore_database(opts.customer, customer, name, snap, restic,
+                                          workdir=sub,
                                           timer=timer, say=say, force=opts.force,
                                           jobs=opts.jobs, on_line=on_line)
             elif kind == "table":
@@ -1014,8 +1022,8 @@ def _size(n: int) -> str:
 # --- staging: integrity-check and last-valid ---------------------------------------------------
 
 
-def stage_and_check(customer: Customer, db_name: str, snap: Snapshot, restic: Restic,
-                    staging: Staging, *, only: Sequence[str] | None = None,
+def stage_and_check(customer_name: str, customer: Customer, db_name: str, snap: Snapshot,
+                    restic: Restic, staging: Staging, *, only: Sequence[str] | None = None,
                     label: str = "") -> list[CheckResult]:
     """Restores a dump snapshot into a new database on the staging server (owners and grants
     dropped: staging has no roles) and runs the checks; returns their results."""
@@ -1025,7 +1033,8 @@ def stage_and_check(customer: Customer, db_name: str, snap: Snapshot, restic: Re
         where = f"database {db_name} ({snap.short_id})"
         if db.format == "custom":
             read_toc(dump_file, where=where)
-        expected = dump_row_counts(dump_file, db.format)
+        expected, source = expected_counts(customer_name, db_name, snap.id,
+                                           dump_row_counts(dump_file, db.format))
         name = f"{customer.database_name(db_name)}_{snap.short_id}{label}"[:63]
         conn = staging.connection(name)
         admin_connection(conn).psql(f"DROP DATABASE IF EXISTS {qident(name)}; "
@@ -1039,7 +1048,8 @@ def stage_and_check(customer: Customer, db_name: str, snap: Snapshot, restic: Re
         # Without owners some statements (e.g. extensions' comments) may warn; an archive
         # that cannot be read at all shows up in the row-count check.
         problems = _pg_error(proc.stderr) if proc.returncode != 0 else ""
-        results = run_checks(conn, db, expected_counts=expected, only=only)
+        results = run_checks(conn, db, expected_counts=expected, only=only,
+                             counts_source=source)
         if problems:
             results.insert(0, CheckResult("restore", "builtin", False,
                                           f"pg_restore reported: {problems}"))
@@ -1054,7 +1064,8 @@ def check_names(database: Database) -> list[str]:
     return [ROW_COUNTS, *(c.name for c in database.integrity)]
 
 
-def find_last_valid(customer: Customer, db_name: str, check: str, sets: list[BackupSet],
+def find_last_valid(customer_name: str, customer: Customer, db_name: str, check: str,
+                    sets: list[BackupSet],
                     restic: Restic, *, say: Say = print, where: str = "",
                     staging: Staging | None = None) -> tuple[BackupSet, list[str]]:
     """The newest set whose dump of `db_name` passes `check`, found by binary search over the
@@ -1074,7 +1085,8 @@ def find_last_valid(customer: Customer, db_name: str, check: str, sets: list[Bac
     def passes(i: int, stage: Staging) -> bool:
         snap = candidates[i].member("pgdump", db_name)
         assert snap is not None
-        results = stage_and_check(customer, db_name, snap, restic, stage, only=[check])
+        results = stage_and_check(customer_name, customer, db_name, snap, restic, stage,
+                                  only=[check])
         ok = bool(results) and all(r.passed for r in results)
         line = (f"{candidates[i].time:%Y-%m-%d %H:%M} ({snap.short_id}): "
                 f"{'passes' if ok else 'fails'} {check}"
@@ -1155,7 +1167,8 @@ def run_integrity_check(config: Config, customer_name: str, target: str, *,
     else:
         say("starting a staging PostgreSQL …")
         with Staging() as staging:
-            checks = stage_and_check(customer, tgt.name, snap, restic, staging, only=only)
+            checks = stage_and_check(customer_name, customer, tgt.name, snap, restic,
+                                     staging, only=only)
     return IntegrityReport(customer_name, tier_name, tgt.name, snap.id, the_set.time, live,
                            checks)
 

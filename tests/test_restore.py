@@ -386,3 +386,40 @@ def test_secrets_stay_out_of_output(scratch_config, capsys):
     for secret in (PG_PASSWORD, REPO_PASSWORD):
         assert secret not in out.out and secret not in out.err
     assert PG_PASSWORD_ENV not in out.out
+
+
+def test_counts_from_the_dump_snapshot_decide_and_post_restore_commands_run(
+        make_config, scratch_db, server_a, dagster_home, tmp_path, capsys):
+    import sys
+
+    import dagster as dg
+
+    marker = tmp_path / "restarted"
+    restart = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('frame-mcp-blue')"]
+    path, config = make_config(databases={"ledger": {
+        "server": "frame-postgres", "dbname": scratch_db, "post_restore": [restart]}},
+        folders={})
+    local_restic("axe", config.customer("axe")).init()
+    assert axe(path, "backup", "--local", "--plain") == 0  # tier A through Dagster
+    capsys.readouterr()
+
+    assert axe(path, "restore", "--customer", "axe", "--target", "ledger") == 0
+    out = capsys.readouterr().out
+    assert "as counted in the dump's snapshot" in out  # the tier-A metadata was used
+    assert marker.read_text() == "frame-mcp-blue" and "post-restore:" in out
+
+    # History saying the dump's snapshot held other counts: the copy is not swapped in.
+    instance = dg.DagsterInstance.get()
+    key = dg.AssetKey(["axe", "db", "ledger", "dump"])
+    meta = instance.get_latest_materialization_event(key).asset_materialization.metadata
+    counts = dict(meta["row_counts"].value)
+    counts["public.journal_line"] += 1
+    instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata={
+        "snapshot_id": meta["snapshot_id"].value, "row_counts": dg.MetadataValue.json(counts)}))
+    marker.unlink()
+    before = db_fingerprint(server_a, scratch_db)
+    assert axe(path, "restore", "--customer", "axe", "--target", "ledger") == 1
+    _one_line_error(capsys, "public.journal_line: 2000 rows, 2001 counted in the dump's "
+                    "snapshot", "not swapped in", "untouched")
+    assert db_fingerprint(server_a, scratch_db) == before
+    assert not marker.exists()

@@ -1,0 +1,208 @@
+"""Tier B as Dagster definitions: the push to each ring peer, and what the peer pushes to us.
+
+    <customer>/tier_b/<peer>   restic copy of the latest tier-A set to the peer (sftp), with
+                               checks set_present and reachable; retried per a bounded policy
+    peers/<peer>/inbound       the peer's repository in receive_dir_at_self, observed by a
+                               sensor (file times/sizes/counts), freshness ~26 h, check arriving
+
+The work is in ring.py; this module only wires it into assets, a job, a schedule and a sensor.
+(No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from axe_pipelines.assets.tier_a import set_key
+from axe_pipelines.checks.tier_b import (
+    ARRIVING,
+    arriving_evaluation,
+    arriving_result,
+    reachable_result,
+    reachable_spec,
+    set_present_result,
+    set_present_spec,
+)
+from axe_pipelines.config import Config, RingBackup, tier_timezone
+from axe_pipelines.ring import (
+    RingError,
+    inbound_state,
+    link,
+    push_set,
+    ring_peers,
+    ring_settings,
+)
+
+
+def tier_b_key(customer_name: str, peer: str) -> dg.AssetKey:
+    return dg.AssetKey([customer_name, "tier_b", peer])
+
+
+def inbound_key(peer: str) -> dg.AssetKey:
+    return dg.AssetKey(["peers", peer, "inbound"])
+
+
+def tier_b_group(customer_name: str) -> str:
+    return f"{customer_name.replace('-', '_')}_tier_b"
+
+
+def _name(*parts: str) -> str:
+    return "_".join(p.replace("-", "_") for p in parts)
+
+
+def push_metadata(result, block: RingBackup) -> dict[str, object]:
+    status = result.status
+    free_gib = status.free_bytes / 1024 ** 3 if status and status.free_bytes is not None else -1
+    return {
+        "peer": result.peer, "host": result.host,
+        "via_fallback": bool(status and status.via_fallback),
+        "set": result.run_id, "set_time": result.set_time.isoformat(),
+        "snapshots_copied": dg.MetadataValue.int(len(result.copied)),
+        "snapshots_already_present": dg.MetadataValue.int(len(result.already_present)),
+        "bytes_copied": dg.MetadataValue.int(result.bytes),
+        "duration_s": dg.MetadataValue.float(round(result.duration_s, 2)),
+        "peer_free_gib": dg.MetadataValue.float(round(free_gib, 2)),
+        "disk_available_gib": dg.MetadataValue.float(float(block.disk_available_gib or -1)),
+        "peer_restic_version": (status.restic_version if status else None) or "unknown",
+        "repository_created": result.created_repository,
+        "stale_locks_cleared": dg.MetadataValue.int(result.cleared_locks),
+    }
+
+
+def build_tier_b_asset(config: Config, customer_name: str, peer: str, *,
+                       retry: bool = True) -> dg.AssetsDefinition:
+    """The push of `customer_name`'s latest set to `peer`, with its two checks. `retry=False`
+    (the CLI: the operator is watching) drops the retry policy."""
+    customer = config.customer(customer_name)
+    settings = ring_settings(customer)
+    pl = link(config, customer_name, peer)
+    key = tier_b_key(customer_name, peer)
+    block = pl.block
+    window = timedelta(hours=customer.tiers.local.freshness_hours + 1)
+
+    @dg.asset(
+        key=key, deps=[set_key(customer_name)], group_name=tier_b_group(customer_name),
+        kinds={"restic", "ssh"}, tags={"axe/tier": "b", "axe/peer": peer},
+        description=f"restic copy of {customer_name}'s latest tier-A set to {peer} over sftp "
+                    f"({block.ssh_user}@{block.ssh_fqdn}:{block.receive_dir_at_peer}).",
+        check_specs=[set_present_spec(key), reachable_spec(key)],
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=window, warn_window=window - timedelta(hours=2)),
+        # Transient faults (peer down, link dropped) are retried a bounded number of times;
+        # a wrong password or damaged repository raises Failure(allow_retries=False).
+        retry_policy=dg.RetryPolicy(max_retries=settings.retries, delay=settings.retry_delay_s,
+                                    backoff=dg.Backoff.EXPONENTIAL) if retry else None,
+        pool=pl.pool(),
+    )
+    def tier_b(context: AssetExecutionContext):
+        try:
+            result = push_set(config, customer_name, peer, log=context.log.info)
+        except RingError as exc:
+            reached = exc.ssh_exit is None  # ssh worked; restic failed afterwards
+            if not reached:
+                yield reachable_result(key, block, None, exc)
+            raise dg.Failure(description=str(exc), allow_retries=exc.retryable,
+                             metadata={"peer": peer, "host": exc.host or block.ssh_fqdn,
+                                       "ssh_exit": exc.ssh_exit if exc.ssh_exit is not None
+                                       else -1, "retryable": exc.retryable}) from None
+        yield dg.MaterializeResult(metadata=push_metadata(result, block))
+        yield reachable_result(key, block, result.status)
+        # The peer's snapshots as read back after the copy, not the copy's own report.
+        assert result.the_set is not None
+        yield set_present_result(key, result.the_set, result.at_peer)
+
+    return tier_b
+
+
+def build_inbound(peer: str, block: RingBackup, window_hours: float):
+    """`peers/<peer>/inbound` (an external asset), its `arriving` check and the sensor that
+    reports a materialization whenever a new push from the peer has landed."""
+    key = inbound_key(peer)
+    window = timedelta(hours=window_hours)
+    spec = dg.AssetSpec(
+        key, group_name="peers", kinds={"restic"}, tags={"axe/tier": "b", "axe/peer": peer},
+        description=f"{peer}'s encrypted restic repository that it pushes to us at "
+                    f"{block.receive_dir_at_self}. Observed by file times, sizes and counts "
+                    f"(we do not hold its password). The runbook's 'ring backup 단방향' pitfall.",
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=window, warn_window=max(window - timedelta(hours=2),
+                                                timedelta(hours=1))))
+
+    @dg.asset_check(asset=key, name=ARRIVING,
+                    description=f"{peer}'s pushes to us keep arriving (newest snapshot file "
+                                f"younger than {window_hours:g} h).")
+    def arriving() -> dg.AssetCheckResult:
+        return arriving_result(key, inbound_state(block), window_hours)
+
+    @dg.sensor(name=_name("peers", peer, "inbound"), minimum_interval_seconds=300,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Watches {block.receive_dir_at_self} for {peer}'s pushes.")
+    def inbound_sensor(context: dg.SensorEvaluationContext):
+        events, cursor = inbound_events(peer, block, window_hours, context.cursor)
+        return dg.SensorResult(asset_events=events, cursor=cursor)
+
+    return spec, arriving, inbound_sensor
+
+
+def inbound_events(peer: str, block: RingBackup, window_hours: float, cursor: str | None,
+                   now: datetime | None = None) -> tuple[list, str]:
+    """Events for one look at receive_dir_at_self: a materialization when the newest snapshot
+    file is newer than last time (a push landed), and the `arriving` check whenever its
+    outcome changes or a push landed. Returns (events, new cursor)."""
+    key = inbound_key(peer)
+    state = inbound_state(block)
+    last = json.loads(cursor) if cursor else {}
+    events: list = []
+    newest = state.newest.isoformat() if state.newest else ""
+    arrived = bool(newest) and newest != last.get("newest")
+    if arrived:
+        events.append(dg.AssetMaterialization(
+            asset_key=key, description=f"new push from {peer}",
+            metadata={"newest_snapshot_file": newest, "snapshot_files": state.snapshot_files,
+                      "total_bytes": dg.MetadataValue.int(state.total_bytes),
+                      "path": state.path}))
+    evaluation = arriving_evaluation(key, state, window_hours, now or datetime.now(UTC))
+    if arrived or evaluation.passed != last.get("passed"):
+        events.append(evaluation)
+    return events, json.dumps({"newest": newest, "passed": evaluation.passed})
+
+
+def build_tier_b(config: Config, customer_name: str) -> tuple[list, list, list, list]:
+    """(assets, checks, jobs, schedules) of tier B for one customer; empty without
+    `tiers.ring`."""
+    customer = config.customer(customer_name)
+    if not (customer.tiers and customer.tiers.ring):
+        return [], [], [], []
+    assets = [build_tier_b_asset(config, customer_name, p)
+              for p in ring_peers(config, customer_name)]
+    if not assets:
+        return [], [], [], []
+    job = dg.define_asset_job(
+        name=_name(customer_name, "tier_b"),
+        selection=dg.AssetSelection.groups(tier_b_group(customer_name)),
+        tags={"axe/tier": "b"},
+        description=f"Copy {customer_name}'s latest tier-A set to its ring peers.")
+    schedule = dg.ScheduleDefinition(
+        name=_name(customer_name, "tier_b_nightly"), cron_schedule=customer.tiers.ring.schedule,
+        execution_timezone=tier_timezone(customer), job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Tier B push of {customer_name} (after tier A).")
+    return assets, [], [job], [schedule]
+
+
+def build_inbound_all(config: Config) -> tuple[list, list, list]:
+    """(specs, checks, sensors) for every peer that pushes to us."""
+    specs, checks, sensors = [], [], []
+    hours = max((ring_settings(c).inbound_freshness_hours for c in config.customers.values()
+                 if c.tiers and c.tiers.ring), default=None)
+    if hours is None:
+        return [], [], []  # tier B is off here, so no inbound expectations either
+    for peer, block in sorted(config.peers().items()):
+        spec, check, sensor = build_inbound(peer, block, hours)
+        specs.append(spec)
+        checks.append(check)
+        sensors.append(sensor)
+    return specs, checks, sensors
+

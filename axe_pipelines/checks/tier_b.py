@@ -1,0 +1,120 @@
+"""Asset checks of tier B: *set_present* and *reachable* on `<customer>/tier_b/<peer>`, and
+*arriving* on `peers/<peer>/inbound` (the peer's pushes to us keep coming).
+
+The evaluation is plain Python (ring.py); these functions turn it into check specs/results.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dagster as dg
+
+from axe_pipelines.config import RingBackup
+from axe_pipelines.restic import Snapshot
+from axe_pipelines.ring import InboundState, PeerStatus, RingError, missing_from
+from axe_pipelines.sets import BackupSet
+
+SET_PRESENT = "set_present"
+REACHABLE = "reachable"
+ARRIVING = "arriving"
+GIB = 1024 ** 3
+
+
+def set_present_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        SET_PRESENT, asset=key,
+        description="Every snapshot of the latest tier-A set is in the peer's repository "
+                    "(matched by the copy's original snapshot id).")
+
+
+def reachable_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        REACHABLE, asset=key,
+        description="ssh to the peer works now (key auth, pinned host key); warns when the "
+                    "peer's restic version or free disk differs from customers.yaml.")
+
+
+def set_present_result(key: dg.AssetKey, the_set: BackupSet,
+                       at_peer: list[Snapshot]) -> dg.AssetCheckResult:
+    missing = missing_from(the_set, at_peer)
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=SET_PRESENT, passed=not missing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"set {the_set.run_id[:8]} complete at the peer" if not missing else
+                     f"{len(missing)} of {len(the_set.snapshots)} snapshot(s) of set "
+                     f"{the_set.run_id[:8]} missing at the peer"),
+        metadata={"set": the_set.run_id, "members": len(the_set.snapshots),
+                  "missing": [s.short_id for s in missing]})
+
+
+def reachable_result(key: dg.AssetKey, block: RingBackup, status: PeerStatus | None,
+                     error: RingError | None = None) -> dg.AssetCheckResult:
+    """ERROR when ssh fails; WARN when it works but the peer differs from customers.yaml."""
+    if status is None:
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=REACHABLE, passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=str(error) if error else "not reachable",
+            metadata={"host": (error.host if error else None) or block.ssh_fqdn,
+                      "ssh_exit": error.ssh_exit if error and error.ssh_exit is not None else -1})
+    warnings = []
+    if block.restic_version and status.restic_version and \
+            status.restic_version != block.restic_version:
+        warnings.append(f"peer runs restic {status.restic_version}, customers.yaml says "
+                        f"{block.restic_version}")
+    if status.restic_version is None:
+        warnings.append("restic not found on the peer's PATH")
+    free_gib = status.free_bytes / GIB if status.free_bytes is not None else None
+    if block.disk_available_gib is not None and free_gib is not None and \
+            free_gib < block.disk_available_gib:
+        warnings.append(f"peer has {free_gib:.1f} GiB free, customers.yaml says "
+                        f"{block.disk_available_gib:g} GiB")
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=REACHABLE, passed=not warnings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"reachable at {status.host}" + (" (ssh_ip fallback)"
+                     if status.via_fallback else "")) + ("; " + "; ".join(warnings)
+                                                         if warnings else ""),
+        metadata={"host": status.host, "via_fallback": status.via_fallback,
+                  "peer_restic_version": status.restic_version or "unknown",
+                  "expected_restic_version": block.restic_version or "",
+                  "peer_free_gib": round(free_gib, 2) if free_gib is not None else -1.0,
+                  "disk_available_gib": block.disk_available_gib or -1.0,
+                  "ssh_seconds": round(status.seconds, 2)})
+
+
+def arriving_result(key: dg.AssetKey, state: InboundState, window_hours: float,
+                    now: datetime | None = None) -> dg.AssetCheckResult:
+    """Fails when the peer's pushes into receive_dir_at_self stopped (or never started)."""
+    return dg.AssetCheckResult(asset_key=key, check_name=ARRIVING, **arriving_fields(
+        state, window_hours, now))
+
+
+def arriving_evaluation(key: dg.AssetKey, state: InboundState, window_hours: float,
+                        now: datetime | None = None) -> dg.AssetCheckEvaluation:
+    """The same result as a runless evaluation (reported by the inbound sensor)."""
+    fields = arriving_fields(state, window_hours, now)
+    return dg.AssetCheckEvaluation(asset_key=key, check_name=ARRIVING, passed=fields["passed"],
+                                   severity=fields["severity"],
+                                   description=fields["description"],
+                                   metadata=fields["metadata"])
+
+
+def arriving_fields(state: InboundState, window_hours: float,
+                    now: datetime | None = None) -> dict:
+    age = state.age_hours(now)
+    if not state.exists:
+        passed, text = False, f"{state.path} does not exist: the peer has never pushed to us"
+    elif age is None:
+        passed, text = False, f"{state.path} holds no snapshots from the peer"
+    elif age > window_hours:
+        passed, text = False, (f"the peer's last push arrived {age:.1f} h ago (more than "
+                               f"{window_hours:g} h): its backups to us have stopped")
+    else:
+        passed, text = True, f"last push {age:.1f} h ago"
+    return {"passed": passed, "severity": dg.AssetCheckSeverity.ERROR, "description": text,
+            "metadata": {"path": state.path, "snapshot_files": state.snapshot_files,
+                         "newest": state.newest.isoformat() if state.newest else "",
+                         "age_hours": round(age, 2) if age is not None else -1.0,
+                         "total_bytes": state.total_bytes}}

@@ -1,0 +1,421 @@
+"""Tier B against a real sshd on 127.0.0.1 (tests/sshd.py), the real restic binary and a real
+tier-A set dumped from the test PostgreSQL clusters."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from axe_pipelines import cli
+from axe_pipelines.assets.tier_b import (
+    build_inbound,
+    build_tier_b,
+    build_tier_b_asset,
+    inbound_events,
+    inbound_key,
+    tier_b_key,
+)
+from axe_pipelines.backup import local_restic, run_tier_a
+from axe_pipelines.config import Config, load_config
+from axe_pipelines.restic import Repository, Restic
+from axe_pipelines.ring import RingError, inbound_state, link, push_set
+from axe_pipelines.secrets import EnvSource
+from axe_pipelines.sets import list_sets
+from axe_pipelines.tiers import open_tier
+from tests.conftest import REPO_PASSWORD_ENV, server_entry
+from tests.sshd import SshServer, have_sshd, make_server
+
+pytestmark = pytest.mark.skipif(not have_sshd(), reason="openssh-server is not installed")
+
+RING_PASSWORD_ENV = "AXE_TEST_RING_PASSWORD"
+
+
+@pytest.fixture(scope="module")
+def tier_a_template(tmp_path_factory, server_a, server_b, restic_bin) -> Path:
+    """One real tier-A set (two databases, roles, a folder with 6 MiB of random data so a copy
+    lasts long enough to be interrupted), made once and copied into each test."""
+    root = tmp_path_factory.mktemp("tier_a_template")
+    files = root / "files"
+    files.mkdir()
+    (files / "contract.txt").write_text("contract\n" * 200)
+    (files / "scan.bin").write_bytes(os.urandom(6 << 20))
+    data = _customers(root, server_a, server_b, ring=None, peer=None)
+    (root / "customers.yaml").write_text(yaml.safe_dump(data))
+    config = load_config(root / "customers.yaml")
+    customer = config.customer("axe")
+    local_restic("axe", customer).init()
+    result = run_tier_a("axe", customer, at=datetime(2026, 5, 20, 3, 0, tzinfo=UTC),
+                        run_id="run-template")
+    assert result.ok, [r.error for r in result.failed]
+    return root
+
+
+def _customers(root: Path, server_a, server_b, *, ring: dict | None,
+               peer: dict | None) -> dict[str, Any]:
+    tiers: dict[str, Any] = {"local": {"repository": str(root / "repo"),
+                                       "password": {"env": REPO_PASSWORD_ENV}}}
+    if ring is not None:
+        tiers["ring"] = ring
+    data: dict[str, Any] = {"axe": {
+        "servers": {"frame-postgres": server_entry(server_a),
+                    "index-postgres": server_entry(server_b)},
+        "databases": {"frame": {"server": "frame-postgres"},
+                      "index": {"server": "index-postgres"}},
+        "folders": {"files": {"path": str(root / "files")}},
+        "tiers": tiers}}
+    if peer is not None:
+        data["realchoice"] = {"ring_backup": peer}
+    return data
+
+
+class Site:
+    """One test's world: tier A (copied from the template), the peer's sshd, customers.yaml."""
+
+    def __init__(self, root: Path, template: Path, sshd: SshServer, server_a, server_b):
+        self.root, self.sshd = root, sshd
+        shutil.copytree(template / "repo", root / "repo")
+        shutil.copytree(template / "files", root / "files")
+        self.peer_dir = root / "peer-disk" / "peer-backups" / "axe"
+        self.peer_dir.parent.mkdir(parents=True)
+        self.ring: dict[str, Any] = {"connect_timeout_s": 3, "alive_interval_s": 1,
+                                     "alive_count_max": 2, "timeout_s": 60, "retries": 2,
+                                     "retry_delay_s": 0,
+                                     "password": {"env": RING_PASSWORD_ENV}}
+        self.peer: dict[str, Any] = {
+            "ssh_user": sshd.user, "ssh_fqdn": "localhost", "ssh_ip": "127.0.0.1",
+            "receive_dir_at_peer": str(self.peer_dir) + "/",
+            "receive_dir_at_self": str(root / "inbound" / "realchoice"),
+            "restic_version": "0.18.0", "disk_available_gib": 1,
+            "bidirectional_ssh": True, "ssh_port": sshd.port,
+            "ssh_key": str(sshd.user_key), "known_hosts": str(sshd.known_hosts)}
+        self.server_a, self.server_b = server_a, server_b
+
+    def config(self, **peer_changes: Any) -> Config:
+        self.peer.update(peer_changes)
+        data = _customers(self.root, self.server_a, self.server_b, ring=self.ring,
+                          peer=self.peer)
+        path = self.root / "customers.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return load_config(path)
+
+    def peer_repo(self) -> Restic:
+        """The peer's repository opened directly on disk (the peer is this machine)."""
+        return Restic(Repository(str(self.peer_dir), EnvSource(env=RING_PASSWORD_ENV),
+                                 "peer repo (direct)"), timeout=60)
+
+    def tier_a_state(self) -> tuple[list[str], list[str]]:
+        """Tier A's snapshot ids and lock files: what must never change because of tier B."""
+        repo = self.root / "repo"
+        snaps = sorted(p.name for p in (repo / "snapshots").iterdir())
+        locks = sorted(p.name for p in (repo / "locks").iterdir())
+        return snaps, locks
+
+
+@pytest.fixture
+def site(tmp_path, tier_a_template, server_a, server_b, monkeypatch) -> Site:
+    monkeypatch.setenv(RING_PASSWORD_ENV, "ring-" + os.urandom(8).hex())
+    sshd = make_server(tmp_path / "sshd", alias="peer.invalid").start()
+    yield Site(tmp_path, tier_a_template, sshd, server_a, server_b)
+    sshd.stop()
+
+
+def _set_ids(config: Config) -> list[str]:
+    return list_sets(local_restic("axe", config.customer("axe")), "axe")[-1].ids
+
+
+# --- the copy ---------------------------------------------------------------------------------
+
+
+def test_push_initialises_with_tier_a_chunker_params_and_is_idempotent(site: Site):
+    config = site.config()
+    before = site.tier_a_state()
+    first = push_set(config, "axe", "realchoice")
+    assert first.created_repository
+    assert sorted(first.copied) == sorted(_set_ids(config))
+    assert first.already_present == []
+    assert first.bytes > 6 << 20
+    assert first.status and first.status.host == "localhost" and not first.status.via_fallback
+    # Deduplication survives the copy only with tier A's chunker parameters.
+    tier_a_cfg = json.loads(local_restic("axe", config.customer("axe")).run(
+        ["cat", "config", "--no-lock"], what="config"))
+    peer_cfg = json.loads(site.peer_repo().run(["cat", "config", "--no-lock"], what="config"))
+    assert peer_cfg["chunker_polynomial"] == tier_a_cfg["chunker_polynomial"]
+    assert peer_cfg["id"] != tier_a_cfg["id"]
+
+    second = push_set(config, "axe", "realchoice")
+    assert not second.created_repository  # reused, never re-initialised
+    assert second.copied == []
+    assert sorted(second.already_present) == sorted(_set_ids(config))
+    peer_cfg_again = json.loads(site.peer_repo().run(["cat", "config", "--no-lock"],
+                                                     what="config"))
+    assert peer_cfg_again["id"] == peer_cfg["id"]
+    originals = {s.original for s in site.peer_repo().snapshots()}
+    assert originals == set(_set_ids(config))
+    assert site.tier_a_state() == before
+
+    # Restores open the copy by tier name (another engineer's `axe restore --tier ring`).
+    restic = open_tier(config, "axe", "ring", "realchoice")
+    sets = list_sets(restic, "axe")
+    assert sorted(s.original for s in sets[-1].snapshots) == sorted(_set_ids(config))
+
+
+def test_fqdn_that_does_not_resolve_falls_back_to_ssh_ip(site: Site):
+    config = site.config(ssh_fqdn="peer.invalid", ssh_ip="127.0.0.1")
+    result = push_set(config, "axe", "realchoice")
+    assert result.status is not None
+    assert result.status.host == "127.0.0.1" and result.status.via_fallback
+    assert result.status.free_bytes and result.status.free_bytes > 0
+    assert result.status.restic_version == "0.18.0"
+
+
+def test_secrets_and_options_stay_out_of_argv(site: Site):
+    config = site.config()
+    pl = link(config, "axe", "realchoice")
+    repo = pl.repository("localhost")
+    argv = " ".join([*repo.extra_args, repo.location])
+    assert os.environ[RING_PASSWORD_ENV] not in argv
+    for option in ("BatchMode=yes", "StrictHostKeyChecking=yes", "ConnectTimeout=3",
+                   "ServerAliveInterval=1", f"UserKnownHostsFile={site.sshd.known_hosts}"):
+        assert option in argv
+
+
+# --- faults: the peer's ssh --------------------------------------------------------------------
+
+
+def test_peer_sshd_down_fails_with_host_exit_status_and_next_step(site: Site):
+    config = site.config()
+    before = site.tier_a_state()
+    site.sshd.stop()
+    with pytest.raises(RingError) as err:
+        push_set(config, "axe", "realchoice")
+    text = str(err.value)
+    assert err.value.retryable and err.value.ssh_exit == 255
+    assert "localhost" in text and "127.0.0.1" in text and "ssh exit 255" in text
+    assert "connection refused" in text.lower()
+    assert "local tier unaffected" in text and "axe backup --ring" in text
+    assert site.tier_a_state() == before
+
+
+def test_peer_refusing_our_key(site: Site):
+    config = site.config()
+    (site.sshd.root / "authorized_keys").write_text("")
+    with pytest.raises(RingError) as err:
+        push_set(config, "axe", "realchoice")
+    assert "refused our key" in str(err.value) and "ssh exit 255" in str(err.value)
+    assert not site.peer_dir.exists()
+
+
+def test_changed_host_key_is_refused_without_fallback(site: Site):
+    config = site.config()
+    site.sshd.rotate_host_key()
+    with pytest.raises(RingError) as err:
+        push_set(config, "axe", "realchoice")
+    text = str(err.value)
+    assert "does not match the pinned key" in text and str(site.sshd.known_hosts) in text
+    assert not err.value.retryable  # retrying cannot make an unknown key trustworthy
+    assert err.value.host == "localhost"  # did not fall back to ssh_ip either
+    assert not site.peer_dir.exists()
+
+
+# --- faults: the peer's repository -------------------------------------------------------------
+
+
+def test_corrupted_peer_repository_is_clear_and_not_retried(site: Site):
+    config = site.config()
+    push_set(config, "axe", "realchoice")
+    (site.peer_dir / "config").write_bytes(os.urandom(200))
+    with pytest.raises(RingError) as err:
+        push_set(config, "axe", "realchoice")
+    assert not err.value.retryable
+    assert "damaged" in str(err.value) and "restic check" in str(err.value)
+    # ...and it was not re-initialised over the damaged one.
+    assert (site.peer_dir / "config").stat().st_size == 200
+
+
+def test_link_dropping_mid_copy_fails_fast_and_next_run_clears_the_stale_lock(site: Site):
+    config = site.config()
+    before = site.tier_a_state()
+    locks = site.peer_dir / "locks"
+    errors: list[BaseException] = []
+
+    def push() -> None:
+        try:
+            push_set(config, "axe", "realchoice")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=push)
+    worker.start()
+    # Take the peer away as soon as the copy writes its first pack file.
+    data = site.peer_dir / "data"
+    deadline = time.monotonic() + 60
+    while worker.is_alive() and not (data.is_dir() and any(
+            f.is_file() for d in data.iterdir() for f in d.iterdir())):
+        assert time.monotonic() < deadline, "the copy never started uploading"
+        time.sleep(0.005)
+    assert worker.is_alive(), "the copy finished before the link could be dropped"
+    site.sshd.pause()
+    dropped = time.monotonic()
+    worker.join(120)
+    gone_after = time.monotonic() - dropped
+    site.sshd.stop()  # the stuck sessions die with it; the peer comes back fresh
+    assert not worker.is_alive()
+    assert errors and isinstance(errors[0], RingError), errors
+    assert errors[0].retryable
+    print(f"link drop detected after {gone_after:.1f} s")  # recorded for the report
+    assert site.tier_a_state() == before
+
+    # restic could not remove its lock over the dead link: it is left at the peer.
+    stale = {p.name for p in locks.iterdir()}
+    assert stale
+    site.sshd.start()
+    # A live lock (a restic process that still runs on the peer's repository) is not stale
+    # and must survive the next run.
+    repo = site.peer_repo()
+    live = subprocess.Popen([repo.binary, "backup", "--stdin-from-command", "--tag",
+                             "customer=other", "--", "sleep", "60"], env=repo.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not {p.name for p in locks.iterdir()} - stale:
+            assert time.monotonic() < deadline, "the live restic never took its lock"
+            time.sleep(0.02)
+        live_lock = {p.name for p in locks.iterdir()} - stale
+        result = push_set(config, "axe", "realchoice")
+        assert result.cleared_locks >= 1
+        assert {p.name for p in locks.iterdir()} == live_lock
+    finally:
+        live.kill()
+        live.wait()
+    assert sorted(result.copied + result.already_present) == sorted(_set_ids(config))
+
+
+# --- Dagster layer ----------------------------------------------------------------------------
+
+
+def _retries(result: dg.ExecuteInProcessResult) -> int:
+    return sum(1 for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY")
+
+
+def test_unreachable_peer_is_retried_by_policy_not_forever(site: Site, dagster_home):
+    config = site.config()
+    site.sshd.stop()
+    asset = build_tier_b_asset(config, "axe", "realchoice")
+    result = dg.materialize([asset], instance=dg.DagsterInstance.get(), raise_on_error=False)
+    assert not result.success
+    assert _retries(result) == 2  # tiers.ring.retries
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    # Each retry carries the reason (Dagster wraps our Failure as the error's cause).
+    assert all("cannot reach realchoice" in e.event_specific_data.error.cause.message
+               for e in retried)
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert failure.step_failure_data.user_failure_data.metadata["ssh_exit"].value == 255
+    checks = result.get_asset_check_evaluations()
+    assert checks and not checks[0].passed and checks[0].check_name == "reachable"
+
+
+def test_wrong_password_is_not_retried(site: Site, dagster_home, monkeypatch):
+    config = site.config()
+    push_set(config, "axe", "realchoice")
+    monkeypatch.setenv(RING_PASSWORD_ENV, "wrong")
+    asset = build_tier_b_asset(config, "axe", "realchoice")
+    result = dg.materialize([asset], instance=dg.DagsterInstance.get(), raise_on_error=False)
+    assert not result.success
+    assert _retries(result) == 0  # no retry storm
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    message = failure.step_failure_data.error.message
+    assert "wrong password" in message and RING_PASSWORD_ENV in message
+    assert "not retried" in message and "wrong\n" not in message
+
+
+def test_cli_ring_records_a_dagster_run_with_metadata(site: Site, dagster_home, capsys):
+    config = site.config()
+    assets, _, jobs, schedules = build_tier_b(config, "axe")
+    assert [a.key for a in assets] == [tier_b_key("axe", "realchoice")]
+    assert schedules[0].cron_schedule == "30 3 * * *"
+    assert schedules[0].execution_timezone == "Asia/Seoul"
+    code = cli.main(["--config", str(site.root / "customers.yaml"), "backup", "--ring",
+                     "--plain"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "realchoice" in out.out and "check axe/tier_b/realchoice:set_present: ok" in out.out
+    # The CLI's run is a Dagster run: the asset page shows it with its metadata.
+    instance = dg.DagsterInstance.get()
+    event = instance.get_latest_materialization_event(tier_b_key("axe", "realchoice"))
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert meta["snapshots_copied"] == len(_set_ids(config))
+    assert meta["snapshots_already_present"] == 0
+    assert meta["bytes_copied"] > 6 << 20 and meta["peer_free_gib"] > 0
+    assert meta["host"] == "localhost" and meta["peer_restic_version"] == "0.18.0"
+    assert os.environ[RING_PASSWORD_ENV] not in json.dumps({k: str(v) for k, v in meta.items()})
+    site.sshd.stop()
+    code = cli.main(["--config", str(site.root / "customers.yaml"), "backup", "--ring",
+                     "--plain"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot reach realchoice" in err and "ssh exit 255" in err
+
+
+# --- inbound: the peer's pushes to us ----------------------------------------------------------
+
+
+def _peer_pushes(into: Path, when: datetime) -> None:
+    """What the peer's push leaves in receive_dir_at_self: a restic repository (with a
+    password we do not know) holding a snapshot."""
+    env = {**os.environ, "RESTIC_PASSWORD": "the-peers-own-password"}
+    env.pop("RESTIC_REPOSITORY", None)
+    subprocess.run(["restic", "-r", str(into), "init"], env=env, check=True,
+                   capture_output=True)
+    src = into.parent / "peer-data.txt"
+    src.write_text("their data\n")
+    subprocess.run(["restic", "-r", str(into), "backup", str(src)], env=env, check=True,
+                   capture_output=True)
+    stamp = when.timestamp()
+    for p in (into / "snapshots").iterdir():
+        os.utime(p, (stamp, stamp))
+
+
+def test_inbound_sensor_reports_pushes_and_when_they_stop(site: Site, dagster_home):
+    config = site.config()
+    block = config.peers()["realchoice"]
+    inbox = block.receive_dir_at_self
+    now = datetime.now(UTC)
+
+    events, cursor = inbound_events("realchoice", block, 26, None, now)
+    assert [type(e).__name__ for e in events] == ["AssetCheckEvaluation"]
+    assert not events[0].passed and "never pushed" in events[0].description
+
+    inbox.parent.mkdir(parents=True, exist_ok=True)
+    _peer_pushes(inbox, now - timedelta(hours=2))
+    events, cursor = inbound_events("realchoice", block, 26, cursor, now)
+    assert [type(e).__name__ for e in events] == ["AssetMaterialization",
+                                                   "AssetCheckEvaluation"]
+    assert events[0].metadata["snapshot_files"].value == 1
+    assert events[1].passed
+
+    events, cursor = inbound_events("realchoice", block, 26, cursor, now)
+    assert events == []  # nothing new, nothing changed: no event flood
+
+    later = now + timedelta(hours=30)  # the peer stops pushing
+    events, cursor = inbound_events("realchoice", block, 26, cursor, later)
+    assert len(events) == 1 and not events[0].passed
+    assert "stopped" in events[0].description
+
+    state = inbound_state(block)
+    assert state.snapshot_files == 1 and state.total_bytes > 0
+
+    spec, check, sensor = build_inbound("realchoice", block, 26)
+    assert spec.key == inbound_key("realchoice") and spec.freshness_policy is not None
+    instance = dg.DagsterInstance.get()
+    result = sensor(dg.build_sensor_context(instance=instance))
+    assert any(isinstance(e, dg.AssetMaterialization) for e in result.asset_events)

@@ -70,4 +70,24 @@ def open_tier(config: Config, customer_name: str, tier: TierName,
         if not customer.backs_up:
             raise TierUnavailable(f"{customer_name} has no tier A (tiers.local) configured")
         return local_restic(customer_name, customer)
-    raise TierUnavailable(f"tier {tier} is not available in this version of axe-pipelines")
+    if tier == "ring":
+        from axe_pipelines.ring import RingError, open_ring, ring_peers
+
+        try:
+            if peer is None:
+                peers = ring_peers(config, customer_name)
+                if len(peers) != 1:
+                    raise TierUnavailable(f"tier ring of {customer_name}: say which peer "
+                                          f"({', '.join(peers) or 'none configured'})")
+                peer = peers[0]
+            return open_ring(config, customer_name, peer)
+        except RingError as exc:
+            raise TierUnavailable(str(exc)) from None
+    if tier == "cold":
+        from axe_pipelines.cold import ColdError, open_cold
+
+        try:
+            return open_cold(config, customer_name)
+        except ColdError as exc:
+            raise TierUnavailable(str(exc)) from None
+    raise TierUnavailable(f"unknown tier {tier!r}")

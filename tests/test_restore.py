@@ -429,3 +429,13 @@ def test_counts_from_the_dump_snapshot_decide_and_post_restore_commands_run(
                     "snapshot", "not swapped in", "untouched")
     assert db_fingerprint(server_a, scratch_db) == before
     assert not marker.exists()
+
+
+@pytest.fixture(autouse=True)
+def _drop_kept_databases(server_a):
+    """Restores keep the replaced database (`<db>_before_restore_<stamp>`); drop them after
+    each test so the shared server does not collect them."""
+    yield
+    for name, in server_a.psql("SELECT datname FROM pg_database WHERE datname ~ "
+                               "'_(before_restore|restoring|restored)_[0-9]{14}$';"):
+        server_a.psql(f'DROP DATABASE "{name}" WITH (FORCE);')

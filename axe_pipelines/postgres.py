@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -251,23 +251,45 @@ class DumpContents:
     bytes: int
 
 
-def count_script_rows(lines: Iterator[bytes]) -> dict[str, int]:
-    """Counts rows per table in a plain SQL dump script (COPY … FROM stdin sections)."""
+def count_script_rows(chunks: Iterable[bytes]) -> dict[str, int]:
+    """Counts rows per table in a plain SQL dump script (COPY … FROM stdin sections), reading
+    it in blocks of any size. Raises PostgresError when the script ends inside a COPY section.
+
+    Inside a COPY section every line is one row (COPY escapes newlines in values) and the
+    section ends with a line holding only `\\.`, so rows are counted with bytes.count on whole
+    blocks instead of line by line.
+    """
     counts: dict[str, int] = {}
     current: str | None = None
     n = 0
-    for line in lines:
-        if current is None:
-            if line.startswith(b"COPY "):
-                m = _COPY_RE.match(line.rstrip(b"\n"))
-                if m:
-                    current, n = m.group(1).decode(), 0
-            continue
-        if line == b"\\.\n" or line == b"\\.":
-            counts[current] = n
-            current = None
-        else:
-            n += 1
+    buf = b""  # always starts at the beginning of a line
+    for chunk in chunks:
+        buf += chunk
+        while buf:
+            if current is None:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    break
+                line, buf = buf[:nl], buf[nl + 1:]
+                if line.startswith(b"COPY "):
+                    m = _COPY_RE.match(line)
+                    if m:
+                        current, n = m.group(1).decode(), 0
+                continue
+            if buf.startswith(b"\\.\n"):
+                counts[current], current, buf = n, None, buf[3:]
+                continue
+            end = buf.find(b"\n\\.\n")
+            if end >= 0:
+                n += buf.count(b"\n", 0, end + 1)
+                counts[current], current, buf = n, None, buf[end + 4:]
+                continue
+            last = buf.rfind(b"\n")
+            if last < 0:
+                break
+            n += buf.count(b"\n", 0, last + 1)
+            buf = buf[last + 1:]
+            break
     if current is not None:
         raise PostgresError(f"dump ends inside the data of {current}: it is truncated")
     return counts
@@ -284,9 +306,9 @@ def read_dump(stream: IO[bytes], *, fmt: str, bin_dir: Path | None = None) -> Du
     if fmt == "plain":
         def chunks() -> Iterator[bytes]:
             nonlocal total
-            for line in stream:
-                total += len(line)
-                yield line
+            while chunk := stream.read(1 << 20):
+                total += len(chunk)
+                yield chunk
         return DumpContents(tables=count_script_rows(chunks()), bytes=total)
 
     argv = [str(find_bin_dir(bin_dir) / "pg_restore"), "-f", "-"]
@@ -317,7 +339,7 @@ def read_dump(stream: IO[bytes], *, fmt: str, bin_dir: Path | None = None) -> Du
                                   daemon=True)
     err_reader.start()
     try:
-        tables = count_script_rows(iter(proc.stdout.readline, b""))
+        tables = count_script_rows(iter(lambda: proc.stdout.read(1 << 20), b""))
     except PostgresError:
         tables = None
     finally:

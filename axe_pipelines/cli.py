@@ -216,6 +216,45 @@ def _backup_local(args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Newest tier-A set per customer: time, age, members, gaps. Exit 1 when stale/incomplete."""
+    from datetime import datetime, timezone
+
+    from axe_pipelines.backup import coverage, local_restic
+    from axe_pipelines.config import freshness_window
+    from axe_pipelines.restic import ResticError
+    from axe_pipelines.sets import list_sets
+
+    config = load_config(args.config)
+    worst = EXIT_OK
+    for name in _customers(config, args.customer):
+        customer = config.customers[name]
+        try:
+            sets = list_sets(local_restic(name, customer), name)
+        except ResticError as exc:
+            print(f"{name} tier A: UNAVAILABLE: {exc}")
+            worst = max(worst, EXIT_ENV)
+            continue
+        if not sets:
+            print(f"{name} tier A: NO BACKUP yet in {customer.tiers.local.repository}")
+            worst = max(worst, EXIT_FAILED)
+            continue
+        latest = sets[-1]
+        age = datetime.now(timezone.utc) - latest.time
+        gaps = coverage(customer, latest.snapshots)
+        stale = age > freshness_window(customer)
+        state = "STALE" if stale else ("INCOMPLETE" if gaps else "ok")
+        hours = age.total_seconds() / 3600
+        print(f"{name} tier A: {state}: newest set {latest.time:%Y-%m-%d %H:%M %Z} "
+              f"({hours:.1f} h ago), {len(latest.snapshots)} snapshot(s), "
+              f"{len(sets)} set(s) kept")
+        for gap in gaps:
+            print(f"  missing: {gap.reason}")
+        if stale or gaps:
+            worst = max(worst, EXIT_FAILED)
+    return worst
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from axe_pipelines.backup import local_restic
     from axe_pipelines.postgres import Connection, PostgresError
@@ -293,8 +332,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             print(format_table(target.checks))
         if target.undo:
             print(f"undo with: {target.undo}")
-    print("steps: " + ", ".join(f"{s.name.split(': ', 1)[-1].split(' ')[0]} "
-                                f"{s.seconds:.1f} s" for s in report.steps))
+    print("steps:")
+    for step in report.steps:
+        print(f"  {step.seconds:7.1f} s  {step.name}")
     if not report.ok:
         _err("restore: integrity check(s) failed; see the table above")
         return EXIT_FAILED
@@ -393,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not read every dump back through pg_restore now (the "
                         "restorable check can be run later from the UI)")
     backup.set_defaults(func=cmd_backup)
+
+    status = sub.add_parser("status", help="newest backup set per customer, its age and gaps")
+    status.add_argument("--customer")
+    status.set_defaults(func=cmd_status)
 
     doctor = sub.add_parser("doctor", help="check tools, config, repositories, databases")
     doctor.set_defaults(func=cmd_doctor)

@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 import warnings
+from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
@@ -218,7 +219,7 @@ def _backup_local(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Newest tier-A set per customer: time, age, members, gaps. Exit 1 when stale/incomplete."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from axe_pipelines.backup import coverage, local_restic
     from axe_pipelines.config import freshness_window
@@ -240,7 +241,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             worst = max(worst, EXIT_FAILED)
             continue
         latest = sets[-1]
-        age = datetime.now(timezone.utc) - latest.time
+        age = datetime.now(UTC) - latest.time
         gaps = coverage(customer, latest.snapshots)
         stale = age > freshness_window(customer)
         state = "STALE" if stale else ("INCOMPLETE" if gaps else "ok")

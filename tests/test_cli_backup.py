@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import UTC
 from pathlib import Path
 
 import dagster as dg
@@ -215,7 +216,7 @@ def test_locked_repository_is_one_line_and_exit_3(make_config, tmp_path, restic_
 
 
 def test_status_reports_the_newest_set_and_its_gaps(make_config, tmp_path, restic_bin):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from axe_pipelines.backup import local_restic, plan_tier_a, run_tier_a
 
@@ -227,7 +228,7 @@ def test_status_reports_the_newest_set_and_its_gaps(make_config, tmp_path, resti
     assert proc.returncode == 1 and "axe tier A: NO BACKUP yet" in proc.stdout
 
     local_restic("axe", axe).init()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     run_tier_a("axe", axe, at=now - timedelta(hours=30), run_id="old")
     proc = run_axe(path, home, "status")
     assert proc.returncode == 1 and proc.stdout.startswith("axe tier A: STALE: newest set")

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(not have_sshd(), reason="openssh-server is not i
 RING_PASSWORD_ENV = "AXE_TEST_RING_PASSWORD"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tier_a_template(tmp_path_factory, server_a, server_b, restic_bin) -> Path:
     """One real tier-A set (two databases, roles, a folder with 6 MiB of random data so a copy
     lasts long enough to be interrupted), made once and copied into each test."""

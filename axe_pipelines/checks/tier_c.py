@@ -1,0 +1,71 @@
+"""Asset checks of tier C on `<customer>/tier_c/cold`: *rotation* (the synced volume is this
+quarter's; WARN otherwise, naming the expected one) and *volumes_current* (every volume was
+synced within its rotation period — a forgotten SSD in a drawer shows up in the UI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+ROTATION = "rotation"
+VOLUMES_CURRENT = "volumes_current"
+
+
+def rotation_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        ROTATION, asset=key,
+        description="The volume synced is the one this quarter's rotation expects (Q1 -> #1, "
+                    "Q2 -> #2, ...); another volume still syncs, with a warning.")
+
+
+def rotation_result(key: dg.AssetKey, synced: Iterable[int | None], expected: int,
+                    names: Iterable[str]) -> dg.AssetCheckResult:
+    synced = list(synced)
+    ok = expected in synced
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=ROTATION, passed=ok, severity=dg.AssetCheckSeverity.WARN,
+        description=(f"volume #{expected} is this quarter's" if ok else
+                     f"synced {', '.join(names)} but this quarter expects volume "
+                     f"#{expected} (axe-cold-{expected}); swap the SSDs"),
+        metadata={"expected_volume": expected,
+                  "synced_volumes": [n for n in synced if n is not None]})
+
+
+def last_sync_by_volume(history: Iterable[Mapping[str, object]]) -> dict[int, datetime]:
+    """Newest sync time per volume number from materialization metadata
+    (`synced_volumes`: {"<number>": iso time}), newest first or any order."""
+    last: dict[int, datetime] = {}
+    for meta in history:
+        for number, when in dict(meta.get("synced_volumes") or {}).items():
+            try:
+                n, t = int(number), datetime.fromisoformat(str(when))
+            except ValueError:
+                continue
+            if n not in last or t > last[n]:
+                last[n] = t
+    return last
+
+
+def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volumes: int,
+                           overdue_days: float,
+                           now: datetime | None = None) -> dg.AssetCheckResult:
+    now = now or datetime.now(UTC)
+    limit = timedelta(days=overdue_days)
+    late = []
+    for n in range(1, volumes + 1):
+        when = last.get(n)
+        if when is None:
+            late.append(f"#{n} never synced")
+        elif now - when > limit:
+            late.append(f"#{n} last synced {when:%Y-%m-%d} ({(now - when).days} days ago)")
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=VOLUMES_CURRENT, passed=not late,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=("every volume synced within its rotation period" if not late else
+                     "overdue: " + "; ".join(late) + f" (limit {overdue_days:g} days); mount "
+                     "that SSD"),
+        metadata={"last_sync_by_volume": {str(n): last[n].isoformat() for n in sorted(last)},
+                  "overdue_days": float(overdue_days), "overdue": late})

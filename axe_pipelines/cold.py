@@ -1,0 +1,321 @@
+"""Tier C, cold SSDs: find mounted volumes, sync the latest tier-A set onto one with
+`restic copy`, quarter rotation. Plain functions; the Dagster layer is assets/tier_c.py and
+sensors/cold.py.
+
+A volume is a directory matching `tiers.cold.mount_glob` (default `/Volumes/axe-cold-*`) that
+is a mount point — or any directory when `accept_plain_folders` is on (tests, demo). Its
+repository is `<volume>/<repo_subdir>`; next to it an identity marker `axe-cold-volume.json`
+records the volume number, a random id, when it was created and when each customer last
+synced onto it.
+
+A new repository is created in a temporary folder on the volume and renamed into place only
+when `restic init` succeeded, so a volume pulled out during initialisation never holds a
+half-made repository that looks valid. One sync at a time per volume (a lock file on the
+volume), whatever started it (sensor, CLI, UI).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from axe_pipelines.backup import local_repository
+from axe_pipelines.config import ColdTier, Config, Customer
+from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot, WrongPassword
+from axe_pipelines.ring import missing_from
+from axe_pipelines.secrets import SecretError
+from axe_pipelines.sets import BackupSet, list_sets
+
+MARKER = "axe-cold-volume.json"
+LOCK_FILE = ".axe-cold.lock"
+INIT_PREFIX = ".axe-init-"
+
+
+class ColdError(Exception):
+    """Tier C failed or is not available; the message names the volume and the next step."""
+
+
+@dataclass(frozen=True)
+class Volume:
+    path: Path
+    repo_path: Path
+    mounted: bool  # a real mount point (False: a plain folder accepted by config)
+    mount_token: str  # changes when the volume is unmounted and mounted again
+    number: int | None
+    marker: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def identity(self) -> str:
+        """The marker's id once the volume has one, else its folder name."""
+        return str((self.marker or {}).get("id") or self.name)
+
+    def label(self) -> str:
+        num = f" (#{self.number})" if self.number else ""
+        return f"cold volume {self.name}{num} at {self.path}"
+
+
+@dataclass
+class SyncResult:
+    customer: str
+    volume: Volume
+    run_id: str
+    set_time: datetime
+    copied: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    bytes: int = 0
+    duration_s: float = 0.0
+    created_repository: bool = False
+    cleared_locks: int = 0
+    synced_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    the_set: BackupSet | None = None
+    on_volume: list[Snapshot] = field(default_factory=list)
+
+
+def cold_settings(customer_name: str, customer: Customer) -> ColdTier:
+    """`tiers.cold` of the customer; ColdError when it is not configured."""
+    if not (customer.tiers and customer.tiers.cold):
+        raise ColdError(f"tier C of {customer_name}: no tiers.cold in customers.yaml (add a "
+                        f"cold section with its own password source)")
+    return customer.tiers.cold
+
+
+def expected_volume(when: datetime, volumes: int) -> int:
+    """The runbook's rotation: Q1 -> #1, Q2 -> #2, ..., wrapping over `volumes`."""
+    quarter = (when.month - 1) // 3 + 1
+    return (quarter - 1) % volumes + 1
+
+
+def _mount_id(path: Path) -> str | None:
+    """Linux's id of the mount at `path` (new for every mount), from /proc/self/mountinfo."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path)
+    found = None
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 4 and parts[4].encode().decode("unicode_escape") == target:
+            found = parts[0]  # the last one listed is the one on top
+    return found
+
+
+def mount_token(path: Path, mounted: bool) -> str:
+    st = path.stat()
+    if mounted:
+        return f"mnt{_mount_id(path) or ''}-dev{st.st_dev}"
+    return f"dir{st.st_dev}-{st.st_ino}"
+
+
+def read_marker(volume_path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((volume_path / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_marker(volume_path: Path, data: dict[str, Any]) -> None:
+    tmp = volume_path / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, volume_path / MARKER)
+
+
+def _number_from_name(name: str) -> int | None:
+    m = re.search(r"(\d+)$", name)
+    return int(m[1]) if m else None
+
+
+def find_volumes(cold: ColdTier) -> list[Volume]:
+    """Every volume present now, in path order."""
+    found = []
+    for text in sorted(glob.glob(os.path.expanduser(cold.mount_glob))):
+        path = Path(text)
+        try:
+            if not path.is_dir():
+                continue
+            mounted = os.path.ismount(path)
+            if not mounted and not cold.accept_plain_folders:
+                continue  # an empty mount-point folder left behind by an unmounted disk
+            token = mount_token(path, mounted)
+        except OSError:
+            continue
+        marker = read_marker(path)
+        number = (marker or {}).get("number") or _number_from_name(path.name)
+        found.append(Volume(path=path, repo_path=path / cold.repo_subdir, mounted=mounted,
+                            mount_token=token, number=int(number) if number else None,
+                            marker=marker))
+    return found
+
+
+def volume_at(cold: ColdTier, path: str | Path) -> Volume:
+    """The volume at `path` if it is present and counts; ColdError otherwise."""
+    for volume in find_volumes(cold):
+        if volume.path == Path(path):
+            return volume
+    raise ColdError(f"tier C: {path} is not a mounted cold volume now (glob {cold.mount_glob}"
+                    f"{'' if cold.accept_plain_folders else ', mount points only'}); mount it "
+                    f"and try again")
+
+
+@contextmanager
+def volume_lock(volume: Volume, timeout: float) -> Iterator[None]:
+    """Holds the volume's lock file: one sync per volume repository at a time. Waits up to
+    `timeout` seconds for another sync to finish, then raises ColdError."""
+    try:
+        handle = open(volume.path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the block
+    except OSError as exc:
+        raise ColdError(f"tier C: cannot open the lock file on {volume.label()}: "
+                        f"{exc.strerror}; is the volume writable?") from None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ColdError(f"tier C: another sync of {volume.label()} is still "
+                                    f"running after {timeout:.0f} s; try again later") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _restic(volume: Volume, cold: ColdTier, path: Path | None = None,
+            binary: str | None = None) -> Restic:
+    repo = path or volume.repo_path
+    return Restic(Repository(str(repo), cold.password, f"tier C repository on {volume.label()}"),
+                  binary=binary, timeout=cold.timeout_s)
+
+
+def _init_atomically(volume: Volume, cold: ColdTier, source: Repository,
+                     binary: str | None) -> None:
+    """restic init into a temporary folder, then rename it into place."""
+    tmp = volume.path / f"{INIT_PREFIX}{uuid.uuid4().hex[:8]}"
+    try:
+        _restic(volume, cold, tmp, binary).init(copy_chunker_params_from=source)
+        os.rename(tmp, volume.repo_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _gone(volume: Volume, cold: ColdTier) -> bool:
+    """True when the volume is no longer there (removed, unmounted, remounted)."""
+    try:
+        return volume_at(cold, volume.path).mount_token != volume.mount_token
+    except ColdError:
+        return True
+
+
+def sync_volume(config: Config, customer_name: str, volume: Volume, *,
+                binary: str | None = None, now: datetime | None = None,
+                log: Callable[[str], None] | None = None) -> SyncResult:
+    """Copies every snapshot of the latest tier-A set that the volume lacks.
+
+    Creates the volume's repository (and identity marker) on first use, clears provably stale
+    locks, copies, reads the volume back to confirm and records the sync in the marker.
+    Idempotent: an interrupted sync is finished by the next one. Raises ColdError.
+    """
+    say = log or (lambda _msg: None)
+    customer = config.customer(customer_name)
+    cold = cold_settings(customer_name, customer)
+    source = local_repository(customer_name, customer)
+    started = time.monotonic()
+    with volume_lock(volume, cold.timeout_s):
+        try:
+            sets = list_sets(Restic(source, binary=binary, timeout=600), customer_name)
+        except ResticError as exc:
+            raise ColdError(f"tier C of {customer_name}: cannot read tier A: {exc}") from None
+        if not sets:
+            raise ColdError(f"tier C of {customer_name}: tier A holds no backup set yet; run "
+                            f"`axe backup --local` first")
+        the_set = sets[-1]
+        for leftover in volume.path.glob(f"{INIT_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)  # an initialisation cut short
+        result = SyncResult(customer=customer_name, volume=volume, run_id=the_set.run_id,
+                            set_time=the_set.time, the_set=the_set)
+        restic = _restic(volume, cold, binary=binary)
+        try:
+            if not (volume.repo_path / "config").is_file():
+                if volume.repo_path.exists() and any(volume.repo_path.iterdir()):
+                    raise ColdError(
+                        f"tier C: {volume.repo_path} exists but is not a restic repository "
+                        f"(no config file); it was not made by axe or is damaged. Move it "
+                        f"away and mount the volume again; nothing was written")
+                if volume.repo_path.exists():
+                    volume.repo_path.rmdir()
+                _init_atomically(volume, cold, source, binary)
+                result.created_repository = True
+                say(f"tier C: created the repository on {volume.label()}")
+            else:
+                result.cleared_locks = len(restic.clear_stale_locks())
+            marker = read_marker(volume.path) or {}
+            if not marker.get("id"):
+                marker.update(id=uuid.uuid4().hex, created_at=datetime.now(UTC).isoformat(),
+                              number=volume.number, volume=volume.name)
+                _write_marker(volume.path, marker)
+            before = restic.snapshots(tags=[f"customer={customer_name}"])
+            todo = missing_from(the_set, before)
+            result.already_present = [s.id for s in the_set.snapshots if s not in todo]
+            if todo:
+                say(f"tier C: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to "
+                    f"{volume.label()}")
+                restic.copy(source, [s.id for s in todo])
+            after = restic.snapshots(tags=[f"customer={customer_name}"])
+        except (ResticError, OSError, SecretError) as exc:
+            if isinstance(exc, WrongPassword):
+                raise ColdError(f"tier C: {exc}; the cold password is kept apart from tier A's "
+                                f"(on paper); nothing on tier A changed") from None
+            if _gone(volume, cold):
+                raise ColdError(f"tier C: {volume.label()} went away during the sync ({exc}); "
+                                f"nothing on tier A changed; mount it again and the next sync "
+                                f"finishes the copy") from None
+            raise ColdError(f"tier C: sync of {volume.label()} failed: {exc}; nothing on tier "
+                            f"A changed; try again or run `restic check` on the volume") from None
+        still = missing_from(the_set, after)
+        if still:
+            raise ColdError(f"tier C: {len(still)} snapshot(s) of set {the_set.run_id[:8]} still "
+                            f"missing on {volume.label()} after the copy; try again")
+        result.copied = [s.id for s in todo]
+        result.on_volume = after
+        result.bytes = sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo)
+        result.synced_at = now or datetime.now(UTC)
+        marker.setdefault("last_sync", {})[customer_name] = result.synced_at.isoformat()
+        _write_marker(volume.path, marker)
+        result.volume = Volume(volume.path, volume.repo_path, volume.mounted, volume.mount_token,
+                               volume.number or marker.get("number"), marker)
+        result.duration_s = time.monotonic() - started
+        return result
+
+
+def open_cold(config: Config, customer_name: str, *, binary: str | None = None) -> Restic:
+    """A Restic for the customer's copy on a mounted volume (the most recently synced one)."""
+    customer = config.customer(customer_name)
+    cold = cold_settings(customer_name, customer)
+    volumes = [v for v in find_volumes(cold) if (v.repo_path / "config").is_file()]
+    if not volumes:
+        raise ColdError(f"tier C of {customer_name}: no cold volume with a repository is "
+                        f"mounted ({cold.mount_glob}); mount one of the SSDs")
+
+    def last(v: Volume) -> str:
+        return str(((v.marker or {}).get("last_sync") or {}).get(customer_name, ""))
+
+    return _restic(max(volumes, key=last), cold, binary=binary)

@@ -1,0 +1,348 @@
+"""Tier C with real folders as volumes and, as root, real tmpfs mounts; the real restic binary
+and a real tier-A set (the session template from test_tier_b)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from axe_pipelines import cli
+from axe_pipelines.assets.tier_c import build_tier_c, op_name, tier_c_key
+from axe_pipelines.backup import local_restic
+from axe_pipelines.checks.tier_c import volumes_current_result
+from axe_pipelines.cold import (
+    MARKER,
+    ColdError,
+    expected_volume,
+    find_volumes,
+    sync_volume,
+    volume_at,
+    volume_lock,
+)
+from axe_pipelines.config import Config, load_config
+from axe_pipelines.restic import Repository, Restic
+from axe_pipelines.secrets import EnvSource
+from axe_pipelines.sets import list_sets
+from axe_pipelines.tiers import open_tier
+from tests.test_tier_b import _customers, tier_a_template  # noqa: F401 - shared fixture
+
+COLD_PASSWORD_ENV = "AXE_TEST_COLD_PASSWORD"
+
+
+class Site:
+    def __init__(self, root: Path, template: Path, server_a, server_b):
+        self.root = root
+        shutil.copytree(template / "repo", root / "repo")
+        shutil.copytree(template / "files", root / "files")
+        self.vols = root / "Volumes"
+        self.vols.mkdir()
+        self.cold: dict[str, Any] = {"password": {"env": COLD_PASSWORD_ENV},
+                                     "mount_glob": str(self.vols / "axe-cold-*"),
+                                     "accept_plain_folders": True, "timeout_s": 60}
+        self.server_a, self.server_b = server_a, server_b
+
+    def config(self, **cold_changes: Any) -> Config:
+        self.cold.update(cold_changes)
+        data = _customers(self.root, self.server_a, self.server_b, ring=None, peer=None)
+        data["axe"]["tiers"]["cold"] = self.cold
+        path = self.root / "customers.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return load_config(path)
+
+    def volume(self, n: int) -> Path:
+        path = self.vols / f"axe-cold-{n}"
+        path.mkdir()
+        return path
+
+    def repo_on(self, path: Path) -> Restic:
+        return Restic(Repository(str(path / "restic-repo"), EnvSource(env=COLD_PASSWORD_ENV),
+                                 "volume repo (direct)"), timeout=60)
+
+    def tier_a_state(self) -> tuple[list[str], list[str]]:
+        repo = self.root / "repo"
+        return (sorted(p.name for p in (repo / "snapshots").iterdir()),
+                sorted(p.name for p in (repo / "locks").iterdir()))
+
+
+@pytest.fixture
+def site(tmp_path, tier_a_template, server_a, server_b, monkeypatch) -> Site:  # noqa: F811
+    monkeypatch.setenv(COLD_PASSWORD_ENV, "cold-" + uuid.uuid4().hex)
+    return Site(tmp_path, tier_a_template, server_a, server_b)
+
+
+def _set_ids(config: Config) -> list[str]:
+    return list_sets(local_restic("axe", config.customer("axe")), "axe")[-1].ids
+
+
+def _mount_tmpfs(path: Path, options: str = "size=64m") -> bool:
+    """A real mount at `path`; False when this machine does not allow it (not root, no
+    CAP_SYS_ADMIN in a container)."""
+    if os.geteuid() != 0:
+        return False
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "axe-test", str(path)],
+                          capture_output=True)
+    return proc.returncode == 0
+
+
+def _umount(path: Path, lazy: bool = False) -> None:
+    subprocess.run(["umount", *(["-l"] if lazy else []), str(path)], check=True)
+
+
+# --- sync ------------------------------------------------------------------------------------
+
+
+def test_sync_initialises_marks_and_is_idempotent(site: Site):
+    config = site.config()
+    path = site.volume(2)
+    before = site.tier_a_state()
+    [volume] = find_volumes(config.customer("axe").tiers.cold)
+    first = sync_volume(config, "axe", volume)
+    assert first.created_repository
+    assert sorted(first.copied) == sorted(_set_ids(config))
+    marker = json.loads((path / MARKER).read_text())
+    assert marker["number"] == 2 and marker["id"] and marker["created_at"]
+    assert "axe" in marker["last_sync"]
+    tier_a_cfg = json.loads(local_restic("axe", config.customer("axe")).run(
+        ["cat", "config", "--no-lock"], what="config"))
+    cold_cfg = json.loads(site.repo_on(path).run(["cat", "config", "--no-lock"], what="c"))
+    assert cold_cfg["chunker_polynomial"] == tier_a_cfg["chunker_polynomial"]
+
+    second = sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
+    assert not second.created_repository and second.copied == []
+    assert sorted(second.already_present) == sorted(_set_ids(config))
+    assert json.loads((path / MARKER).read_text())["id"] == marker["id"]
+    assert not list(path.glob(".axe-init-*"))
+    assert site.tier_a_state() == before
+
+    # Restores open the copy by tier name.
+    restic = open_tier(config, "axe", "cold")
+    assert sorted(s.original for s in list_sets(restic, "axe")[-1].snapshots) == \
+        sorted(_set_ids(config))
+
+
+def test_volume_removed_mid_copy_fails_cleanly_and_next_mount_finishes(site: Site):
+    config = site.config()
+    path = site.volume(1)
+    cold = config.customer("axe").tiers.cold
+    before = site.tier_a_state()
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            sync_volume(config, "axe", volume_at(cold, path))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=sync)
+    worker.start()
+    data = path / "restic-repo" / "data"
+    deadline = time.monotonic() + 60
+    while worker.is_alive() and not (data.is_dir() and any(
+            f.is_file() for d in data.iterdir() for f in d.iterdir())):
+        assert time.monotonic() < deadline, "the copy never started writing"
+        time.sleep(0.002)
+    assert worker.is_alive(), "the copy finished before the volume could be pulled"
+    pulled = path.with_name("pulled-out")
+    path.rename(pulled)  # the SSD is pulled out
+    worker.join(120)
+    assert not worker.is_alive()
+    assert errors and isinstance(errors[0], ColdError), errors
+    assert "went away during the sync" in str(errors[0])
+    assert "nothing on tier A changed" in str(errors[0])
+    assert site.tier_a_state() == before
+    assert find_volumes(cold) == []
+
+    pulled.rename(path)  # plugged in again
+    result = sync_volume(config, "axe", volume_at(cold, path))
+    assert not result.created_repository  # the repository made before the pull is reused
+    assert sorted(result.copied + result.already_present) == sorted(_set_ids(config))
+    assert result.cleared_locks >= 1  # restic could not remove its lock from a pulled disk
+    assert not any((path / "restic-repo" / "locks").iterdir())
+    check = subprocess.run([site.repo_on(path).binary, "check"], env=site.repo_on(path).env(),
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_folder_that_is_not_a_repository_is_never_written(site: Site):
+    config = site.config()
+    path = site.volume(1)
+    (path / "restic-repo").mkdir()
+    (path / "restic-repo" / "keys").mkdir()  # what a cut-short `restic init` leaves
+    (path / ".axe-init-deadbeef").mkdir()  # a temporary init folder from a pulled disk
+    with pytest.raises(ColdError) as err:
+        sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
+    assert "not a restic repository" in str(err.value) and "Move it away" in str(err.value)
+    assert sorted(p.name for p in (path / "restic-repo").iterdir()) == ["keys"]
+    assert not (path / MARKER).exists()
+    assert not (path / ".axe-init-deadbeef").exists()
+
+
+def test_init_cut_short_on_a_real_mount_leaves_nothing_that_looks_valid(site: Site):
+    config = site.config(accept_plain_folders=False)
+    path = site.volume(3)
+    # Too few inodes for restic's 256 data folders: init fails part way, for real.
+    if not _mount_tmpfs(path, "size=8m,nr_inodes=64"):
+        pytest.skip("mounting tmpfs is not permitted here")
+    try:
+        with pytest.raises(ColdError):
+            sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
+        assert not (path / "restic-repo").exists()
+        assert not list(path.glob(".axe-init-*"))
+    finally:
+        _umount(path)
+
+
+def test_wrong_cold_password_is_clear(site: Site, monkeypatch):
+    config = site.config()
+    path = site.volume(1)
+    cold = config.customer("axe").tiers.cold
+    sync_volume(config, "axe", volume_at(cold, path))
+    monkeypatch.setenv(COLD_PASSWORD_ENV, "paper-note-misread")
+    with pytest.raises(ColdError) as err:
+        sync_volume(config, "axe", volume_at(cold, path))
+    assert "wrong password" in str(err.value) and COLD_PASSWORD_ENV in str(err.value)
+    assert "paper-note-misread" not in str(err.value)
+
+
+def test_one_sync_per_volume_at_a_time(site: Site):
+    config = site.config(timeout_s=2)
+    path = site.volume(1)
+    volume = volume_at(config.customer("axe").tiers.cold, path)
+    with volume_lock(volume, 1):  # another sync holds this volume
+        with pytest.raises(ColdError) as err:
+            sync_volume(config, "axe", volume)
+        assert "another sync" in str(err.value)
+    assert not (path / "restic-repo").exists()
+
+
+# --- the mount sensor -------------------------------------------------------------------------
+
+
+def _tick(sensor, instance, cursor):
+    result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    return result.run_requests, result.cursor
+
+
+def test_sensor_once_per_mount_across_ticks(site: Site, dagster_home):
+    config = site.config()
+    *_, sensors = build_tier_c(config, "axe")
+    sensor = sensors[0]
+    instance = dg.DagsterInstance.get()
+
+    requests, cursor = _tick(sensor, instance, None)
+    assert requests == []
+    path = site.volume(1)  # mounted
+    requests, cursor = _tick(sensor, instance, cursor)
+    assert len(requests) == 1
+    first = requests[0]
+    assert first.run_config["ops"][op_name("axe")]["config"]["volume"] == str(path)
+    for _ in range(3):  # stays mounted: no new sync every tick
+        requests, cursor = _tick(sensor, instance, cursor)
+        assert requests == []
+    away = path.with_name("drawer")
+    path.rename(away)  # unmounted
+    requests, cursor = _tick(sensor, instance, cursor)
+    assert requests == []
+    away.rename(path)  # mounted again later
+    requests, cursor = _tick(sensor, instance, cursor)
+    assert len(requests) == 1 and requests[0].run_key != first.run_key
+
+
+def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
+    config = site.config(accept_plain_folders=False)
+    path = site.volume(1)
+    *_, sensors = build_tier_c(config, "axe")
+    instance = dg.DagsterInstance.get()
+    requests, cursor = _tick(sensors[0], instance, None)
+    assert requests == []  # an empty mount-point folder is not a volume
+    if not _mount_tmpfs(path):
+        pytest.skip("mounting tmpfs is not permitted here")
+    try:
+        requests, cursor = _tick(sensors[0], instance, cursor)
+        assert len(requests) == 1
+        first = requests[0].run_key
+        requests, cursor = _tick(sensors[0], instance, cursor)
+        assert requests == []
+        assets, checks, *_ = build_tier_c(config, "axe")
+        run = dg.materialize([*assets, *checks], instance=instance,
+                             selection=[tier_c_key("axe")],
+                             run_config={"ops": {op_name("axe"): {"config": {
+                                 "volume": str(path)}}}}, raise_on_error=False)
+        assert run.success
+        assert (path / "restic-repo" / "config").is_file()
+        _umount(path)
+        requests, cursor = _tick(sensors[0], instance, cursor)
+        assert requests == []
+        assert _mount_tmpfs(path)
+        requests, cursor = _tick(sensors[0], instance, cursor)
+        assert len(requests) == 1 and requests[0].run_key != first
+    finally:
+        while os.path.ismount(path):
+            _umount(path)
+
+
+def test_two_volumes_both_sync_with_rotation_and_overdue_checks(site: Site, dagster_home):
+    config = site.config()
+    expected = expected_volume(datetime.now(UTC), 3)
+    other = expected % 3 + 1
+    site.volume(expected)
+    site.volume(other)
+    assets, checks, jobs, schedules, sensors = build_tier_c(config, "axe")
+    instance = dg.DagsterInstance.get()
+    requests, _ = _tick(sensors[0], instance, None)
+    assert len(requests) == 2 and len({r.run_key for r in requests}) == 2
+    rotation = {}
+    for request in requests:  # the queue (pool) runs them one after the other
+        run = dg.materialize([*assets, *checks], instance=instance,
+                             selection=[tier_c_key("axe")], run_config=request.run_config,
+                             raise_on_error=False)
+        assert run.success
+        [check] = [c for c in run.get_asset_check_evaluations() if c.check_name == "rotation"]
+        rotation[request.tags["axe/volume"]] = check
+    assert rotation[f"axe-cold-{expected}"].passed
+    warned = rotation[f"axe-cold-{other}"]
+    assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
+    assert f"expects volume #{expected}" in warned.description
+    for n in (expected, other):
+        repo = site.repo_on(site.vols / f"axe-cold-{n}")
+        assert {s.original for s in repo.snapshots()} == set(_set_ids(config))
+
+    # The third SSD is in a drawer: the daily check says so.
+    check_run = dg.materialize([*assets, *checks], instance=instance,
+                               selection=dg.AssetSelection.checks(*checks),
+                               raise_on_error=False)
+    [current] = check_run.get_asset_check_evaluations()
+    missing = 6 - expected - other
+    assert not current.passed and f"#{missing} never synced" in current.description
+    last = current.metadata["last_sync_by_volume"].value
+    assert set(last) == {str(expected), str(other)}
+    assert schedules[0].execution_timezone == "Asia/Seoul"
+
+    # ...and a volume synced long ago is overdue too.
+    now = datetime.now(UTC)
+    old = volumes_current_result(tier_c_key("axe"), {1: now, 2: now,
+                                                     3: now - timedelta(days=400)}, 3, 290)
+    assert not old.passed and "#3 last synced" in old.description
+
+
+def test_cli_cold(site: Site, dagster_home, capsys):
+    config = site.config()
+    args = ["--config", str(site.root / "customers.yaml"), "backup", "--cold"]
+    assert cli.main(args) == 1
+    assert "no cold volume is mounted" in capsys.readouterr().err
+    site.volume(1)
+    assert cli.main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{len(_set_ids(config))} copied" in out and "axe-cold-1" in out

@@ -296,14 +296,17 @@ def parse_toc(text: str) -> list[TocEntry]:
     return entries
 
 
-def pg_restore_bin() -> str:
-    return str(find_bin_dir() / "pg_restore")
+def pg_restore_bin(bin_dir: Path | None = None) -> str:
+    """The pg_restore on this machine (`bin_dir`, else the newest installed)."""
+    return str(find_bin_dir(bin_dir) / "pg_restore")
 
 
-def read_toc(dump_file: Path, *, where: str) -> tuple[list[TocEntry], str]:
-    """Reads the archive's table of contents; returns (entries, raw text). Raises
-    RestoreError, with the installed pg_restore's version when it is too old for the dump."""
-    binary = pg_restore_bin()
+def read_toc(dump_file: Path, *, where: str,
+             bin_dir: Path | None = None) -> tuple[list[TocEntry], str]:
+    """Reads the archive's table of contents with the pg_restore that will restore it;
+    returns (entries, raw text). Raises RestoreError, naming that pg_restore's version when it
+    is too old for the dump."""
+    binary = pg_restore_bin(bin_dir)
     proc = subprocess.run([binary, "-l", str(dump_file)], capture_output=True, text=True)
     if proc.returncode != 0:
         err = _pg_error(proc.stderr)
@@ -464,7 +467,10 @@ def restore_database(customer_name: str, customer: Customer, db_name: str, snap:
     with timer.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
         dump_file = fetch_file(restic, snap, workdir)
     with timer.step(f"{where}: reading the archive"):
-        if db.format == "custom":
+        if db.format == "custom" and not conn.server.exec:
+            # The same pg_restore as the restore below: too old for the dump fails here.
+            read_toc(dump_file, where=where, bin_dir=conn.server.bin_dir)
+        elif db.format == "custom":
             read_toc(dump_file, where=where)
         expected, source = expected_counts(customer_name, db_name, snap.id,
                                            dump_row_counts(dump_file, db.format))
@@ -940,15 +946,14 @@ def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
             f"{snap.time.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}, {_size(size)})")
     if opts.dry_run:
         say("dry run: nothing will be changed")
-        for line in report.plan:
+        for (kind, name), line in zip(work, report.plan, strict=True):
             say(f"  would restore {line}")
-        for kind, name in work:
             snap = member(the_set, {"roles": "roles", "database": "pgdump", "table": "pgdump",
                                     "folder": "files"}[kind], name, where)
             if kind == "database":
                 conn = connection_for(customer, name)
-                say(f"  would replace {describe_database(conn)}")
-                say(f"  steps: fetch the dump; check it with pg_restore -l; restore into "
+                say(f"    would replace {describe_database(conn)}")
+                say(f"    steps: fetch the dump; check it with pg_restore -l; restore into "
                     f"{conn.dbname}_restoring_<stamp>; run the integrity checks; rename "
                     f"{conn.dbname} to {conn.dbname}_before_restore_<stamp> and the new one "
                     f"to {conn.dbname}")
@@ -959,14 +964,19 @@ def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
                                       dry_run=True)
                 conn = connection_for(customer, name)
                 current = _table_rows(conn, t.name)
-                say(f"  would replace table {t.name} of {conn.dbname} (now {current}): "
+                say(f"    would replace table {t.name} of {conn.dbname} (now {current}): "
                     f"{t.detail}")
             elif kind == "folder":
                 t = restore_folder(customer, name, snap, restic, timer=timer, say=_quiet,
                                    in_place=opts.in_place, dest=opts.dest, dry_run=True)
-                say(f"  would restore folder {t.detail}")
+                say(f"    would restore folder {t.detail}")
             else:
-                say(f"  would replay the roles of server {name} (existing roles kept)")
+                say(f"    would replay the roles of server {name} (existing roles kept)")
+            if kind in ("database", "table"):
+                db = customer.databases[name]
+                say(f"    then checks: {', '.join(check_names(db))}"
+                    + (f"; post-restore: {'; '.join(' '.join(c) for c in db.post_restore)}"
+                       if db.post_restore else ""))
         return report
 
     with _workdir() as workdir:

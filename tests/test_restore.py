@@ -349,13 +349,39 @@ def test_faults_before_anything_changes(scratch_config, scratch_db, server_a, ca
     assert db_fingerprint(server_a, scratch_db) == before
 
 
-def test_cold_volume_not_mounted(make_config, capsys):
-    # tiers.open_tier opens cold through axe_pipelines.cold (landing concurrently, issue 3).
-    pytest.importorskip("axe_pipelines.cold")
-    path, _ = make_config(folders={})
+def test_restore_from_a_cold_volume_and_not_mounted(scratch_config, scratch_db, server_a,
+                                                    tmp_path, monkeypatch, capsys):
+    """Scenario 2 from the cold SSD: the set synced onto a volume (a folder standing in for
+    /Volumes/axe-cold-1) restores through tiers.open_tier; without a volume, one line."""
+    import yaml
+
+    from axe_pipelines.cold import cold_settings, sync_volume, volume_at
+    from axe_pipelines.config import load_config
+
+    path, config = scratch_config
+    monkeypatch.setenv("AXE_TEST_COLD_PASSWORD", "cold-" + REPO_PASSWORD[::-1])
+    data = yaml.safe_load(path.read_text())
+    data["axe"]["tiers"]["cold"] = {"password": {"env": "AXE_TEST_COLD_PASSWORD"},
+                                    "mount_glob": str(tmp_path / "Volumes" / "axe-cold-*"),
+                                    "accept_plain_folders": True, "timeout_s": 120}
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    original = table_md5(server_a, scratch_db, "journal_line")
+    backup(config, T1, "run-1")
+
     assert axe(path, "restore", "--customer", "axe", "--tier", "cold", "--as-of",
-               "2026-05-20", "--target", "frame") == 1
-    _one_line_error(capsys, "tier cold", "nothing was changed")
+               "2026-05-20", "--target", "ledger") == 1
+    _one_line_error(capsys, "tier cold", "no cold volume", "nothing was changed")
+
+    volume = tmp_path / "Volumes" / "axe-cold-1"
+    volume.mkdir(parents=True)
+    cold = cold_settings("axe", config.customer("axe"))
+    sync_volume(config, "axe", volume_at(cold, volume))
+    server_a.psql("UPDATE journal_line SET amount = 0;", dbname=scratch_db)
+    assert axe(path, "restore", "--customer", "axe", "--tier", "cold", "--as-of",
+               "2026-05-20", "--target", "ledger") == 0
+    assert "from tier cold of axe" in capsys.readouterr().out
+    assert table_md5(server_a, scratch_db, "journal_line") == original
 
 
 def test_pg_restore_older_than_the_dump_format(scratch_config, scratch_db, server_a, capsys,

@@ -340,6 +340,19 @@ def test_faults_before_anything_changes(scratch_config, scratch_db, server_a, ca
     _one_line_error(capsys, "wrong password", "nothing was changed")
     monkeypatch.setenv("AXE_TEST_REPO_PASSWORD", REPO_PASSWORD)
 
+    # The ring peer does not answer (nothing listens on its ssh port).
+    import yaml
+
+    from axe_pipelines.postgres import free_port
+
+    data = yaml.safe_load(path.read_text())
+    data["realchoice"]["ring_backup"].update(ssh_fqdn="127.0.0.1", ssh_ip=None,
+                                             ssh_port=free_port())
+    path.write_text(yaml.safe_dump(data))
+    assert axe(path, *base, "--tier", "ring", "--from", "realchoice", "--as-of",
+               "2026-05-20") == 1
+    _one_line_error(capsys, "tier ring", "cannot reach realchoice", "nothing was changed")
+
     repo = tmp_path / "repo"
     repo.rename(tmp_path / "repo-away")  # the disk holding the repository is gone
     assert axe(path, *base) == 1

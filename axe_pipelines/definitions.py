@@ -6,6 +6,8 @@ from __future__ import annotations
 import dagster as dg
 
 from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
+from axe_pipelines.assets.tier_b import build_inbound_all, build_tier_b
+from axe_pipelines.assets.tier_c import build_tier_c
 from axe_pipelines.config import Config, load_config
 from axe_pipelines.jobs import restore_job, tier_a_job
 from axe_pipelines.schedules import tier_a_schedule
@@ -22,8 +24,23 @@ def build_definitions(config: Config) -> dg.Definitions:
         schedules.append(tier_a_schedule(name, customer, job))
     if config.backed_up_customers():
         jobs.append(restore_job(config))
+    # Tiers B and C (issue 3): ring pushes, the peers' inbound pushes, cold SSDs.
+    checks: list = []
+    sensors: list = []
+    for name in config.backed_up_customers():
+        b_assets, b_checks, b_jobs, b_schedules = build_tier_b(config, name)
+        c_assets, c_checks, c_jobs, c_schedules, c_sensors = build_tier_c(config, name)
+        assets += b_assets + c_assets
+        checks += b_checks + c_checks
+        jobs += b_jobs + c_jobs
+        schedules += b_schedules + c_schedules
+        sensors += c_sensors
+    inbound_specs, inbound_checks, inbound_sensors = build_inbound_all(config)
+    assets += inbound_specs
+    checks += inbound_checks
+    sensors += inbound_sensors
     return dg.Definitions(
-        assets=assets, jobs=jobs, schedules=schedules,
+        assets=assets, jobs=jobs, schedules=schedules, asset_checks=checks, sensors=sensors,
         # Runs launched by the CLI pass a terminal reporter; runs from the UI log instead.
         resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)},
     )

@@ -346,3 +346,35 @@ def test_cli_cold(site: Site, dagster_home, capsys):
     assert cli.main(args) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert f"{len(_set_ids(config))} copied" in out and "axe-cold-1" in out
+
+
+def test_definitions_load_with_tiers_b_and_c(site: Site):
+    from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
+    from axe_pipelines.assets.tier_b import build_inbound_all, build_tier_b
+
+    data = _customers(site.root, site.server_a, site.server_b, ring={},
+                      peer={"ssh_user": "realchoice", "ssh_fqdn": "peer.invalid",
+                            "receive_dir_at_peer": "/srv/peer/axe/",
+                            "receive_dir_at_self": str(site.root / "inbound")})
+    data["axe"]["tiers"]["cold"] = site.cold
+    path = site.root / "customers.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    b_assets, b_checks, b_jobs, b_schedules = build_tier_b(config, "axe")
+    c_assets, c_checks, c_jobs, c_schedules, c_sensors = build_tier_c(config, "axe")
+    specs, i_checks, i_sensors = build_inbound_all(config)
+    # What definitions.py registers for tiers B and C, next to tier A's asset.
+    defs = dg.Definitions(
+        assets=[build_tier_a("axe", config.customer("axe")), *b_assets, *c_assets, *specs],
+        asset_checks=[*b_checks, *c_checks, *i_checks], jobs=[*b_jobs, *c_jobs],
+        schedules=[*b_schedules, *c_schedules], sensors=[*c_sensors, *i_sensors],
+        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)})
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    keys = set(repo.asset_graph.get_all_asset_keys())
+    assert {tier_c_key("axe"), dg.AssetKey(["axe", "tier_b", "realchoice"]),
+            dg.AssetKey(["peers", "realchoice", "inbound"])} <= keys
+    assert {s.name for s in repo.sensor_defs} == {"axe_cold_volumes",
+                                                  "peers_realchoice_inbound"}
+    assert {"axe_tier_b_nightly", "axe_cold_rotation_daily"} <= {
+        s.name for s in repo.schedule_defs}

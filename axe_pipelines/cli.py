@@ -296,6 +296,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 problems += folder.required
                 print(f"{'FAIL' if folder.required else 'warn'} folder {folder_name}: "
                       f"{path} does not exist")
+    from axe_pipelines.cold import doctor_cold
+    from axe_pipelines.ring import doctor_ring
+
+    for status, text in [*doctor_ring(config), *doctor_cold(config)]:
+        problems += status == "FAIL"
+        print(f"{status:<4} {text}")
     return EXIT_FAILED if problems else EXIT_OK
 
 

@@ -319,3 +319,21 @@ def open_cold(config: Config, customer_name: str, *, binary: str | None = None) 
         return str(((v.marker or {}).get("last_sync") or {}).get(customer_name, ""))
 
     return _restic(max(volumes, key=last), cold, binary=binary)
+
+
+def doctor_cold(config: Config) -> list[tuple[str, str]]:
+    """`axe doctor` lines for tier C: mounted volumes and when each customer last synced."""
+    lines: list[tuple[str, str]] = []
+    for name in config.backed_up_customers():
+        customer = config.customers[name]
+        if not (customer.tiers and customer.tiers.cold):
+            continue
+        cold = customer.tiers.cold
+        volumes = find_volumes(cold)
+        if not volumes:
+            lines.append(("warn", f"tier C of {name}: no cold volume mounted ({cold.mount_glob})"
+                                  f"; fine while the SSDs are offline"))
+        for v in volumes:
+            last = ((v.marker or {}).get("last_sync") or {}).get(name, "never")
+            lines.append(("ok", f"{v.label()}: last sync of {name} {last}"))
+    return lines

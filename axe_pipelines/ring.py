@@ -456,3 +456,39 @@ def inbound_state(block: RingBackup) -> InboundState:
     return InboundState(str(root), True, len(snaps),
                         datetime.fromtimestamp(newest, UTC) if newest else None, total)
 
+
+
+def doctor_ring(config: Config) -> list[tuple[str, str]]:
+    """`axe doctor` lines for tier B: ("ok"|"warn"|"FAIL", text) per peer we push to and per
+    peer that pushes to us. Every probe is bounded by the ssh timeouts."""
+    lines: list[tuple[str, str]] = []
+    pushing = [n for n in config.backed_up_customers()
+               if (t := config.customers[n].tiers) is not None and t.ring is not None]
+    for name in pushing:
+        try:
+            peers = ring_peers(config, name)
+        except RingError as exc:
+            lines.append(("FAIL", str(exc)))
+            continue
+        for peer in peers:
+            try:
+                st = link(config, name, peer).probe()
+            except RingError as exc:
+                lines.append(("FAIL", str(exc)))
+                continue
+            free = f"{st.free_bytes / 1024 ** 3:.1f} GiB free" if st.free_bytes else "free ?"
+            lines.append(("ok", f"ring peer {peer} reachable at {st.host}"
+                                f"{' (ssh_ip fallback)' if st.via_fallback else ''}: restic "
+                                f"{st.restic_version or 'not found'}, {free}"))
+        hours = ring_settings(config.customers[name]).inbound_freshness_hours
+        for peer, block in sorted(config.peers().items()):
+            state = inbound_state(block)
+            age = state.age_hours()
+            if age is not None and age <= hours:
+                lines.append(("ok", f"inbound from {peer}: last push {age:.1f} h ago"))
+            else:
+                lines.append(("warn", f"inbound from {peer}: "
+                              + (f"last push {age:.1f} h ago" if age is not None else
+                                 f"nothing in {state.path}")
+                              + " (ring backup 단방향? ask its operator)"))
+    return lines

@@ -359,11 +359,18 @@ def test_cli_ring_records_a_dagster_run_with_metadata(site: Site, dagster_home, 
     assert meta["bytes_copied"] > 6 << 20 and meta["peer_free_gib"] > 0
     assert meta["host"] == "localhost" and meta["peer_restic_version"] == "0.18.0"
     assert os.environ[RING_PASSWORD_ENV] not in json.dumps({k: str(v) for k, v in meta.items()})
+    assert cli.main(["--config", str(site.root / "customers.yaml"), "doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "ok   ring peer realchoice reachable at localhost: restic 0.18.0" in out
+    assert "warn inbound from realchoice: nothing in" in out
+
     site.sshd.stop()
     code = cli.main(["--config", str(site.root / "customers.yaml"), "backup", "--ring",
                      "--plain"])
     err = capsys.readouterr().err
     assert code == 1 and "cannot reach realchoice" in err and "ssh exit 255" in err
+    assert cli.main(["--config", str(site.root / "customers.yaml"), "doctor"]) == 1
+    assert "FAIL tier B: cannot reach realchoice" in capsys.readouterr().out
 
 
 # --- inbound: the peer's pushes to us ----------------------------------------------------------

@@ -378,3 +378,27 @@ def test_definitions_load_with_tiers_b_and_c(site: Site):
                                                   "peers_realchoice_inbound"}
     assert {"axe_tier_b_nightly", "axe_cold_rotation_daily"} <= {
         s.name for s in repo.schedule_defs}
+
+
+def test_config_sections_reject_unknown_keys_and_need_a_cold_password():
+    from axe_pipelines.config import ConfigError, parse_config
+
+    base = {"tiers": {"local": {"repository": "/r", "password": {"env": "X"}}}}
+    ok = parse_config({"axe": {**base, "tiers": {**base["tiers"], "ring": {},
+                                                "cold": {"password": {"file": "/p"}}}}})
+    cold = ok.customer("axe").tiers.cold
+    assert cold.mount_glob == "/Volumes/axe-cold-*" and cold.volumes == 3
+    assert cold.repo_subdir == "restic-repo" and not cold.accept_plain_folders
+    assert ok.customer("axe").tiers.ring.schedule == "30 3 * * *"
+    with pytest.raises(ConfigError) as err:
+        parse_config({"axe": {**base, "tiers": {**base["tiers"],
+                                                "cold": {"password": {"env": "C"},
+                                                         "mount_glb": "/x"}}}})
+    assert "tiers.cold.mount_glb: unknown key" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_config({"axe": {**base, "tiers": {**base["tiers"], "cold": {}}}})
+    assert "tiers.cold.password: required field is missing" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_config({"axe": {**base, "tiers": {**base["tiers"],
+                                                "ring": {"schedule": "30 3 * *"}}}})
+    assert "tiers.ring.schedule" in str(err.value)

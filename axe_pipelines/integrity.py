@@ -56,14 +56,20 @@ def dump_time_counts(customer_name: str, db_name: str,
     """The row counts tier A took inside the dump's own snapshot, from the Dagster
     materialization of `<customer>/db/<db>/dump` that recorded `snapshot_id`; None when this
     machine has no such history (a new machine: then the dump's own COPY counts serve)."""
-    if not os.environ.get("DAGSTER_HOME"):
-        return None
+    from pathlib import Path
+
     import dagster as dg
 
+    from axe_pipelines.instance import DEFAULT_HOME
+
+    # The same home `axe backup` records into: $DAGSTER_HOME, else ~/.axe/dagster.
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser()
+    if not (home / "dagster.yaml").is_file():
+        return None
     try:
-        instance = dg.DagsterInstance.get()
-        records = instance.fetch_materializations(
-            dg.AssetKey([customer_name, "db", db_name, "dump"]), limit=1000).records
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            records = instance.fetch_materializations(
+                dg.AssetKey([customer_name, "db", db_name, "dump"]), limit=1000).records
     except Exception:  # noqa: BLE001 - history is optional; an unreadable one is no history
         return None
     for record in records:

@@ -37,7 +37,11 @@ class PlainReporter(_Collecting):
         self.stream = stream or sys.stderr
 
     def _say(self, text: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {text}", file=self.stream, flush=True)
+        # One write per line under the lock: parallel lanes must not splice their lines.
+        line = f"{time.strftime('%H:%M:%S')} {text}\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
 
     def start(self, item: Item) -> None:
         self._say(f"{item.label}: running")

@@ -817,13 +817,17 @@ def restore_folder(customer: Customer, folder_name: str, snap: Snapshot, restic:
                    dry_run: bool = False) -> TargetReport:
     """`restic restore` of a folder snapshot into `dest` (default: a new folder beside the
     original, `<path>.restored-<stamp>`), or over the original with `in_place`."""
-    original = Path(snap.paths[0]) if snap.paths else customer.folders[folder_name].path
+    configured = customer.folders.get(folder_name)
+    original = Path(snap.paths[0]) if snap.paths else configured.path
+    # "Beside the original" means beside the folder as configured now: on a rebuilt machine
+    # it may live elsewhere than the path the snapshot recorded.
+    home = configured.path if configured else original
     if in_place:
-        target = original
+        target = home
     elif dest:
         target = Path(dest).expanduser()
     else:
-        target = original.with_name(f"{original.name}.restored-{stamp()}")
+        target = home.with_name(f"{home.name}.restored-{stamp()}")
     if not in_place and target.exists() and any(target.iterdir()):
         raise RestoreError(f"folder {folder_name}: {target} exists and is not empty; choose "
                            f"another --dest (or --in-place to restore over the original)")

@@ -170,6 +170,39 @@ def test_push_initialises_with_tier_a_chunker_params_and_is_idempotent(site: Sit
     assert sorted(s.original for s in sets[-1].snapshots) == sorted(_set_ids(config))
 
 
+def test_restore_from_the_copy_at_the_peer(site: Site, capsys):
+    """Seed scenario 1b: the local repository is gone; the copy held at the peer (over sftp)
+    restores the folder beside the original and a database into staging, where its row
+    counts are checked."""
+    config = site.config()
+    push_set(config, "axe", "realchoice")
+    (site.root / "repo").rename(site.root / "repo-lost")  # the local disk died
+    files = site.root / "files"
+    (files / "contract.txt").write_text("overwritten\n")
+    path = str(site.root / "customers.yaml")
+    base = ["--config", path, "restore", "--customer", "axe", "--tier", "ring", "--from",
+            "realchoice", "--as-of", "2026-05-20"]
+
+    assert cli.main([*base, "--target", "files", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "tier ring" in plan and not any(p.name.startswith("files.restored-")
+                                           for p in site.root.iterdir())
+
+    assert cli.main([*base, "--target", "files"]) == 0
+    capsys.readouterr()
+    beside = [p for p in site.root.iterdir() if p.name.startswith("files.restored-")]
+    assert len(beside) == 1
+    assert (beside[0] / "contract.txt").read_text() == "contract\n" * 200
+    assert (beside[0] / "scan.bin").read_bytes() == (files / "scan.bin").read_bytes()
+    assert (files / "contract.txt").read_text() == "overwritten\n"  # never overwritten
+
+    assert cli.main(["--config", path, "integrity-check", "--customer", "axe", "--tier",
+                     "ring", "--from", "realchoice", "--target", "frame"]) == 0
+    out = capsys.readouterr().out
+    assert "row-counts" in out and "FAILED" not in out
+    assert os.environ[RING_PASSWORD_ENV] not in out
+
+
 def test_fqdn_that_does_not_resolve_falls_back_to_ssh_ip(site: Site):
     config = site.config(ssh_fqdn="peer.invalid", ssh_ip="127.0.0.1")
     result = push_set(config, "axe", "realchoice")

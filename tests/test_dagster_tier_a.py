@@ -4,7 +4,11 @@ servers and restic, metadata and checks as an operator sees them in the UI."""
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -18,6 +22,7 @@ from .test_tier_a import table_counts
 
 KST = ZoneInfo("Asia/Seoul")
 K = dg.AssetKey
+NODE = "axe_tier_a_backup"  # the tier A op of customer axe
 
 
 def materialize(config, **kwargs) -> dg.ExecuteInProcessResult:
@@ -62,6 +67,21 @@ def test_definitions_from_customers_yaml(make_config, monkeypatch, dagster_home)
     assert ("axe/db/index/dump", "restorable") in checks
 
 
+def test_the_ui_loads_the_workspace(make_config, tmp_path):
+    """What `dagster dev` does with workspace.yaml, in a separate process: every name in the
+    code location must be unique and every definition must resolve."""
+    path, _ = make_config()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
+         str(root / "workspace.yaml")], cwd=root, capture_output=True, text=True, timeout=240,
+        env={**os.environ, "AXE_CONFIG": str(path), "DAGSTER_HOME": str(home)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Validation successful" in proc.stdout + proc.stderr
+
+
 def test_scheduled_run_materializes_everything_at_its_logical_time(make_config, server_a,
                                                                     dagster_home):
     _, config = make_config()
@@ -97,15 +117,15 @@ def test_one_database_alone_then_its_check_alone(make_config, dagster_home):
     hive = K(["axe", "db", "hive", "dump"])
     first = materialize(config, selection=[hive])
     assert first.success
-    assert [m.asset_key for m in first.asset_materializations_for_node("axe_tier_a")] == [hive]
+    assert [m.asset_key for m in first.asset_materializations_for_node(NODE)] == [hive]
     assert set(checks_by_key(first)) == {("axe/db/hive/dump", "restorable")}
     # From the UI an operator can re-run just the check: it reads the latest dump back.
     again = materialize(config, selection=dg.AssetSelection.checks(
         dg.AssetCheckKey(hive, "restorable")))
     assert again.success
-    assert again.asset_materializations_for_node("axe_tier_a") == []
+    assert again.asset_materializations_for_node(NODE) == []
     evaluation = checks_by_key(again)[("axe/db/hive/dump", "restorable")]
-    first_meta = first.asset_materializations_for_node("axe_tier_a")[0].metadata
+    first_meta = first.asset_materializations_for_node(NODE)[0].metadata
     assert evaluation.passed
     assert evaluation.metadata["snapshot_id"].value == first_meta["snapshot_id"].value
 
@@ -123,7 +143,7 @@ def test_failed_database_fails_the_run_and_the_coverage_check(make_config, serve
     result = materialize(config)
     assert not result.success
     got = {m.asset_key.to_user_string() for m in
-           result.asset_materializations_for_node("axe_tier_a")}
+           result.asset_materializations_for_node(NODE)}
     assert "axe/db/hive/dump" in got and "axe/db/index/dump" not in got
     assert "axe/tier_a/local" in got  # the partial set is recorded, and flagged:
     coverage = checks_by_key(result)[("axe/tier_a/local", "coverage")]

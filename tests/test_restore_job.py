@@ -34,7 +34,7 @@ def test_restore_job_from_the_definitions(make_config, scratch_db, server_a, dag
 
     def run(**cfg: object) -> dg.ExecuteInProcessResult:
         return job.execute_in_process(
-            run_config={"ops": {"restore": {"config": {"customer": "axe", **cfg}}}},
+            run_config={"ops": {"restore_op": {"config": {"customer": "axe", **cfg}}}},
             instance=instance, raise_on_error=False)
 
     before = db_fingerprint(server_a, scratch_db)

@@ -349,8 +349,7 @@ def test_cli_cold(site: Site, dagster_home, capsys):
 
 
 def test_definitions_load_with_tiers_b_and_c(site: Site):
-    from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
-    from axe_pipelines.assets.tier_b import build_inbound_all, build_tier_b
+    from axe_pipelines.definitions import build_definitions
 
     data = _customers(site.root, site.server_a, site.server_b, ring={},
                       peer={"ssh_user": "realchoice", "ssh_fqdn": "peer.invalid",
@@ -360,15 +359,8 @@ def test_definitions_load_with_tiers_b_and_c(site: Site):
     path = site.root / "customers.yaml"
     path.write_text(yaml.safe_dump(data))
     config = load_config(path)
-    b_assets, b_checks, b_jobs, b_schedules = build_tier_b(config, "axe")
-    c_assets, c_checks, c_jobs, c_schedules, c_sensors = build_tier_c(config, "axe")
-    specs, i_checks, i_sensors = build_inbound_all(config)
-    # What definitions.py registers for tiers B and C, next to tier A's asset.
-    defs = dg.Definitions(
-        assets=[build_tier_a("axe", config.customer("axe")), *b_assets, *c_assets, *specs],
-        asset_checks=[*b_checks, *c_checks, *i_checks], jobs=[*b_jobs, *c_jobs],
-        schedules=[*b_schedules, *c_schedules], sensors=[*c_sensors, *i_sensors],
-        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)})
+    # Exactly what workspace.yaml loads, tier A and the restore job included.
+    defs = build_definitions(config)
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     keys = set(repo.asset_graph.get_all_asset_keys())

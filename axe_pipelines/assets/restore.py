@@ -76,7 +76,7 @@ def report_metadata(report: RestoreReport) -> dict[str, object]:
 def build_restore_job(site: SiteConfig) -> dg.JobDefinition:
     """The `restore` job for the customers of `site` (customers.yaml)."""
 
-    @dg.op(name="restore", description="Restore a database, table or folder of a customer as "
+    @dg.op(name="restore_op", description="Restore a database, table or folder of a customer as "
            "of a time, from a tier; integrity checks afterwards.")
     def restore_op(context: dg.OpExecutionContext, config: RestoreConfig) -> dg.Output:
         opts = config.options()

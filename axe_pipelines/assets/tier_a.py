@@ -169,7 +169,7 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
     check_specs = [coverage_spec(the_set)] + [restorable_spec(keys[i]) for i in dumps]
     timezone = tier_timezone(customer)
 
-    @dg.multi_asset(name=f"{customer_name.replace('-', '_')}_tier_a", specs=specs,
+    @dg.multi_asset(name=f"{customer_name.replace('-', '_')}_tier_a_backup", specs=specs,
                     check_specs=check_specs, can_subset=True, pool=repository_pool(customer),
                     required_resource_keys={PROGRESS_RESOURCE})
     def tier_a(context: AssetExecutionContext):

@@ -142,7 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path(".demo"))
     parser.add_argument("--keep-running", action="store_true",
                         help="leave the demo PostgreSQL servers running afterwards")
+    parser.add_argument("--stop", action="store_true",
+                        help="stop demo servers left running by --keep-running, and exit")
     args = parser.parse_args(argv)
+    if args.stop:
+        stopped = [LocalCluster(d.parent) for d in sorted(args.root.resolve().glob("pg-*/data"))
+                   if (d / "postmaster.pid").exists()]
+        for cluster in stopped:
+            cluster.stop()
+        print(f"stopped {len(stopped)} demo server(s) under {args.root}")
+        return 0
     config_path, clusters = write_demo(args.root)
     home = (args.root / "dagster_home").resolve()
     env = dict(os.environ, AXE_CONFIG=str(config_path), DAGSTER_HOME=str(home))

@@ -525,8 +525,30 @@ class Restic:
             if timer:
                 timer.cancel()
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                # The reader raised: stop restic with SIGINT (it then removes its lock) while
+                # draining its output, so it is not blocked writing; kill it only if it does
+                # not stop within 30 s.
+                out = proc.stdout
+
+                def drain() -> None:
+                    try:
+                        while out.read(1 << 20):
+                            pass
+                    except (OSError, ValueError):
+                        pass
+
+                drainer = threading.Thread(target=drain, daemon=True)
+                try:
+                    proc.send_signal(2)  # SIGINT
+                except ProcessLookupError:
+                    pass
+                drainer.start()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                drainer.join(5)
         reader.join(5)
         if timer and timer.fired:
             raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} did "

@@ -78,11 +78,16 @@ def parse_as_of(text: str, timezone: str, *, now: datetime | None = None) -> dat
                         f"or latest") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
-    if value.second == 0 and value.microsecond == 0 and "T" in text.replace(" ", "T", 1) \
-            and text.count(":") == 1:
-        # 2026-05-20T03:00 means the whole minute: a set stamped 03:00:30 still counts.
+    clock = _CLOCK.match(text.replace(" ", "T", 1))
+    if clock and clock.group(1) is None:
+        # 2026-05-20T03:00 (with or without a zone) means the whole minute: a set stamped
+        # 03:00:30 still counts. Given seconds (03:00:00) are taken exactly.
         value = value + timedelta(seconds=59, microseconds=999999)
     return value
+
+
+# The time part of an ISO value: hours:minutes, then seconds or not, then maybe a zone.
+_CLOCK = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:?\d{2}(:?\d{2}(?:[.,]\d+)?)?(?:Z|[+-].*)?$")
 
 
 def select_as_of(sets: list[BackupSet], as_of: datetime, *, where: str) -> BackupSet:

@@ -323,8 +323,13 @@ class Restic:
     def _run_with_env(self, args: Sequence[str], env_extra: dict[str, str], *, what: str) -> str:
         env = self.env()
         env.update(env_extra)
-        proc = subprocess.run(self._argv(args), env=env, capture_output=True, text=True,
-                              timeout=self.timeout, stdin=subprocess.DEVNULL)
+        try:
+            proc = subprocess.run(self._argv(args), env=env, capture_output=True, text=True,
+                                  timeout=self.timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise ResticTimeout(f"{self.repo.label}: {what} did not finish within "
+                                f"{self.timeout:.0f} s; it was stopped (a password command "
+                                f"waiting for input, or a slow or vanished disk or link)") from None
         if proc.returncode != 0:
             self._raise_for(proc.returncode, proc.stderr, what)
         return proc.stdout

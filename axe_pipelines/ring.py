@@ -20,6 +20,7 @@ import re
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,9 +225,10 @@ class PeerLink:
             if kind == "hostkey":
                 raise RingError(
                     f"tier B: host key of {self.peer} at {host} does not match the pinned key in "
-                    f"{self.known_hosts} ({why}); refusing to connect. If the peer's machine was "
-                    f"really reinstalled, confirm its new key with its operator and replace the "
-                    f"line for {self.block.ssh_fqdn}; local tier unaffected",
+                    f"{self.known_hosts} (ssh exit {proc.returncode}, {why}); refusing to "
+                    f"connect, not retried. If the peer's machine was really reinstalled, "
+                    f"confirm its new key with its operator and replace the line for "
+                    f"{self.block.ssh_fqdn}; local tier unaffected",
                     retryable=False, ssh_exit=proc.returncode, host=host)
             if kind == "auth":
                 raise RingError(
@@ -323,23 +325,45 @@ def missing_from(the_set: BackupSet, snapshots: list[Snapshot]) -> list[Snapshot
     return [s for s in the_set.snapshots if s.id not in have]
 
 
-def latest_set(customer_name: str, customer: Customer, *,
-               binary: str | None = None) -> BackupSet:
-    """The newest tier-A set; RingError when there is none."""
+def finished_sets(sets: list[BackupSet],
+                  in_progress: Callable[[str], bool] | None) -> tuple[list[BackupSet], list[str]]:
+    """(sets whose tier-A run has finished, run ids of the sets left out because their run is
+    still writing them). `in_progress(run_id)` answers from the Dagster instance; without it
+    every set counts as finished."""
+    if in_progress is None:
+        return sets, []
+    busy = [s.run_id for s in sets if in_progress(s.run_id)]
+    return [s for s in sets if s.run_id not in busy], busy
+
+
+def latest_set(customer_name: str, customer: Customer, *, binary: str | None = None,
+               in_progress: Callable[[str], bool] | None = None,
+               log: Callable[[str], None] | None = None) -> BackupSet:
+    """The newest tier-A set whose run has finished (a set still being written by a running
+    tier-A run is never copied); RingError when there is none."""
     try:
         sets = list_sets(Restic(local_repository(customer_name, customer), binary=binary,
                                 timeout=600), customer_name)
     except ResticError as exc:
         raise RingError(f"tier B of {customer_name}: cannot read tier A: {exc}",
                         retryable=False) from None
-    if not sets:
+    done, busy = finished_sets(sets, in_progress)
+    if busy and log:
+        log(f"tier B: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run is "
+            f"still writing them")
+    if not done:
+        if busy:
+            raise RingError(f"tier B of {customer_name}: the only tier-A set is still being "
+                            f"written by run {busy[-1][:8]}; nothing copied, retried later",
+                            retryable=True)
         raise RingError(f"tier B of {customer_name}: tier A holds no backup set yet; run "
                         f"`axe backup --local` first", retryable=False)
-    return sets[-1]
+    return done[-1]
 
 
 def push_set(config: Config, customer_name: str, peer: str, *,
-             binary: str | None = None, log=None) -> PushResult:
+             binary: str | None = None, log: Callable[[str], None] | None = None,
+             in_progress: Callable[[str], bool] | None = None) -> PushResult:
     """Copies every snapshot of the latest tier-A set to the peer's repository.
 
     Initialises the peer repository on first use (`--copy-chunker-params` from tier A), never
@@ -351,7 +375,8 @@ def push_set(config: Config, customer_name: str, peer: str, *,
     started = time.monotonic()
     pl = link(config, customer_name, peer, binary=binary)
     customer = pl.customer
-    the_set = latest_set(customer_name, customer, binary=binary)
+    the_set = latest_set(customer_name, customer, binary=binary, in_progress=in_progress,
+                         log=say)
     status = pl.probe()
     say(f"tier B: {peer} reachable at {status.host}"
         + (" (ssh_ip fallback)" if status.via_fallback else ""))
@@ -386,10 +411,6 @@ def push_set(config: Config, customer_name: str, peer: str, *,
         raise _classify(exc, where, status.host) from None
     except SecretError as exc:
         raise RingError(f"tier B: {where}: {exc}", retryable=False) from None
-    except subprocess.TimeoutExpired:
-        raise RingError(f"tier B: {where}: restic did not answer within "
-                        f"{pl.settings.timeout_s:.0f} s; local tier unaffected; {NEXT_STEP}",
-                        retryable=True, host=status.host) from None
     still = missing_from(the_set, after)
     if still:
         raise RingError(f"tier B: {where}: {len(still)} snapshot(s) of set {the_set.run_id[:8]} "

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from axe_pipelines import cli
+from axe_pipelines.assets.tier_a import repository_pool, tier_a_tags
 from axe_pipelines.assets.tier_b import (
     build_inbound,
     build_tier_b,
@@ -26,19 +27,30 @@ from axe_pipelines.assets.tier_b import (
     inbound_key,
     tier_b_key,
 )
-from axe_pipelines.backup import local_restic, run_tier_a
+from axe_pipelines.backup import TAG_TOOL, local_restic, run_tier_a
+from axe_pipelines.checks.tier_b import set_present_result
 from axe_pipelines.config import Config, load_config
-from axe_pipelines.restic import Repository, Restic
-from axe_pipelines.ring import RingError, inbound_state, link, push_set
+from axe_pipelines.restic import Repository, Restic, find_restic, restic_version
+from axe_pipelines.ring import RingError, inbound_state, link, peer_snapshots, push_set
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sets import list_sets
 from axe_pipelines.tiers import open_tier
 from tests.conftest import REPO_PASSWORD_ENV, server_entry
-from tests.sshd import SshServer, have_sshd, make_server
+from tests.sshd import SshServer, have_sshd, make_server, pin_host_key
 
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="openssh-server is not installed")
 
 RING_PASSWORD_ENV = "AXE_TEST_RING_PASSWORD"
+
+
+def _installed_restic_version() -> str:
+    """`restic version` of the binary the code under test uses (the peer is this machine)."""
+    version = restic_version(find_restic())
+    assert version is not None
+    return ".".join(map(str, version))
+
+
+RESTIC_VERSION = _installed_restic_version()
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +108,7 @@ class Site:
             "ssh_user": sshd.user, "ssh_fqdn": "localhost", "ssh_ip": "127.0.0.1",
             "receive_dir_at_peer": str(self.peer_dir) + "/",
             "receive_dir_at_self": str(root / "inbound" / "realchoice"),
-            "restic_version": "0.18.0", "disk_available_gib": 1,
+            "restic_version": RESTIC_VERSION, "disk_available_gib": 1,
             "bidirectional_ssh": True, "ssh_port": sshd.port,
             "ssh_key": str(sshd.user_key), "known_hosts": str(sshd.known_hosts)}
         self.server_a, self.server_b = server_a, server_b
@@ -209,7 +221,81 @@ def test_fqdn_that_does_not_resolve_falls_back_to_ssh_ip(site: Site):
     assert result.status is not None
     assert result.status.host == "127.0.0.1" and result.status.via_fallback
     assert result.status.free_bytes and result.status.free_bytes > 0
-    assert result.status.restic_version == "0.18.0"
+    assert result.status.restic_version == RESTIC_VERSION
+
+
+def test_fqdn_that_resolves_but_does_not_connect_falls_back_to_ssh_ip(site: Site):
+    """The fqdn resolves (here to 127.0.0.2, a loopback address sshd does not listen on), the
+    connection is refused, and the push goes through ssh_ip; the host key is still checked
+    against the key pinned under the fqdn (HostKeyAlias)."""
+    pin_host_key(site.sshd, ("localhost", "127.0.0.1", "127.0.0.2"))
+    config = site.config(ssh_fqdn="127.0.0.2", ssh_ip="127.0.0.1")
+    result = push_set(config, "axe", "realchoice")
+    assert result.status is not None
+    assert result.status.host == "127.0.0.1" and result.status.via_fallback
+    assert sorted(result.copied) == sorted(_set_ids(config))
+
+    # Without a fallback address the refused connection is the error, with ssh's status.
+    config = site.config(ssh_fqdn="127.0.0.2", ssh_ip=None)
+    with pytest.raises(RingError) as err:
+        push_set(config, "axe", "realchoice")
+    assert "127.0.0.2: ssh exit 255" in str(err.value)
+    assert "connection refused" in str(err.value).lower()
+
+
+def test_set_present_fails_when_a_snapshot_is_missing_at_the_peer(site: Site):
+    config = site.config()
+    result = push_set(config, "axe", "realchoice")
+    assert result.the_set is not None
+    key = tier_b_key("axe", "realchoice")
+    _, at_peer = peer_snapshots(config, "axe", "realchoice")
+    assert set_present_result(key, result.the_set, at_peer).passed
+    # The peer loses one copy (forgotten there directly, as its operator might).
+    victim = next(s for s in site.peer_repo().snapshots() if s.tag("kind") == "pgdump")
+    site.peer_repo().run(["forget", victim.id], what="forget")
+    _, at_peer = peer_snapshots(config, "axe", "realchoice")
+    check = set_present_result(key, result.the_set, at_peer)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["missing"].value == [victim.original[:8]]
+    assert "1 of" in check.description and "missing at the peer" in check.description
+    # The next push puts it back.
+    again = push_set(config, "axe", "realchoice")
+    assert again.copied == [victim.original]
+    assert set_present_result(key, again.the_set, again.at_peer).passed
+
+
+def test_a_set_still_being_written_by_tier_a_is_not_copied(site: Site, dagster_home):
+    """Tier A's run is still in progress (its Dagster run is STARTED) and has written one
+    snapshot of tonight's set: tier B copies the last finished set, never the half-written
+    one; once the tier-A run has ended, the new set is copied."""
+    config = site.config()
+    instance = dg.DagsterInstance.get()
+    running = instance.add_run(dg.DagsterRun(job_name="axe_tier_a",
+                                             status=dg.DagsterRunStatus.STARTED))
+    half = local_restic("axe", config.customer("axe")).backup_paths(
+        [site.root / "files" / "contract.txt"], at=datetime(2026, 5, 21, 3, 0, tzinfo=UTC),
+        tags=[TAG_TOOL, "customer=axe", "kind=files", "folder=files", f"run={running.run_id}"])
+    asset = build_tier_b_asset(config, "axe", "realchoice", retry=False)
+    # The scheduled job is queued behind tier-A runs on the same repository...
+    [job] = build_tier_b(config, "axe")[2]
+    assert job.tags["axe/repository"] == tier_a_tags(config.customer("axe"))["axe/repository"]
+    # ...and its op shares tier A's pool (one op at a time per tier-A repository).
+    assert asset.op.pool == repository_pool(config.customer("axe"))
+
+    result = dg.materialize([asset], instance=instance, raise_on_error=False)
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["set"].value == "run-template"
+    assert half.snapshot_id not in {s.original for s in site.peer_repo().snapshots()}
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("still writing" in m and running.run_id[:8] in m for m in logs)
+
+    instance.report_run_failed(running)  # tier A's run has ended
+    result = dg.materialize([asset], instance=instance, raise_on_error=False)
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["set"].value == running.run_id
+    assert half.snapshot_id in {s.original for s in site.peer_repo().snapshots()}
 
 
 def test_secrets_and_options_stay_out_of_argv(site: Site):
@@ -256,6 +342,8 @@ def test_changed_host_key_is_refused_without_fallback(site: Site):
         push_set(config, "axe", "realchoice")
     text = str(err.value)
     assert "does not match the pinned key" in text and str(site.sshd.known_hosts) in text
+    assert "localhost" in text and "ssh exit 255" in text and "not retried" in text
+    assert err.value.ssh_exit == 255
     assert not err.value.retryable  # retrying cannot make an unknown key trustworthy
     assert err.value.host == "localhost"  # did not fall back to ssh_ip either
     assert not site.peer_dir.exists()
@@ -306,6 +394,9 @@ def test_link_dropping_mid_copy_fails_fast_and_next_run_clears_the_stale_lock(si
     assert not worker.is_alive()
     assert errors and isinstance(errors[0], RingError), errors
     assert errors[0].retryable
+    # Bounded: ssh's keepalives (1 s x 2) end it in seconds, not restic's ~22 minutes; 60 s
+    # is generous (the join above would have given up at 120 s).
+    assert gone_after < 60, f"link drop took {gone_after:.1f} s to detect"
     print(f"link drop detected after {gone_after:.1f} s")  # recorded for the report
     assert site.tier_a_state() == before
 
@@ -342,6 +433,7 @@ def _retries(result: dg.ExecuteInProcessResult) -> int:
 
 
 def test_unreachable_peer_is_retried_by_policy_not_forever(site: Site, dagster_home):
+    site.ring["retry_delay_s"] = 0.2
     config = site.config()
     site.sshd.stop()
     asset = build_tier_b_asset(config, "axe", "realchoice")
@@ -352,6 +444,8 @@ def test_unreachable_peer_is_retried_by_policy_not_forever(site: Site, dagster_h
     # Each retry carries the reason (Dagster wraps our Failure as the error's cause).
     assert all("cannot reach realchoice" in e.event_specific_data.error.cause.message
                for e in retried)
+    # Dagster's exponential backoff waits (2^n - 1) x delay: 1x, then 3x (README: 300 s, 900 s).
+    assert [e.event_specific_data.seconds_to_wait for e in retried] == pytest.approx([0.2, 0.6])
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert failure.step_failure_data.user_failure_data.metadata["ssh_exit"].value == 255
     checks = result.get_asset_check_evaluations()
@@ -390,11 +484,11 @@ def test_cli_ring_records_a_dagster_run_with_metadata(site: Site, dagster_home, 
     assert meta["snapshots_copied"] == len(_set_ids(config))
     assert meta["snapshots_already_present"] == 0
     assert meta["bytes_copied"] > 6 << 20 and meta["peer_free_gib"] > 0
-    assert meta["host"] == "localhost" and meta["peer_restic_version"] == "0.18.0"
+    assert meta["host"] == "localhost" and meta["peer_restic_version"] == RESTIC_VERSION
     assert os.environ[RING_PASSWORD_ENV] not in json.dumps({k: str(v) for k, v in meta.items()})
     assert cli.main(["--config", str(site.root / "customers.yaml"), "doctor"]) == 0
     out = capsys.readouterr().out
-    assert "ok   ring peer realchoice reachable at localhost: restic 0.18.0" in out
+    assert f"ok   ring peer realchoice reachable at localhost: restic {RESTIC_VERSION}" in out
     assert "warn inbound from realchoice: nothing in" in out
 
     site.sshd.stop()
@@ -459,3 +553,54 @@ def test_inbound_sensor_reports_pushes_and_when_they_stop(site: Site, dagster_ho
     instance = dg.DagsterInstance.get()
     result = sensor(dg.build_sensor_context(instance=instance))
     assert any(isinstance(e, dg.AssetMaterialization) for e in result.asset_events)
+
+
+def _peer_pushes_again(into: Path, when: datetime) -> str:
+    """One more push by the peer into its repository; the new snapshot file gets `when`.
+    Returns the new snapshot file's name."""
+    env = {**os.environ, "RESTIC_PASSWORD": "the-peers-own-password"}
+    env.pop("RESTIC_REPOSITORY", None)
+    before = {p.name for p in (into / "snapshots").iterdir()}
+    src = into.parent / "peer-data.txt"
+    src.write_text(f"their data at {when}\n")
+    subprocess.run(["restic", "-r", str(into), "backup", str(src)], env=env, check=True,
+                   capture_output=True)
+    [new] = [p for p in (into / "snapshots").iterdir() if p.name not in before]
+    os.utime(new, (when.timestamp(), when.timestamp()))
+    return new.name
+
+
+def test_inbound_counts_from_the_push_time_and_ignores_a_peer_prune(site: Site):
+    config = site.config()
+    block = config.peers()["realchoice"]
+    inbox = block.receive_dir_at_self
+    inbox.parent.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    # First look after the sensor was off for two days: the push it finds is 40 h old. It is
+    # recorded (an observation) but must not make the asset fresh: no materialization.
+    _peer_pushes(inbox, now - timedelta(hours=40))
+    events, cursor = inbound_events("realchoice", block, 26, None, now)
+    assert [type(e).__name__ for e in events] == ["AssetObservation", "AssetCheckEvaluation"]
+    assert not events[1].passed
+    assert events[0].metadata["push_age_hours_when_seen"].value == pytest.approx(40, abs=0.1)
+
+    # A new push, 1 h old when seen: a materialization carrying the push's own time.
+    pushed_at = now - timedelta(hours=1)
+    newest = _peer_pushes_again(inbox, pushed_at)
+    events, cursor = inbound_events("realchoice", block, 26, cursor, now)
+    assert [type(e).__name__ for e in events] == ["AssetMaterialization",
+                                                   "AssetCheckEvaluation"]
+    assert events[0].metadata["push_time"].value == pytest.approx(pushed_at.timestamp(), abs=1)
+    assert events[1].passed
+
+    # The peer forgets its newest snapshot (a prune): the newest file gets older. That is not
+    # a push: no materialization, no observation.
+    (inbox / "snapshots" / newest).unlink()
+    events, cursor = inbound_events("realchoice", block, 26, cursor, now)
+    assert not [e for e in events if not isinstance(e, dg.AssetCheckEvaluation)]
+    assert len(events) == 1 and not events[0].passed  # what is left is 40 h old
+    # ...and a later real push is still seen as one.
+    _peer_pushes_again(inbox, now - timedelta(minutes=5))
+    events, cursor = inbound_events("realchoice", block, 26, cursor, now)
+    assert type(events[0]).__name__ == "AssetMaterialization" and events[1].passed

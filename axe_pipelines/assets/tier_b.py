@@ -10,12 +10,13 @@ The work is in ring.py; this module only wires it into assets, a job, a schedule
 """
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from axe_pipelines.assets.tier_a import set_key
+from axe_pipelines.assets.tier_a import repository_pool, set_key, tier_a_tags
 from axe_pipelines.checks.tier_b import (
     ARRIVING,
     arriving_evaluation,
@@ -71,6 +72,22 @@ def push_metadata(result, block: RingBackup) -> dict[str, object]:
     }
 
 
+def tier_a_in_progress(context: AssetExecutionContext) -> Callable[[str], bool]:
+    """`in_progress(run_id)`: True when the tier-A run that wrote a set is still running (its
+    set may be half-written). A set written by this same run counts as finished: the asset
+    depends on the set, so tier A's step is done before ours starts. Sets from runs this
+    instance does not know (made elsewhere) count as finished."""
+    own = context.run.run_id
+
+    def in_progress(run_id: str) -> bool:
+        if run_id == own:
+            return False
+        run = context.instance.get_run_by_id(run_id)
+        return run is not None and not run.is_finished
+
+    return in_progress
+
+
 def build_tier_b_asset(config: Config, customer_name: str, peer: str, *,
                        retry: bool = True) -> dg.AssetsDefinition:
     """The push of `customer_name`'s latest set to `peer`, with its two checks. `retry=False`
@@ -94,11 +111,15 @@ def build_tier_b_asset(config: Config, customer_name: str, peer: str, *,
         # a wrong password or damaged repository raises Failure(allow_retries=False).
         retry_policy=dg.RetryPolicy(max_retries=settings.retries, delay=settings.retry_delay_s,
                                     backoff=dg.Backoff.EXPONENTIAL) if retry else None,
-        pool=pl.pool(),
+        # Tier A's pool: the copy waits while tier A writes tonight's set (one op at a time
+        # per tier-A repository), so a half-written set is never read; the run's own check
+        # (tier_a_in_progress) covers a tier-A run that did not go through the pool.
+        pool=repository_pool(customer),
     )
     def tier_b(context: AssetExecutionContext):
         try:
-            result = push_set(config, customer_name, peer, log=context.log.info)
+            result = push_set(config, customer_name, peer, log=context.log.info,
+                              in_progress=tier_a_in_progress(context))
         except RingError as exc:
             reached = exc.ssh_exit is None  # ssh worked; restic failed afterwards
             if not reached:
@@ -153,20 +174,34 @@ def inbound_events(peer: str, block: RingBackup, window_hours: float, cursor: st
     outcome changes or a push landed. Returns (events, new cursor)."""
     key = inbound_key(peer)
     state = inbound_state(block)
+    now = now or datetime.now(UTC)
     last = json.loads(cursor) if cursor else {}
+    seen = datetime.fromisoformat(last["newest"]) if last.get("newest") else None
     events: list = []
-    newest = state.newest.isoformat() if state.newest else ""
-    arrived = bool(newest) and newest != last.get("newest")
+    # Only a snapshot file newer than any seen before is a push: the peer's `forget`/`prune`
+    # removes files (the newest may get older) and is not a backup arriving.
+    arrived = state.newest is not None and (seen is None or state.newest > seen)
     if arrived:
-        events.append(dg.AssetMaterialization(
-            asset_key=key, description=f"new push from {peer}",
-            metadata={"newest_snapshot_file": newest, "snapshot_files": state.snapshot_files,
-                      "total_bytes": dg.MetadataValue.int(state.total_bytes),
-                      "path": state.path}))
-    evaluation = arriving_evaluation(key, state, window_hours, now or datetime.now(UTC))
+        assert state.newest is not None
+        age_h = (now - state.newest).total_seconds() / 3600
+        metadata = {"push_time": dg.MetadataValue.timestamp(state.newest),
+                    "push_age_hours_when_seen": dg.MetadataValue.float(round(age_h, 2)),
+                    "newest_snapshot_file": state.newest.isoformat(),
+                    "snapshot_files": state.snapshot_files,
+                    "total_bytes": dg.MetadataValue.int(state.total_bytes), "path": state.path}
+        # Freshness counts from a materialization's own time, so a push that was already
+        # older than the window when first seen (the sensor was off, the cursor was reset) is
+        # recorded as an observation: it must not turn the asset fresh.
+        event_type = dg.AssetMaterialization if age_h < window_hours else dg.AssetObservation
+        events.append(event_type(asset_key=key, description=f"push from {peer} at "
+                                 f"{state.newest:%Y-%m-%d %H:%M} UTC", metadata=metadata))
+    evaluation = arriving_evaluation(key, state, window_hours, now)
     if arrived or evaluation.passed != last.get("passed"):
         events.append(evaluation)
-    return events, json.dumps({"newest": newest, "passed": evaluation.passed})
+    known = [d for d in (state.newest, seen) if d is not None]
+    newest = max(known) if known else None
+    return events, json.dumps({"newest": newest.isoformat() if newest else "",
+                               "passed": evaluation.passed})
 
 
 def build_tier_b(config: Config, customer_name: str) -> tuple[list, list, list, list]:
@@ -182,7 +217,9 @@ def build_tier_b(config: Config, customer_name: str) -> tuple[list, list, list, 
     job = dg.define_asset_job(
         name=_name(customer_name, "tier_b"),
         selection=dg.AssetSelection.groups(tier_b_group(customer_name)),
-        tags={"axe/tier": "b"},
+        # tier A's axe/repository tag: the run queue holds this run while a tier-A run on
+        # the same repository is in progress (tag_concurrency_limits in dagster.yaml).
+        tags={**tier_a_tags(customer), "axe/tier": "b"},
         description=f"Copy {customer_name}'s latest tier-A set to its ring peers.")
     schedule = dg.ScheduleDefinition(
         name=_name(customer_name, "tier_b_nightly"), cron_schedule=customer.tiers.ring.schedule,

@@ -34,7 +34,7 @@ from typing import Any
 from axe_pipelines.backup import local_repository
 from axe_pipelines.config import ColdTier, Config, Customer
 from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot, WrongPassword
-from axe_pipelines.ring import missing_from
+from axe_pipelines.ring import finished_sets, missing_from
 from axe_pipelines.secrets import SecretError
 from axe_pipelines.sets import BackupSet, list_sets
 
@@ -95,10 +95,13 @@ def cold_settings(customer_name: str, customer: Customer) -> ColdTier:
     return customer.tiers.cold
 
 
-def expected_volume(when: datetime, volumes: int) -> int:
-    """The runbook's rotation: Q1 -> #1, Q2 -> #2, ..., wrapping over `volumes`."""
-    quarter = (when.month - 1) // 3 + 1
-    return (quarter - 1) % volumes + 1
+def expected_volume(when: datetime, volumes: int, start_year: int = 2026) -> int:
+    """The runbook's rotation: Q1 of `start_year` -> #1, Q2 -> #2, ..., wrapping over
+    `volumes` and carrying on across years (quarters are counted from `start_year`, not from
+    each January), so every volume's turn comes back after exactly `volumes` quarters. With 3
+    volumes: Q1 2026 #1, Q2 #2, Q3 #3, Q4 #1, Q1 2027 #2, ... `when` is in the tier's zone."""
+    quarters = (when.year - start_year) * 4 + (when.month - 1) // 3
+    return quarters % volumes + 1
 
 
 def _mount_id(path: Path) -> str | None:
@@ -227,8 +230,10 @@ def _gone(volume: Volume, cold: ColdTier) -> bool:
 
 def sync_volume(config: Config, customer_name: str, volume: Volume, *,
                 binary: str | None = None, now: datetime | None = None,
-                log: Callable[[str], None] | None = None) -> SyncResult:
-    """Copies every snapshot of the latest tier-A set that the volume lacks.
+                log: Callable[[str], None] | None = None,
+                in_progress: Callable[[str], bool] | None = None) -> SyncResult:
+    """Copies every snapshot of the latest finished tier-A set that the volume lacks (a set
+    whose tier-A run is still writing it, per `in_progress(run_id)`, is left out).
 
     Creates the volume's repository (and identity marker) on first use, clears provably stale
     locks, copies, reads the volume back to confirm and records the sync in the marker.
@@ -244,9 +249,15 @@ def sync_volume(config: Config, customer_name: str, volume: Volume, *,
             sets = list_sets(Restic(source, binary=binary, timeout=600), customer_name)
         except ResticError as exc:
             raise ColdError(f"tier C of {customer_name}: cannot read tier A: {exc}") from None
+        sets, busy = finished_sets(sets, in_progress)
+        if busy:
+            say(f"tier C: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run "
+                f"is still writing them")
         if not sets:
-            raise ColdError(f"tier C of {customer_name}: tier A holds no backup set yet; run "
-                            f"`axe backup --local` first")
+            raise ColdError(f"tier C of {customer_name}: " + (
+                f"the only tier-A set is still being written by run {busy[-1][:8]}; mount the "
+                f"volume again (or run `axe backup --cold`) when it has finished" if busy else
+                "tier A holds no backup set yet; run `axe backup --local` first"))
         the_set = sets[-1]
         for leftover in volume.path.glob(f"{INIT_PREFIX}*"):
             shutil.rmtree(leftover, ignore_errors=True)  # an initialisation cut short
@@ -280,26 +291,28 @@ def sync_volume(config: Config, customer_name: str, volume: Volume, *,
                     f"{volume.label()}")
                 restic.copy(source, [s.id for s in todo])
             after = restic.snapshots(tags=[f"customer={customer_name}"])
+            still = missing_from(the_set, after)
+            if not still:
+                result.synced_at = now or datetime.now(UTC)
+                marker.setdefault("last_sync", {})[customer_name] = result.synced_at.isoformat()
+                _write_marker(volume.path, marker)
         except (ResticError, OSError, SecretError) as exc:
             if isinstance(exc, WrongPassword):
                 raise ColdError(f"tier C: {exc}; the cold password is kept apart from tier A's "
                                 f"(on paper); nothing on tier A changed") from None
+            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             if _gone(volume, cold):
-                raise ColdError(f"tier C: {volume.label()} went away during the sync ({exc}); "
+                raise ColdError(f"tier C: {volume.label()} went away during the sync ({why}); "
                                 f"nothing on tier A changed; mount it again and the next sync "
                                 f"finishes the copy") from None
-            raise ColdError(f"tier C: sync of {volume.label()} failed: {exc}; nothing on tier "
+            raise ColdError(f"tier C: sync of {volume.label()} failed: {why}; nothing on tier "
                             f"A changed; try again or run `restic check` on the volume") from None
-        still = missing_from(the_set, after)
         if still:
             raise ColdError(f"tier C: {len(still)} snapshot(s) of set {the_set.run_id[:8]} still "
                             f"missing on {volume.label()} after the copy; try again")
         result.copied = [s.id for s in todo]
         result.on_volume = after
         result.bytes = sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo)
-        result.synced_at = now or datetime.now(UTC)
-        marker.setdefault("last_sync", {})[customer_name] = result.synced_at.isoformat()
-        _write_marker(volume.path, marker)
         result.volume = Volume(volume.path, volume.repo_path, volume.mounted, volume.mount_token,
                                volume.number or marker.get("number"), marker)
         result.duration_s = time.monotonic() - started

@@ -191,6 +191,9 @@ class RingTier(_Model):
     _v_cron = field_validator("schedule")(_check_cron)
 
 
+QUARTER_DAYS = 92  # the longest quarter (Jul-Sep, Oct-Dec)
+
+
 class ColdTier(_Model):
     """Tier C: rotating cold SSDs, synced by a sensor when mounted (issue 3)."""
 
@@ -201,21 +204,42 @@ class ColdTier(_Model):
     repo_subdir: str = Field("restic-repo", pattern=r"^[A-Za-z0-9._-]+$")
     accept_plain_folders: bool = Field(
         False, description="count a folder that is not a mount point as a volume (tests, demo)")
+    rotation_start_year: int = Field(
+        2026, ge=2000, le=2100, description="Q1 of this year expects volume #1; from then on "
+        "every quarter moves on to the next volume, wrapping over `volumes`")
+    rotation_grace_days: float = Field(
+        14, ge=0, description="slack on top of the rotation period before a volume is overdue")
     rotation_days: float | None = Field(
-        None, gt=0, description="a volume not synced for this long is overdue; default: "
-        "volumes x 92 days + 14")
+        None, gt=0, description="a volume not synced for this long is overdue; default: its "
+        "rotation period (volumes x 92 days, the longest quarter) + rotation_grace_days")
     timeout_s: float = Field(3600, gt=0, description="bound on one restic call on a volume")
     sensor_interval_s: int = Field(30, ge=5)
 
     @property
+    def rotation_period_days(self) -> float:
+        """How long a volume waits for its next turn: one quarter per volume in the rotation
+        (92 days, the longest quarter)."""
+        return self.volumes * QUARTER_DAYS
+
+    @property
     def overdue_days(self) -> float:
-        return self.rotation_days or self.volumes * 92 + 14
+        return self.rotation_days or self.rotation_period_days + self.rotation_grace_days
 
 
 class Tiers(_Model):
     local: LocalTier
     ring: RingTier | None = None
     cold: ColdTier | None = None
+
+    @model_validator(mode="after")
+    def _v_cold_password(self) -> Tiers:
+        if self.cold is not None and self.cold.password == self.local.password:
+            raise ValueError(
+                f"cold.password is the same source as local.password "
+                f"({self.local.password.describe()}); the cold SSDs' password must be kept "
+                f"apart from tier A's (the runbook keeps it on paper, off the vault): give "
+                f"tiers.cold.password its own source")
+        return self
 
 
 class RingBackup(_Model):

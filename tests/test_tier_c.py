@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -227,6 +228,87 @@ def test_one_sync_per_volume_at_a_time(site: Site):
     assert not (path / "restic-repo").exists()
 
 
+def test_volume_gone_at_the_final_marker_write_fails_cleanly(site: Site):
+    """The copy is done but the identity marker cannot be written at the very end (here a
+    folder sits where the marker's temporary file goes, as a disk pulled at that moment would
+    refuse the write): a clean ColdError, not a raw OSError, and no sync time recorded."""
+    config = site.config()
+    path = site.volume(1)
+    cold = config.customer("axe").tiers.cold
+    sync_volume(config, "axe", volume_at(cold, path))
+    recorded = json.loads((path / MARKER).read_text())["last_sync"]["axe"]
+    (path / f".{MARKER}.tmp").mkdir()
+    with pytest.raises(ColdError) as err:
+        sync_volume(config, "axe", volume_at(cold, path))
+    assert "sync of cold volume axe-cold-1" in str(err.value)
+    assert "nothing on tier A changed" in str(err.value)
+    assert json.loads((path / MARKER).read_text())["last_sync"]["axe"] == recorded
+
+
+def test_a_hanging_restic_call_is_stopped_and_reported(site: Site):
+    """The cold password comes from a command that answers once and then hangs (a Keychain
+    prompt nobody answers): `restic init` of a new volume is stopped after timeout_s and the
+    sync fails with a clear message instead of hanging."""
+    flag = site.root / "asked-once"
+    script = (f'if [ -e {flag} ]; then exec sleep 20; fi; touch {flag}; '
+              f'echo "${COLD_PASSWORD_ENV}"')
+    config = site.config(password={"command": ["sh", "-c", script]}, timeout_s=2)
+    path = site.volume(1)
+    started = time.monotonic()
+    with pytest.raises(ColdError) as err:
+        sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
+    elapsed = time.monotonic() - started
+    assert "creating the repository did not finish within 2 s" in str(err.value)
+    assert elapsed < 15, f"took {elapsed:.1f} s"  # bounded by timeout_s, not by the hang
+    assert not (path / "restic-repo").exists() and not list(path.glob(".axe-init-*"))
+
+
+def test_one_failing_volume_does_not_skip_the_others(site: Site, dagster_home):
+    config = site.config()
+    broken = site.volume(1)
+    (broken / "restic-repo").mkdir()
+    (broken / "restic-repo" / "not-restic.txt").write_text("someone else's files\n")
+    good = site.volume(2)
+    assets, checks, *_ = build_tier_c(config, "axe")
+    run = dg.materialize([*assets, *checks], instance=dg.DagsterInstance.get(),
+                         selection=[tier_c_key("axe")], raise_on_error=False)
+    assert not run.success  # the run says one volume failed...
+    failure = [e for e in run.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "axe-cold-1" in failure.step_failure_data.error.message
+    assert "not a restic repository" in failure.step_failure_data.error.message
+    # ...and the other volume was synced all the same.
+    meta = run.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["volumes"].value == ["axe-cold-2"]
+    assert {s.original for s in site.repo_on(good).snapshots()} == set(_set_ids(config))
+
+
+def test_rotation_gives_every_volume_its_turn_within_the_overdue_limit(site: Site):
+    """Syncing each quarter only the volume the rotation expects keeps every volume inside
+    volumes_current's limit, year after year (quarters count on across years)."""
+    for volumes in (1, 2, 3, 4, 5):
+        cold = site.config(volumes=volumes).customer("axe").tiers.cold
+        assert cold.overdue_days == volumes * 92 + 14
+        zone = ZoneInfo("Asia/Seoul")
+        last: dict[int, datetime] = {}
+        gaps = []
+        for year in range(2026, 2032):
+            for month in (1, 4, 7, 10):
+                for day in (1, 28):  # early in one quarter, late in another
+                    when = datetime(year, month, day, 12, tzinfo=zone)
+                    n = expected_volume(when, volumes, cold.rotation_start_year)
+                    if year > 2027:  # every volume has had its first turn
+                        # Evaluated just before the sync: the longest any volume has waited.
+                        check = volumes_current_result(tier_c_key("axe"), last, volumes,
+                                                       cold.overdue_days, now=when)
+                        assert check.passed, (volumes, when, check.description)
+                    if n in last:
+                        gaps.append((when - last[n]).days)
+                    last[n] = when
+        assert max(gaps) <= cold.rotation_period_days < cold.overdue_days
+    assert [expected_volume(datetime(2026, m, 1), 3) for m in (1, 4, 7, 10)] == [1, 2, 3, 1]
+    assert [expected_volume(datetime(2027, m, 1), 3) for m in (1, 4, 7, 10)] == [2, 3, 1, 2]
+
+
 # --- the mount sensor -------------------------------------------------------------------------
 
 
@@ -244,10 +326,15 @@ def test_sensor_once_per_mount_across_ticks(site: Site, dagster_home):
     requests, cursor = _tick(sensor, instance, None)
     assert requests == []
     path = site.volume(1)  # mounted
+    before_mount = cursor
     requests, cursor = _tick(sensor, instance, cursor)
     assert len(requests) == 1
     first = requests[0]
     assert first.run_config["ops"][op_name("axe")]["config"]["volume"] == str(path)
+    # The run key names the volume and this mount, nothing else: the same tick evaluated
+    # again (a daemon restart) asks for the same run, which Dagster starts only once.
+    again, _ = _tick(sensor, instance, before_mount)
+    assert [r.run_key for r in again] == [first.run_key]
     for _ in range(3):  # stays mounted: no new sync every tick
         requests, cursor = _tick(sensor, instance, cursor)
         assert requests == []
@@ -255,9 +342,15 @@ def test_sensor_once_per_mount_across_ticks(site: Site, dagster_home):
     path.rename(away)  # unmounted
     requests, cursor = _tick(sensor, instance, cursor)
     assert requests == []
-    away.rename(path)  # mounted again later
+    away.rename(path)  # mounted again later: same folder, same inode, a new mount generation
+    before_remount = cursor
     requests, cursor = _tick(sensor, instance, cursor)
     assert len(requests) == 1 and requests[0].run_key != first.run_key
+    second = requests[0].run_key
+    again, _ = _tick(sensor, instance, before_remount)
+    assert [r.run_key for r in again] == [second]
+    requests, cursor = _tick(sensor, instance, cursor)
+    assert requests == []
 
 
 def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
@@ -270,9 +363,11 @@ def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
     if not _mount_tmpfs(path):
         pytest.skip("mounting tmpfs is not permitted here")
     try:
+        before_mount = cursor
         requests, cursor = _tick(sensors[0], instance, cursor)
         assert len(requests) == 1
         first = requests[0].run_key
+        assert [r.run_key for r in _tick(sensors[0], instance, before_mount)[0]] == [first]
         requests, cursor = _tick(sensors[0], instance, cursor)
         assert requests == []
         assets, checks, *_ = build_tier_c(config, "axe")
@@ -286,8 +381,13 @@ def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
         requests, cursor = _tick(sensors[0], instance, cursor)
         assert requests == []
         assert _mount_tmpfs(path)
+        before_remount = cursor
         requests, cursor = _tick(sensors[0], instance, cursor)
         assert len(requests) == 1 and requests[0].run_key != first
+        second = requests[0].run_key
+        assert [r.run_key for r in _tick(sensors[0], instance, before_remount)[0]] == [second]
+        requests, cursor = _tick(sensors[0], instance, cursor)
+        assert requests == []
     finally:
         while os.path.ismount(path):
             _umount(path)
@@ -295,7 +395,8 @@ def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
 
 def test_two_volumes_both_sync_with_rotation_and_overdue_checks(site: Site, dagster_home):
     config = site.config()
-    expected = expected_volume(datetime.now(UTC), 3)
+    # The same zone and start year the asset uses (customers.yaml: Asia/Seoul, 2026).
+    expected = expected_volume(datetime.now(ZoneInfo("Asia/Seoul")), 3, 2026)
     other = expected % 3 + 1
     site.volume(expected)
     site.volume(other)
@@ -343,9 +444,21 @@ def test_cli_cold(site: Site, dagster_home, capsys):
     assert cli.main(args) == 1
     assert "no cold volume is mounted" in capsys.readouterr().err
     site.volume(1)
-    assert cli.main(args) == 0, capsys.readouterr().err
+    # Synced, but volumes #2 and #3 never were: volumes_current is an ERROR check, so the
+    # exit status says so (the rotation check is only a WARN).
+    assert cli.main(args) == 1
     out = capsys.readouterr().out
     assert f"{len(_set_ids(config))} copied" in out and "axe-cold-1" in out
+    assert "axe/tier_c/cold:volumes_current: FAILED (overdue: #2 never synced; #3 never " \
+           "synced" in out
+    site.volume(2)
+    site.volume(3)
+    cli.main(args)  # the first volume's run still sees #2 and #3 unsynced
+    capsys.readouterr()
+    assert cli.main(args) == 0, capsys.readouterr().err  # every volume current now
+    out = capsys.readouterr().out
+    assert "FAILED" not in out and out.count("0 copied") == 3
+    assert out.count("axe/tier_c/cold:rotation: WARN") == 2  # two are not this quarter's
 
 
 def test_definitions_load_with_tiers_b_and_c(site: Site):
@@ -390,6 +503,13 @@ def test_config_sections_reject_unknown_keys_and_need_a_cold_password():
     with pytest.raises(ConfigError) as err:
         parse_config({"axe": {**base, "tiers": {**base["tiers"], "cold": {}}}})
     assert "tiers.cold.password: required field is missing" in str(err.value)
+    # The cold password must not be tier A's (the runbook keeps it off the vault).
+    with pytest.raises(ConfigError) as err:
+        parse_config({"axe": {**base, "tiers": {**base["tiers"],
+                                                "cold": {"password": {"env": "X"}}}}})
+    assert "axe.tiers: cold.password is the same source as local.password" in str(err.value)
+    assert "(environment variable X)" in str(err.value)
+    assert "give tiers.cold.password its own source" in str(err.value)
     with pytest.raises(ConfigError) as err:
         parse_config({"axe": {**base, "tiers": {**base["tiers"],
                                                 "ring": {"schedule": "30 3 * *"}}}})

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 
-from axe_pipelines.assets.tier_a import set_key
+from axe_pipelines.assets.tier_a import repository_pool, set_key, tier_a_tags
+from axe_pipelines.assets.tier_b import tier_a_in_progress
 from axe_pipelines.checks.tier_c import (
     VOLUMES_CURRENT,
     last_sync_by_volume,
@@ -98,9 +99,10 @@ def build_tier_c(config: Config, customer_name: str) -> tuple[list, list, list, 
         description=f"restic copy of {customer_name}'s latest tier-A set to the mounted cold "
                     f"SSD ({cold.mount_glob}, repository <volume>/{cold.repo_subdir}); "
                     f"started by the mount sensor.",
-        # All cold syncs of a customer queue behind each other; the volume's own lock file
-        # also keeps a CLI sync and a Dagster sync of the same volume apart.
-        pool=f"cold-{customer_name}",
+        # Tier A's pool: a sync waits while tier A writes tonight's set, and all cold syncs
+        # of a customer queue behind each other; the volume's own lock file also keeps a CLI
+        # sync and a Dagster sync of the same volume apart.
+        pool=repository_pool(customer),
     )
     def tier_c(context: AssetExecutionContext, config: ColdSyncConfig):
         settings = cold
@@ -114,13 +116,16 @@ def build_tier_c(config: Config, customer_name: str) -> tuple[list, list, list, 
                                          f"mounted ({settings.mount_glob}); mount an SSD",
                              allow_retries=False)
         results, errors = [], []
-        for volume in volumes:  # one at a time
+        in_progress = tier_a_in_progress(context)
+        for volume in volumes:  # one at a time; one volume's failure never skips the others
             try:
                 results.append(sync_volume(site, customer_name, volume,
-                                           log=context.log.info))
+                                           log=context.log.info, in_progress=in_progress))
             except ColdError as exc:
+                context.log.error(str(exc))
                 errors.append(str(exc))
-        expected = expected_volume(datetime.now(ZoneInfo(zone)), settings.volumes)
+        expected = expected_volume(datetime.now(ZoneInfo(zone)), settings.volumes,
+                                   settings.rotation_start_year)
         if results:
             yield dg.MaterializeResult(metadata=sync_metadata(results, expected))
             yield rotation_result(key, [r.volume.number for r in results], expected,
@@ -131,14 +136,16 @@ def build_tier_c(config: Config, customer_name: str) -> tuple[list, list, list, 
 
     @dg.asset_check(asset=key, name=VOLUMES_CURRENT,
                     description=f"Every one of the {cold.volumes} cold volumes was synced within "
-                                f"{cold.overdue_days:g} days (its rotation period).")
+                                f"{cold.overdue_days:g} days (its rotation period: one "
+                                f"quarter per volume, plus grace).")
     def volumes_current(context: AssetCheckExecutionContext) -> dg.AssetCheckResult:
         last = last_sync_by_volume(_history(context.instance, key))
         return volumes_current_result(key, last, cold.volumes, cold.overdue_days)
 
     job = dg.define_asset_job(
         name=_name(customer_name, "tier_c"), selection=dg.AssetSelection.assets(key),
-        tags={"axe/tier": "c"},
+        # tier A's axe/repository tag: queued behind a tier-A run on the same repository.
+        tags={**tier_a_tags(customer), "axe/tier": "c"},
         description=f"Sync {customer_name}'s latest tier-A set to mounted cold volumes.")
     check_job = dg.define_asset_job(
         name=_name(customer_name, "cold_rotation_check"),
@@ -156,7 +163,8 @@ def build_tier_c(config: Config, customer_name: str) -> tuple[list, list, list, 
 def run_cold_cli(config: Config, customers: list[str], *, say: Callable[[str], None],
                  err: Callable[[str], None]) -> int:
     """`axe backup --cold`: sync every mounted volume now, each as a recorded Dagster run.
-    Returns the CLI exit code (0 ok, 1 a sync failed or nothing mounted, 2 not configured)."""
+    Returns the CLI exit code (0 ok, 1 a sync failed, nothing mounted or an ERROR check
+    failed, 2 not configured)."""
     from axe_pipelines.instance import ensure_dagster_home
     from axe_pipelines.progress import human_bytes
 
@@ -196,8 +204,14 @@ def run_cold_cli(config: Config, customers: list[str], *, say: Callable[[str], N
                 f"{meta['snapshots_already_present']} already there, "
                 f"{human_bytes(int(meta['bytes_copied']))}, {meta['duration_s']} s")
             for check in result.get_asset_check_evaluations():
-                if not check.passed:
-                    say(f"check {check.asset_key.to_user_string()}:{check.check_name}: "
-                        f"WARN ({check.description})")
+                if check.passed:
+                    continue
+                # The check's own severity: a WARN (another quarter's volume) keeps exit 0,
+                # an ERROR (a volume overdue) makes it 1, like `axe backup --local`.
+                error = check.severity == dg.AssetCheckSeverity.ERROR
+                say(f"check {check.asset_key.to_user_string()}:{check.check_name}: "
+                    f"{'FAILED' if error else 'WARN'} ({check.description})")
+                if error:
+                    worst = max(worst, 1)
     return worst
 

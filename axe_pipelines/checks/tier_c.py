@@ -17,8 +17,9 @@ VOLUMES_CURRENT = "volumes_current"
 def rotation_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         ROTATION, asset=key,
-        description="The volume synced is the one this quarter's rotation expects (Q1 -> #1, "
-                    "Q2 -> #2, ...); another volume still syncs, with a warning.")
+        description="The volume synced is the one this quarter's rotation expects (quarters "
+                    "counted from Q1 of rotation_start_year -> #1, wrapping over the volumes "
+                    "across years); another volume still syncs, with a warning.")
 
 
 def rotation_result(key: dg.AssetKey, synced: Iterable[int | None], expected: int,

@@ -1,15 +1,18 @@
 """The cold-SSD mount sensor: one sync per mount, not one per tick.
 
-The cursor remembers the volumes present at the last tick and the mount each was on. A volume
-that appears (or comes back on a new mount) gets one run request whose run key is the
-volume's identity plus this mount; a volume that stays mounted gets nothing; a volume that
-goes away is forgotten, so mounting it again later asks for a sync again.
+The cursor remembers the volumes present at the last tick and the mount each was on, and a
+mount generation per mount point that goes up every time a volume appears there. A volume that
+appears (or comes back on a new mount) gets one run request whose run key is the volume's
+identity, its mount (Linux's mount id and device, or for a plain folder its device and inode)
+and that generation — no clock time, so evaluating the same tick again asks for the same run
+and Dagster starts it once. A volume that stays mounted gets nothing; a volume that goes away
+is dropped from `present` but keeps its generation, so mounting it again later (even on a
+mount that Linux gives the same id) asks for a new sync.
 (No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
 """
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -23,12 +26,19 @@ class SyncRequest:
     run_key: str
 
 
-def plan_syncs(customer_name: str, cold: ColdTier, cursor: str | None,
-               now: datetime | None = None) -> tuple[list[SyncRequest], str]:
+def _read_cursor(cursor: str | None) -> tuple[dict[str, dict], dict[str, int]]:
+    data = json.loads(cursor) if cursor else {}
+    if data and "present" not in data:  # the earlier layout: {path: entry}
+        return data, {}
+    return dict(data.get("present") or {}), {k: int(v) for k, v in
+                                             (data.get("generations") or {}).items()}
+
+
+def plan_syncs(customer_name: str, cold: ColdTier,
+               cursor: str | None) -> tuple[list[SyncRequest], str]:
     """(sync requests for newly mounted volumes, the new cursor) for one sensor tick."""
-    seen: dict[str, dict[str, str]] = json.loads(cursor) if cursor else {}
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%f")
-    present: dict[str, dict[str, str]] = {}
+    seen, generations = _read_cursor(cursor)
+    present: dict[str, dict] = {}
     requests = []
     for volume in find_volumes(cold):
         key = str(volume.path)
@@ -36,11 +46,14 @@ def plan_syncs(customer_name: str, cold: ColdTier, cursor: str | None,
         if before and before["token"] == volume.mount_token:
             present[key] = before  # still mounted: already synced (or syncing) for this mount
             continue
-        entry = {"token": volume.mount_token, "since": stamp, "identity": volume.identity}
-        present[key] = entry
+        generation = generations.get(key, 0) + 1
+        generations[key] = generation
+        present[key] = {"token": volume.mount_token, "identity": volume.identity,
+                        "generation": generation}
         requests.append(SyncRequest(volume, f"cold:{customer_name}:{volume.identity}:"
-                                            f"{volume.mount_token}:{stamp}"))
-    return requests, json.dumps(present, sort_keys=True)
+                                            f"{volume.mount_token}:g{generation}"))
+    return requests, json.dumps({"present": present, "generations": generations},
+                                sort_keys=True)
 
 
 def build_cold_sensor(customer_name: str, cold: ColdTier, job, op_name: str):

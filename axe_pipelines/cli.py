@@ -319,13 +319,24 @@ def _restore_errors() -> tuple[type[BaseException], ...]:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from axe_pipelines.integrity import format_table
-    from axe_pipelines.restore import RestoreOptions, run_restore
+    from axe_pipelines.restore import RestoreOptions, run_restore, undo_restore
 
     config = load_config(args.config)
+    if args.undo:
+        if not args.target:
+            _err("restore: --undo needs --target, the database that was restored")
+            return EXIT_CONFIG
+        try:
+            undo_restore(config, args.customer, args.target, args.undo, say=_say)
+        except _restore_errors() as exc:
+            _err(f"restore --undo: {str(exc).strip().splitlines()[0]}")
+            return EXIT_FAILED
+        return EXIT_OK
     opts = RestoreOptions(customer=args.customer, tier=args.tier, source=args.source,
                           as_of=args.as_of, target=args.target, table=args.table,
                           dry_run=args.dry_run, force=args.force, in_place=args.in_place,
-                          dest=args.dest, check=args.check, jobs=args.jobs)
+                          dest=args.dest, check=args.check, jobs=args.jobs,
+                          lock_timeout=args.lock_timeout)
     try:
         report = run_restore(config, opts, say=_say)
     except _restore_errors() as exc:
@@ -334,14 +345,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if report.dry_run:
         return EXIT_OK
     for target in report.targets:
+        if target.error:
+            print(f"{target.kind} {target.name}: FAILED: {target.error}")
+            continue
         print(f"{target.kind} {target.name}: {target.detail}")
         if target.checks:
             print(format_table(target.checks))
-        if target.undo:
+        for check in target.checks:
+            if check.kind == "command" and check.output:
+                print(f"--- output of {check.name}:\n{check.output}")
+        for line in target.post_restore:
+            print(f"post-restore: {line}")
+    undo = [t for t in report.targets if t.undo]
+    if undo:
+        print("undo (closes the database to new connections and terminates open ones, then "
+              "swaps the previous database back):")
+        for target in undo:
             print(f"undo with: {target.undo}")
     print("steps:")
     for step in report.steps:
         print(f"  {step.seconds:7.1f} s  {step.name}")
+    if report.failed:
+        _err(f"restore: {len(report.failed)} of {len(report.targets)} item(s) failed: "
+             + "; ".join(f"{t.kind} {t.name}" for t in report.failed)
+             + ("; the others were restored (undo lines above)" if undo else ""))
+        return EXIT_FAILED
     if not report.ok:
         _err("restore: integrity check(s) failed; see the table above")
         return EXIT_FAILED
@@ -455,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "(with --check)")
     restore.add_argument("--target", help="database (frame, frame-postgres, …) or folder; "
                          "default: everything in the set")
-    restore.add_argument("--table", help="only this table of --target (schema.table or name)")
+    restore.add_argument("--table", help="only this table (schema.table or name) of --target; "
+                         "without --target, of the one database whose dump holds it")
     restore.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     restore.add_argument("--force", action="store_true",
                          help="terminate connections to the database being replaced")
@@ -464,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--dest", help="folders: restore into this path")
     restore.add_argument("--check", help="with --as-of last-valid: the check that must pass")
     restore.add_argument("--jobs", type=int, default=2, help="pg_restore -j (default 2)")
+    restore.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="table restore: how long to wait for the table's lock before "
+                         "refusing (default 10)")
+    restore.add_argument("--undo", metavar="STAMP",
+                         help="with --target: put back the database a restore replaced "
+                         "(<db>_before_restore_STAMP, as the restore printed)")
     restore.set_defaults(func=cmd_restore)
 
     integrity = sub.add_parser("integrity-check",

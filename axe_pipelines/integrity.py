@@ -163,12 +163,30 @@ def connection_env(conn: Connection) -> dict[str, str]:
     return env
 
 
+PLACEHOLDERS = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")
+
+
+def command_argv(command: Sequence[str], env: dict[str, str]) -> list[str]:
+    """A command check's argv with `{PGHOST}`, `{PGPORT}`, `{PGDATABASE}`, `{PGUSER}` replaced
+    by the checked database's values (for commands that do not read the environment, e.g.
+    `docker exec -e PGHOST={PGHOST} …`). Only these exact tokens: other braces (a Node or
+    Python snippet) are left alone."""
+    out = []
+    for arg in command:
+        for key in PLACEHOLDERS:
+            arg = arg.replace("{" + key + "}", env.get(key, ""))
+        out.append(arg)
+    return out
+
+
 def command_check(conn: Connection, check: IntegrityCommand) -> CheckResult:
-    """Runs a command check with the database's connection in its environment; exit 0
-    passes. Output (stdout + stderr, trimmed) is kept with the result."""
+    """Runs a command check with the database's connection in its environment (and in the
+    placeholders of its argv); exit 0 passes. Output (stdout + stderr, trimmed) is kept with
+    the result."""
     started = time.monotonic()
+    env = connection_env(conn)
     try:
-        proc = subprocess.run(check.command, env=connection_env(conn), capture_output=True,
+        proc = subprocess.run(command_argv(check.command, env), env=env, capture_output=True,
                               text=True, timeout=check.timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         return CheckResult(check.name, "command", False,
@@ -195,11 +213,17 @@ def run_checks(conn: Connection, database: Database, *,
                only: Sequence[str] | None = None,
                count_tables: Iterable[str] | None = None,
                sql_only: bool = False,
+               commands_only: bool = False,
                counts_source: str = "counted in the dump") -> list[CheckResult]:
     """Runs the built-in row-count check (when `expected_counts` is given) and the database's
     configured checks against `conn`. `only` restricts to those check names; `sql_only` skips
-    command checks (`--live`: commands are for staging copies)."""
+    command checks (`--live`, and a restored copy before its swap: a command may reach the
+    live database through an application, not the copy); `commands_only` runs just those
+    (after the swap)."""
     results: list[CheckResult] = []
+    if commands_only:
+        return [command_check(conn, c) for c in database.integrity
+                if isinstance(c, IntegrityCommand) and (only is None or c.name in only)]
     if expected_counts is not None and (only is None or ROW_COUNTS in only):
         results.append(row_count_check(conn, expected_counts, only=count_tables,
                                        source=counts_source))

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import IO, Literal
 from zoneinfo import ZoneInfo
 
-from axe_pipelines.config import Config, Customer, Database, tier_timezone
+from axe_pipelines.config import Config, Customer, Database, IntegrityCommand, tier_timezone
 from axe_pipelines.integrity import (
     ROW_COUNTS,
     CheckResult,
     count_rows,
+    dump_time_counts,
     expected_counts,
     run_checks,
 )
@@ -87,6 +88,7 @@ class RestoreOptions:
     dest: str | None = None  # folder restore: where to put it
     check: str | None = None  # with as_of=last-valid: the check that must pass
     jobs: int = 2
+    lock_timeout: float = 10.0  # table restore: seconds to wait for the table's lock
 
 
 @dataclass
@@ -107,6 +109,7 @@ class TargetReport:
     undo: str | None = None
     checks: list[CheckResult] = field(default_factory=list)
     post_restore: list[str] = field(default_factory=list)
+    error: str | None = None  # set when this target failed (a whole-set restore goes on)
 
 
 @dataclass
@@ -127,8 +130,12 @@ class RestoreReport:
         return [c for t in self.targets for c in t.checks]
 
     @property
+    def failed(self) -> list[TargetReport]:
+        return [t for t in self.targets if t.error]
+
+    @property
     def ok(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return not self.failed and all(c.passed for c in self.checks)
 
 
 class _Timer:
@@ -274,7 +281,8 @@ _TOC_DESCS = sorted(["TABLE", "TABLE DATA", "SEQUENCE", "SEQUENCE OWNED BY", "SE
                      "MATERIALIZED VIEW", "SCHEMA", "COMMENT", "ACL", "EXTENSION", "TYPE",
                      "FUNCTION", "POLICY", "ROW SECURITY", "RULE", "DOMAIN",
                      "INDEX ATTACH", "MATERIALIZED VIEW DATA", "BLOB", "BLOBS",
-                     "DATABASE", "ENCODING", "STDSTRINGS", "SEARCHPATH"],
+                     "DATABASE", "DATABASE PROPERTIES", "ENCODING", "STDSTRINGS",
+                     "SEARCHPATH"],
                     key=len, reverse=True)
 _TOC_RE = re.compile(r"^(\d+); \d+ \d+ (.*)$")
 
@@ -418,13 +426,6 @@ def stamp(now: datetime | None = None) -> str:
     return (now or datetime.now()).strftime("%Y%m%d%H%M%S")
 
 
-def _psql_command(conn: Connection, sql: str) -> str:
-    """The psql command line an operator can paste (password from their environment)."""
-    import shlex
-
-    return shlex.join([*conn.tool("psql"), *admin_connection(conn).conn_args(), "-c", sql])
-
-
 # --- database restore --------------------------------------------------------------------------
 
 
@@ -444,12 +445,111 @@ def describe_database(conn: Connection) -> str:
             f"{shown}{more}")
 
 
+def split_statements(script: str) -> list[str]:
+    """The SQL statements of a pg_dump/pg_dumpall script, one string each (comments, blank
+    lines and psql meta-commands dropped). Quotes are respected, so a `;` or a newline inside
+    a string literal or quoted identifier does not end a statement."""
+    statements: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    for line in script.splitlines():
+        if quote is None and not current and (not line.strip() or line.startswith(("--", "\\"))):
+            continue
+        current.append(line)
+        for ch in line:
+            if quote is None and ch in "'\"":
+                quote = ch
+            elif ch == quote:
+                quote = None
+        if quote is None and line.rstrip().endswith(";"):
+            statements.append("\n".join(current).strip())
+            current = []
+    if current:
+        statements.append("\n".join(current).strip())
+    return statements
+
+
+def _ident_pattern(name: str) -> str:
+    """A regex for `name` as pg_dump writes an identifier (bare when it can be)."""
+    quoted = re.escape(qident(name))
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return f"(?:{quoted}|{re.escape(name)})"
+    return quoted
+
+
+_DB_LEVEL = re.compile(r"^(CREATE DATABASE|ALTER DATABASE|COMMENT ON DATABASE|GRANT|REVOKE|"
+                       r"ALTER ROLE)\b")
+
+
+def database_level_statements(script: str, old: str, new: str) -> list[str]:
+    """From pg_dump/pg_restore `-C` output for database `old`: the statements about the
+    database itself (CREATE with encoding and locale, owner, ALTER DATABASE … SET and
+    CONNECTION LIMIT, ALTER ROLE … IN DATABASE … SET, COMMENT, GRANT/REVOKE ON DATABASE),
+    renamed to database `new`."""
+    ident = _ident_pattern(old)
+    target = qident(new)
+    out = []
+    for stmt in split_statements(script):
+        if not _DB_LEVEL.match(stmt):
+            continue
+        if stmt.startswith(("GRANT", "REVOKE", "ALTER ROLE")) and not re.search(
+                rf"\bDATABASE {ident}(?=[\s;])", stmt):
+            continue  # a grant on something else
+        renamed, n = re.subn(rf"(\bDATABASE ){ident}(?=[\s;])", lambda m: m.group(1) + target,
+                             stmt, count=1)
+        if n:
+            out.append(renamed)
+    return out
+
+
+def database_properties(conn: Connection, dump_file: Path, fmt: str, *, exists: bool,
+                        new_name: str, where: str) -> list[str]:
+    """The database-level statements for the restored copy `new_name`: read from the live
+    database when it exists (its current encoding, locale, owner, settings, grants, comment:
+    a restore replaces the contents, not the database's configuration), else from the
+    dump's own DATABASE entries (a custom dump keeps them; pg_restore without -C skips them).
+    Empty for a plain dump of a database that is gone."""
+    if exists:
+        argv = [*conn.tool("pg_dump"), *conn.conn_args(), "--no-password", "-s", "-C",
+                "--exclude-schema", "*"]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=conn.env(),
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise RestoreError(f"{where}: cannot read the properties of {conn.dbname} "
+                               f"(pg_dump: {_pg_error(proc.stderr)}); nothing was changed")
+        return database_level_statements(proc.stdout, conn.dbname, new_name)
+    if fmt != "custom":
+        return []
+    binary = pg_restore_bin(conn.server.bin_dir if not conn.server.exec else None)
+    listing = subprocess.run([binary, "-C", "-l", str(dump_file)], capture_output=True,
+                             text=True)
+    entries = [e for e in parse_toc(listing.stdout)
+               if e.desc in ("DATABASE", "DATABASE PROPERTIES")
+               or (e.desc in ("COMMENT", "ACL") and e.name.startswith("DATABASE "))]
+    database = next((e for e in entries if e.desc == "DATABASE"), None)
+    if listing.returncode != 0 or database is None:
+        return []
+    list_file = dump_file.with_suffix(".database.list")
+    list_file.write_text("\n".join(e.line for e in entries) + "\n")
+    proc = subprocess.run([binary, "-C", "-L", str(list_file), "-f", "-", str(dump_file)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RestoreError(f"{where}: pg_restore cannot read the dump's database entry: "
+                           f"{_pg_error(proc.stderr)}; nothing was changed")
+    return database_level_statements(proc.stdout, database.name, new_name)
+
+
 def restore_database(customer_name: str, customer: Customer, db_name: str, snap: Snapshot,
                      restic: Restic, *, workdir: Path, timer: _Timer, say: Say, force: bool,
-                     jobs: int, on_line: Say = _quiet) -> TargetReport:
-    """Restores one database from a dump snapshot into a new database, checks it, then swaps
-    names so the restored copy is `<db>` and the previous one `<db>_before_restore_<stamp>`.
-    Raises RestoreError (the original untouched) when any step before the swap fails."""
+                     jobs: int, on_line: Say = _quiet, config_path: Path | None = None,
+                     ) -> TargetReport:
+    """Restores one database from a dump snapshot into a new database (created with the
+    current database's encoding, locale and owner), runs the row-count and SQL checks on it,
+    gives it the current database's settings, grants and comment, then swaps names so the
+    restored copy is `<db>` and the previous one `<db>_before_restore_<stamp>`.
+    Raises RestoreError (the original untouched) when any step before the swap fails.
+    Command checks are not run here: they may reach the live database through an
+    application, so run_restore runs them after the swap."""
     db: Database = customer.databases[db_name]
     conn = connection_for(customer, db_name)
     where = f"database {db_name}"
@@ -479,13 +579,14 @@ def restore_database(customer_name: str, customer: Customer, db_name: str, snap:
     old_name = f"{conn.dbname}_before_restore_{tag}"[:63]
     new = conn.with_db(new_name)
     admin = admin_connection(conn)
+    props = database_properties(conn, dump_file, db.format, exists=exists, new_name=new_name,
+                                where=where)
+    create = next((p for p in props if p.startswith("CREATE DATABASE")),
+                  f"CREATE DATABASE {qident(new_name)} TEMPLATE template0;")
+    owner = [p for p in props if re.match(r"ALTER DATABASE \S+ OWNER TO ", p)]
+    later = [p for p in props if p != create and p not in owner]
     try:
-        owner = ""
-        if exists:
-            owner = admin.psql("SELECT pg_get_userbyid(datdba) FROM pg_database "
-                               f"WHERE datname = {qliteral(conn.dbname)};")[0][0]
-        admin.psql(f"CREATE DATABASE {qident(new_name)} TEMPLATE template0"
-                   + (f" OWNER {qident(owner)}" if owner else "") + ";")
+        admin.psql("\n".join([create, *owner]))
     except PostgresError as exc:
         raise RestoreError(f"{where}: cannot create {new_name} on {conn.where}: "
                            f"{_first(exc)}; nothing was changed") from None
@@ -494,13 +595,18 @@ def restore_database(customer_name: str, customer: Customer, db_name: str, snap:
         with timer.step(f"{where}: restoring into new database {new_name}"):
             _load_database(new, dump_file, db.format, jobs=jobs, on_line=on_line,
                            what=f"{where}: restore into {new_name}")
-        with timer.step(f"{where}: integrity checks on {new_name}"):
-            checks = run_checks(new, db, expected_counts=expected, counts_source=source)
+        with timer.step(f"{where}: row-count and SQL checks on {new_name}"):
+            checks = run_checks(new, db, expected_counts=expected, counts_source=source,
+                                sql_only=True)
         failed = [c for c in checks if not c.passed]
         if failed:
             raise RestoreError(
                 f"{where}: integrity check(s) failed on the restored copy "
                 f"({'; '.join(f'{c.name}: {c.detail}' for c in failed)}); not swapped in")
+        if later:
+            with timer.step(f"{where}: settings, grants and comment of {conn.dbname} onto "
+                            f"{new_name}"):
+                admin.psql("\n".join(later))
         with timer.step(f"{where}: swapping {new_name} in for {conn.dbname}"):
             if exists:
                 _swap(conn, new_name, old_name, force=force)
@@ -521,16 +627,61 @@ def restore_database(customer_name: str, customer: Customer, db_name: str, snap:
         raise
     report = TargetReport("database", db_name, snap.id, changed=True, checks=checks)
     if exists:
-        report.undo = _psql_command(conn, (
-            f"BEGIN; ALTER DATABASE {qident(conn.dbname)} RENAME TO "
-            f"{qident(conn.dbname + '_restored_' + tag)}; ALTER DATABASE {qident(old_name)} "
-            f"RENAME TO {qident(conn.dbname)}; COMMIT;"))
+        report.undo = undo_command(customer_name, db_name, tag, config_path)
         report.detail = (f"{conn.dbname} now holds snapshot {snap.short_id}; the previous "
                          f"database is kept as {old_name}")
     else:
         report.detail = f"{conn.dbname} created from snapshot {snap.short_id}"
     say(f"{where}: {report.detail}")
     return report
+
+
+def undo_command(customer_name: str, db_name: str, tag: str,
+                 config_path: Path | None = None) -> str:
+    """The one command that puts the previous database back (see undo_restore)."""
+    import shlex
+
+    return shlex.join(["axe", *(["--config", str(config_path)] if config_path else []),
+                       "restore", "--customer", customer_name, "--target", db_name,
+                       "--undo", tag])
+
+
+def undo_restore(config: Config, customer_name: str, target: str, tag: str, *,
+                 say: Say = print) -> str:
+    """`axe restore --undo <stamp>`: swaps `<db>_before_restore_<stamp>` back in as `<db>`;
+    the restored copy is kept as `<db>_restored_<stamp>`. Clients reconnect after a restore,
+    and a database with sessions cannot be renamed, so this closes the database to new
+    connections, terminates the open ones, renames in one transaction and opens both again.
+    Returns the outcome line; raises RestoreError."""
+    customer = config.customer(customer_name)
+    tgt = resolve_target(customer_name, customer, target)
+    if tgt.kind != "database":
+        raise RestoreError(f"{target} is a folder; --undo is for database restores")
+    conn = connection_for(customer, tgt.name)
+    kept = f"{conn.dbname}_before_restore_{tag}"[:63]
+    restored = f"{conn.dbname}_restored_{tag}"[:63]
+    try:
+        prefix = f"{conn.dbname}_before_restore_"
+        names = [r[0] for r in admin_connection(conn).psql(
+            f"SELECT datname FROM pg_database WHERE left(datname, {len(prefix)}) = "
+            f"{qliteral(prefix)} ORDER BY 1;")]
+    except PostgresError as exc:
+        raise RestoreError(f"database {tgt.name}: cannot reach {conn.where}: "
+                           f"{_first(exc)}; nothing was changed") from None
+    if kept not in names:
+        raise RestoreError(f"database {tgt.name}: no {kept} on {conn.where} (kept copies: "
+                           f"{', '.join(names) or 'none'}); nothing was changed")
+    say(f"database {tgt.name}: closing {conn.dbname} to new connections and terminating "
+        f"open ones to swap {kept} back in")
+    try:
+        _swap(conn, kept, restored, force=True)
+    except PostgresError as exc:
+        raise RestoreError(f"database {tgt.name}: the swap back failed: {_first(exc)}; "
+                           f"{conn.dbname} is unchanged") from None
+    line = (f"{conn.dbname} holds the database from before the restore again; the restored "
+            f"copy is kept as {restored}")
+    say(f"database {tgt.name}: {line}")
+    return line
 
 
 def _load_database(new: Connection, dump_file: Path, fmt: str, *, jobs: int, on_line: Say,
@@ -726,9 +877,45 @@ def _fk_guard(conn: Connection, table_sql: str) -> str:
     return "\n".join(guards)
 
 
+def _missing_own(conn: Connection, table_sql: str, mine: list[TocEntry]) -> list[TocEntry]:
+    """The table's own indexes, constraints, foreign keys and triggers in the dump that the
+    live table lacks (dropped after the backup), with their comments."""
+    keep: list[TocEntry] = []
+    for e in mine:
+        if e.desc == "INDEX":
+            if not _relation_exists(conn, f"{qident(e.schema)}.{qident(e.name)}"):
+                keep.append(e)
+        elif e.desc in ("CONSTRAINT", "FK CONSTRAINT", "TRIGGER"):
+            _, _, objname = e.name.partition(" ")
+            catalog = ("SELECT 1 FROM pg_trigger WHERE tgname = {n} AND tgrelid = {t}"
+                       if e.desc == "TRIGGER" else
+                       "SELECT 1 FROM pg_constraint WHERE conname = {n} AND conrelid = {t}")
+            if not conn.psql(catalog.format(n=qliteral(objname),
+                                            t=f"{qliteral(table_sql)}::regclass") + ";"):
+                keep.append(e)
+    names = {e.name for e in keep}
+    keep += [e for e in mine if e.desc == "COMMENT" and e.name.split(" ", 1)[-1] in names]
+    return keep
+
+
+def _lock_holders(conn: Connection, table_sql: str) -> str:
+    """The other sessions holding or waiting for a lock on the table: pid, application,
+    state."""
+    try:
+        rows = conn.psql(
+            "SELECT DISTINCT a.pid, coalesce(nullif(a.application_name, ''), 'no name'), "
+            "coalesce(a.state, '?') FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            f"WHERE l.relation = {qliteral(table_sql)}::regclass "
+            "AND l.pid <> pg_backend_pid() ORDER BY 1;")
+    except PostgresError as exc:
+        return f"cannot list them: {_first(exc)}"
+    return ", ".join(f"pid {pid} ({app}, {state})" for pid, app, state in rows) or \
+        "no session holds it any more"
+
+
 def restore_table(customer: Customer, db_name: str, table_name: str, snap: Snapshot,
                   restic: Restic, *, workdir: Path, timer: _Timer, say: Say,
-                  dry_run: bool = False) -> TargetReport:
+                  dry_run: bool = False, lock_timeout: float = 10.0) -> TargetReport:
     """Replaces one table's rows with the snapshot's inside one transaction (or, when the
     table was dropped, recreates it with its keys, indexes, constraints and the foreign keys
     that pointed at it). Afterwards the table holds exactly the snapshot's rows, or — on any
@@ -755,13 +942,20 @@ def restore_table(customer: Customer, db_name: str, table_name: str, snap: Snaps
         raise RestoreError(f"{where}: cannot reach {conn.where}: {_first(exc)}; "
                            f"nothing was changed") from None
     mine, others = table_entries(dump_file, entries, table)
+    rebuilt: list[TocEntry] = []
     if exists:
-        chosen = [e for e in mine if e.desc in ("TABLE DATA", "SEQUENCE SET")]
+        rebuilt = _missing_own(conn, table_sql, mine)
+        order = {e.dump_id: i for i, e in enumerate(entries)}
+        chosen = sorted([e for e in mine if e.desc in ("TABLE DATA", "SEQUENCE SET")]
+                        + rebuilt, key=lambda e: order[e.dump_id])
     else:
         chosen = mine + _missing(conn, others)
+    brought = ", ".join(f"{e.desc.lower()} {e.name.split(' ', 1)[-1]}" for e in rebuilt
+                        if e.desc != "COMMENT")
     if dry_run:
         steps = [f"replace the rows of {table_key} inside one transaction (triggers off, "
-                 f"foreign keys to and from it re-checked before commit)" if exists else
+                 f"foreign keys to and from it re-checked before commit)"
+                 + (f", recreating its missing {brought}" if brought else "") if exists else
                  f"recreate the dropped table {table_key} with " +
                  ", ".join(sorted({e.desc for e in chosen}))]
         return TargetReport("table", table_key, snap.id, detail="; ".join(steps))
@@ -776,8 +970,12 @@ def restore_table(customer: Customer, db_name: str, table_name: str, snap: Snaps
         # TRUNCATE is much faster but refuses a table other tables' foreign keys point at;
         # both are undone by a rollback.
         empty = "DELETE FROM" if referenced else "TRUNCATE"
-        prefix = (f"SET LOCAL session_replication_role = replica;\n"
+        # A client holding the table (an open transaction) must not make this hang: the
+        # lock is waited for lock_timeout seconds, then the restore is refused.
+        prefix = (f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms';\n"
                   f"LOCK TABLE {table_sql} IN ACCESS EXCLUSIVE MODE;\n"
+                  f"SET LOCAL lock_timeout = 0;\n"
+                  f"SET LOCAL session_replication_role = replica;\n"
                   f"{empty} {table_sql};\n")
         suffix = _fk_guard(conn, table_sql)
     else:
@@ -796,12 +994,19 @@ def restore_table(customer: Customer, db_name: str, table_name: str, snap: Snaps
             try:
                 run_tool(argv, env=conn.env(), stdin=fh, what=f"{where}")
             except RestoreError as exc:
+                if exists and "lock timeout" in str(exc):
+                    raise RestoreError(
+                        f"{where}: {table_key} stayed locked for {lock_timeout:g} s by "
+                        f"{_lock_holders(conn, table_sql)}; nothing was changed, "
+                        f"{table_key} is unchanged; end those transactions (or stop the "
+                        f"clients) and rerun, or raise --lock-timeout") from None
                 raise RestoreError(f"{_first(exc)}; the transaction was rolled back, "
                                    f"{table_key} is unchanged") from None
-    with timer.step(f"{where}: integrity checks"):
+    with timer.step(f"{where}: row-count and SQL checks"):
         checks = run_checks(conn, db, expected_counts={table_key: expected},
-                            count_tables=[table_key])
+                            count_tables=[table_key], sql_only=True)
     detail = (f"{table_key} now holds the {expected} rows of snapshot {snap.short_id}"
+              + (f"; recreated its missing {brought}" if brought else "")
               if exists else f"{table_key} recreated with {expected} rows from snapshot "
                              f"{snap.short_id}")
     say(f"{where}: {detail}")
@@ -818,10 +1023,16 @@ def restore_folder(customer: Customer, folder_name: str, snap: Snapshot, restic:
     """`restic restore` of a folder snapshot into `dest` (default: a new folder beside the
     original, `<path>.restored-<stamp>`), or over the original with `in_place`."""
     configured = customer.folders.get(folder_name)
-    original = Path(snap.paths[0]) if snap.paths else configured.path
-    # "Beside the original" means beside the folder as configured now: on a rebuilt machine
-    # it may live elsewhere than the path the snapshot recorded.
-    home = configured.path if configured else original
+    if snap.paths:
+        original = Path(snap.paths[0])
+    elif configured is not None:
+        original = configured.path.expanduser()
+    else:
+        raise RestoreError(f"folder {folder_name}: snapshot {snap.short_id} names no path and "
+                           f"no folder {folder_name} is configured; pass --dest")
+    # "Beside the original" means beside the folder as configured now (`~` expanded, as the
+    # backup does): on a rebuilt machine it may live elsewhere than the recorded path.
+    home = configured.path.expanduser() if configured else original
     if in_place:
         target = home
     elif dest:
@@ -849,24 +1060,81 @@ def restore_folder(customer: Customer, folder_name: str, snap: Snapshot, restic:
                         checks=[check])
 
 
+_ROLE_NAME = r'("(?:[^"]|"")+"|[^\s;"]+)'
+_ROLE_STMT = re.compile(rf"^(?:CREATE|ALTER) ROLE {_ROLE_NAME}|^COMMENT ON ROLE {_ROLE_NAME}")
+_GRANT_ROLE = re.compile(rf"^GRANT {_ROLE_NAME} TO {_ROLE_NAME}")
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def missing_roles_script(script: str, existing: set[str]) -> tuple[str, list[str], list[str]]:
+    """From `pg_dumpall --globals-only` output: only the statements that create the roles
+    missing on the server (CREATE ROLE, its ALTER ROLE with password and settings, comment)
+    and the memberships that involve them. Statements about roles that exist are dropped:
+    replaying `ALTER ROLE … PASSWORD` would reset a password changed since the backup.
+    Returns (script, missing roles, existing roles in the dump)."""
+    missing: list[str] = []
+    kept_existing: list[str] = []
+    out: list[str] = []
+    for stmt in split_statements(script):
+        m = _ROLE_STMT.match(stmt)
+        if m:
+            role = _unquote(m.group(1) or m.group(2))
+            if role in existing:
+                if role not in kept_existing:
+                    kept_existing.append(role)
+                continue
+            if stmt.startswith("CREATE ROLE") and role not in missing:
+                missing.append(role)
+            out.append(stmt)
+            continue
+        g = _GRANT_ROLE.match(stmt)
+        if g:
+            if {_unquote(g.group(1)), _unquote(g.group(2))} & set(missing):
+                out.append(stmt)
+            continue
+        if stmt.startswith("SET "):
+            out.append(stmt)
+        # Anything else (tablespaces, which need their folders) is left to the operator.
+    return "\n".join(out) + "\n", missing, kept_existing
+
+
 def restore_roles(customer: Customer, server_name: str, snap: Snapshot, restic: Restic, *,
                   workdir: Path, timer: _Timer, say: Say) -> TargetReport:
-    """Replays a server's roles (`pg_dumpall --globals-only`) so a fresh server can take the
-    dumps' owners; roles that exist already are left as they are."""
+    """Creates the roles of a server's `pg_dumpall --globals-only` that are missing on it (so
+    a fresh server can take the dumps' owners), with their memberships. Roles that exist are
+    left exactly as they are, passwords included."""
     server = customer.servers[server_name]
     db_name = next(n for n, d in customer.databases.items() if d.server == server_name)
     conn = Connection(server_name, server, customer.database_name(db_name))
-    with timer.step(f"roles of {server_name}: fetching from snapshot {snap.short_id}"):
-        script = fetch_file(restic, snap, workdir)
-    argv = [*conn.tool("psql"), *admin_connection(conn).conn_args(), "-X", "-q",
-            "--no-password", "-f", "-"]
-    with open(script, "rb") as fh:
-        proc = subprocess.run(argv, stdin=fh, capture_output=True, text=True, env=conn.env())
-    errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln
-              and "already exists" not in ln and "cannot be altered" not in ln]
-    detail = "roles replayed" + (f"; {len(errors)} error(s): {errors[0]}" if errors else "")
-    say(f"roles of {server_name}: {detail}")
-    return TargetReport("roles", server_name, snap.id, changed=True, detail=detail,
+    admin = admin_connection(conn)
+    where = f"roles of {server_name}"
+    try:
+        existing = {r[0] for r in admin.psql("SELECT rolname FROM pg_roles;")}
+    except PostgresError as exc:
+        raise RestoreError(f"{where}: cannot reach {conn.where}: {_first(exc)}; "
+                           f"nothing was changed") from None
+    with timer.step(f"{where}: fetching from snapshot {snap.short_id}"):
+        dumped = fetch_file(restic, snap, workdir)
+    script, missing, present = missing_roles_script(
+        dumped.read_text(errors="replace"), existing)
+    errors: list[str] = []
+    if missing:
+        argv = [*conn.tool("psql"), *admin.conn_args(), "-X", "-q", "--no-password", "-f", "-"]
+        with timer.step(f"{where}: creating {len(missing)} missing role(s)"):
+            proc = subprocess.run(argv, input=script, capture_output=True, text=True,
+                                  env=conn.env())
+        errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln]
+        if proc.returncode != 0 and not errors:
+            errors = [_pg_error(proc.stderr)]
+    detail = (f"created {len(missing)} missing role(s)"
+              + (f" ({', '.join(missing)})" if missing else "")
+              + f"; {len(present)} existing role(s) left as they are (passwords unchanged)"
+              + (f"; {len(errors)} error(s): {errors[0]}" if errors else ""))
+    say(f"{where}: {detail}")
+    return TargetReport("roles", server_name, snap.id, changed=bool(missing), detail=detail,
                         checks=[CheckResult(f"roles-{server_name}", "builtin", not errors,
                                             detail)])
 
@@ -902,26 +1170,119 @@ def _workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _split_qualified(text: str) -> tuple[str, str]:
+    """`public.journal_line`, `journal_line`, `"My Schema"."T.x"` -> (schema or "", name)."""
+    parts: list[str] = []
+    current, quoted, i = "", False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            if quoted and text[i + 1:i + 2] == '"':
+                current += '"'
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    parts.append(current)
+    return (parts[-2] if len(parts) > 1 else ""), parts[-1]
+
+
+def _table_matches(wanted: str, schema: str, name: str) -> bool:
+    w_schema, w_name = _split_qualified(wanted)
+    return w_name == name and (not w_schema or w_schema == schema)
+
+
+def locate_table(customer_name: str, customer: Customer, the_set: BackupSet, table: str,
+                 restic: Restic, *, workdir: Path, say: Say, where: str) -> str:
+    """`--table` without `--target`: the one database of the set whose dump holds the table
+    (from the tier-A row counts recorded for the dump's snapshot, else from the dump's own
+    table of contents). RestoreError listing the candidates when none or several hold it."""
+    candidates: list[str] = []
+    searched: list[str] = []
+    for db_name, db in customer.databases.items():
+        snap = the_set.member("pgdump", db_name)
+        if snap is None:
+            continue
+        searched.append(db_name)
+        counts = dump_time_counts(customer_name, db_name, snap.id)
+        if counts is not None:
+            tables = [_split_qualified(key) for key in counts]
+        elif db.format == "custom":
+            sub = workdir / f"locate-{db_name}"
+            sub.mkdir(exist_ok=True)
+            dump_file = fetch_file(restic, snap, sub)
+            entries, _ = read_toc(dump_file, where=f"database {db_name}")
+            tables = [(e.schema, e.name) for e in entries if e.desc == "TABLE"]
+            shutil.rmtree(sub, ignore_errors=True)
+        else:
+            continue  # a plain dump cannot give one table back anyway
+        if any(_table_matches(table, sch, name) for sch, name in tables):
+            candidates.append(db_name)
+    if len(candidates) == 1:
+        say(f"table {table} is in database {candidates[0]} (the only dump of the set holding "
+            f"it)")
+        return candidates[0]
+    if not candidates:
+        raise RestoreError(f"no database dump in the set of {the_set.time:%Y-%m-%d %H:%M} "
+                           f"({where}) holds a table {table!r} (searched: "
+                           f"{', '.join(searched) or 'none'}); check the name or pass "
+                           f"--target; nothing was changed")
+    raise RestoreError(f"table {table!r} is in more than one database ("
+                       f"{', '.join(candidates)}); say which with --target; nothing was "
+                       f"changed")
+
+
+_SNAPSHOT_KIND = {"roles": "roles", "database": "pgdump", "table": "pgdump", "folder": "files"}
+
+
 def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
                 on_line: Say = _quiet, now: datetime | None = None) -> RestoreReport:
     """`axe restore`: picks the set (as-of, or last-valid with a check), then restores the
     target database, table or folder — or, with no target, every member of the set (roles
-    first). With `dry_run` it prints the plan and changes nothing. Raises RestoreError."""
+    first). `--table` without `--target` finds the database whose dump holds the table.
+    With `dry_run` it prints the plan and changes nothing.
+
+    A single target that fails raises RestoreError. With no target every member is tried;
+    a failing one is recorded in its TargetReport (`error`) and the rest go on, so the undo
+    commands of those already swapped are never lost."""
     customer = config.customer(opts.customer)
     if not customer.backs_up:
         raise RestoreError(f"{opts.customer} has no tiers.local; nothing to restore")
     target = resolve_target(opts.customer, customer, opts.target) if opts.target else None
-    if opts.table and (target is None or target.kind != "database"):
-        raise RestoreError("--table needs --target naming the database the table is in")
+    if opts.table and target is not None and target.kind != "database":
+        raise RestoreError(f"--table needs a database; {opts.target} is a folder")
+    if opts.as_of == LAST_VALID and not opts.check:
+        db_names = [target.name] if target and target.kind == "database" else \
+            list(customer.databases)
+        known = "; ".join(f"{n}: {', '.join(check_names(customer.databases[n]))}"
+                          for n in db_names)
+        raise RestoreError(f"--as-of last-valid needs --check NAME, the check the good "
+                           f"snapshot must pass (checks: {known}); or find the time with "
+                           f"`axe find-last-valid` and give it to --as-of")
     tz = tier_timezone(customer)
     tier, peer, restic = open_source(config, opts.customer, opts.tier, opts.source)
     where = f"{tier_label(tier, peer)} of {opts.customer}"
     sets = load_sets(restic, opts.customer, where)
+    if opts.table and target is None:
+        # Which database: looked up in the set the restore would use (for last-valid, the
+        # newest: tables rarely move between databases).
+        probe = sets[-1] if opts.as_of == LAST_VALID and sets else choose_set(
+            sets, opts.as_of, tz, where)
+        with _workdir() as wd:
+            target = Target("database", locate_table(opts.customer, customer, probe,
+                                                     opts.table, restic, workdir=wd, say=say,
+                                                     where=where))
     search: list[str] = []
     if opts.as_of == LAST_VALID:
-        if target is None or target.kind != "database" or not opts.check:
-            raise RestoreError("--as-of last-valid needs --target DATABASE and --check NAME "
-                               "(a check configured for it, or row-counts)")
+        if target is None or target.kind != "database":
+            raise RestoreError("--as-of last-valid needs --target DATABASE (or --table) and "
+                               "--check NAME (a check configured for it, or row-counts)")
+        assert opts.check is not None
         the_set, search = find_last_valid(opts.customer, customer, target.name, opts.check,
                                           sets, restic, say=say, where=where)
     else:
@@ -946,73 +1307,105 @@ def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
         work.append(("folder", target.name))
 
     for kind, name in work:
-        snap = member(the_set, {"roles": "roles", "database": "pgdump", "table": "pgdump",
-                                "folder": "files"}[kind], name, where)
+        snap = member(the_set, _SNAPSHOT_KIND[kind], name, where)
         size = snapshot_size(snap)
         report.plan.append(
             f"{kind} {opts.table + ' of ' if kind == 'table' else ''}{name}: snapshot "
             f"{snap.short_id} ({tier_label(tier, peer)}, "
             f"{snap.time.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}, {_size(size)})")
     if opts.dry_run:
-        say("dry run: nothing will be changed")
-        for (kind, name), line in zip(work, report.plan, strict=True):
-            say(f"  would restore {line}")
-            snap = member(the_set, {"roles": "roles", "database": "pgdump", "table": "pgdump",
-                                    "folder": "files"}[kind], name, where)
-            if kind == "database":
-                conn = connection_for(customer, name)
-                say(f"    would replace {describe_database(conn)}")
-                say(f"    steps: fetch the dump; check it with pg_restore -l; restore into "
-                    f"{conn.dbname}_restoring_<stamp>; run the integrity checks; rename "
-                    f"{conn.dbname} to {conn.dbname}_before_restore_<stamp> and the new one "
-                    f"to {conn.dbname}")
-            elif kind == "table":
-                with _workdir() as wd:
-                    t = restore_table(customer, name, opts.table or "", snap, restic,
-                                      workdir=wd, timer=_Timer(None, _quiet), say=_quiet,
-                                      dry_run=True)
-                conn = connection_for(customer, name)
-                current = _table_rows(conn, t.name)
-                say(f"    would replace table {t.name} of {conn.dbname} (now {current}): "
-                    f"{t.detail}")
-            elif kind == "folder":
-                t = restore_folder(customer, name, snap, restic, timer=timer, say=_quiet,
-                                   in_place=opts.in_place, dest=opts.dest, dry_run=True)
-                say(f"    would restore folder {t.detail}")
-            else:
-                say(f"    would replay the roles of server {name} (existing roles kept)")
-            if kind in ("database", "table"):
-                db = customer.databases[name]
-                say(f"    then checks: {', '.join(check_names(db))}"
-                    + (f"; post-restore: {'; '.join(' '.join(c) for c in db.post_restore)}"
-                       if db.post_restore else ""))
+        _dry_run(customer, opts, the_set, work, report, restic, timer, where, say)
         return report
 
+    whole_set = target is None
     with _workdir() as workdir:
         for kind, name in work:
-            snap = member(the_set, {"roles": "roles", "database": "pgdump", "table": "pgdump",
-                                    "folder": "files"}[kind], name, where)
+            snap = member(the_set, _SNAPSHOT_KIND[kind], name, where)
             sub = workdir / f"{kind}-{name}"
             sub.mkdir()
-            if kind == "roles":
-                result = restore_roles(customer, name, snap, restic, workdir=sub, timer=timer,
-                                       say=say)
-            elif kind == "database":
-                result = restore_database(opts.customer, customer, name, snap, restic,
-                                          workdir=sub,
-                                          timer=timer, say=say, force=opts.force,
-                                          jobs=opts.jobs, on_line=on_line)
-            elif kind == "table":
-                result = restore_table(customer, name, opts.table or "", snap, restic,
-                                       workdir=sub, timer=timer, say=say)
-            else:
-                result = restore_folder(customer, name, snap, restic, timer=timer, say=say,
-                                        in_place=opts.in_place, dest=opts.dest)
+            try:
+                if kind == "roles":
+                    result = restore_roles(customer, name, snap, restic, workdir=sub,
+                                           timer=timer, say=say)
+                elif kind == "database":
+                    result = restore_database(opts.customer, customer, name, snap, restic,
+                                              workdir=sub, timer=timer, say=say,
+                                              force=opts.force, jobs=opts.jobs,
+                                              on_line=on_line, config_path=config.path)
+                elif kind == "table":
+                    result = restore_table(customer, name, opts.table or "", snap, restic,
+                                           workdir=sub, timer=timer, say=say,
+                                           lock_timeout=opts.lock_timeout)
+                else:
+                    result = restore_folder(customer, name, snap, restic, timer=timer,
+                                            say=say, in_place=opts.in_place, dest=opts.dest)
+            except (RestoreError, PostgresError, ResticError) as exc:
+                if not whole_set:
+                    raise
+                message = _first(exc)
+                say(f"{kind} {name}: FAILED: {message}")
+                report.targets.append(TargetReport(kind, name, snap.id, error=message))  # type: ignore[arg-type]
+                continue
+            finally:
+                shutil.rmtree(sub, ignore_errors=True)
             report.targets.append(result)
             if kind in ("database", "table"):
-                result.post_restore = run_post_restore(
-                    customer.databases[name].post_restore, say)
+                after_restore(customer, name, result, timer, say)
     return report
+
+
+def after_restore(customer: Customer, db_name: str, result: TargetReport, timer: _Timer,
+                  say: Say) -> None:
+    """After a database or table is in place: the post-restore commands (e.g. restarting the
+    application), then the command checks (which may go through that application, so they
+    run against what is live now). Their results join the target's check table."""
+    db = customer.databases[db_name]
+    result.post_restore = run_post_restore(db.post_restore, say)
+    if any(isinstance(c, IntegrityCommand) for c in db.integrity):
+        conn = connection_for(customer, db_name)
+        with timer.step(f"database {db_name}: command checks against {conn.dbname}"):
+            result.checks += run_checks(conn, db, expected_counts=None, commands_only=True)
+
+
+def _dry_run(customer: Customer, opts: RestoreOptions, the_set: BackupSet,
+             work: list[tuple[str, str]], report: RestoreReport, restic: Restic,
+             timer: _Timer, where: str, say: Say) -> None:
+    say("dry run: nothing will be changed")
+    for (kind, name), line in zip(work, report.plan, strict=True):
+        say(f"  would restore {line}")
+        snap = member(the_set, _SNAPSHOT_KIND[kind], name, where)
+        if kind == "database":
+            conn = connection_for(customer, name)
+            say(f"    would replace {describe_database(conn)}")
+            say(f"    steps: fetch the dump; check it with pg_restore -l; create "
+                f"{conn.dbname}_restoring_<stamp> with the current database's encoding, "
+                f"locale and owner; restore into it; run the row-count and SQL checks; give it "
+                f"the current settings, grants and comment; rename {conn.dbname} to "
+                f"{conn.dbname}_before_restore_<stamp> and the new one to {conn.dbname}")
+        elif kind == "table":
+            with _workdir() as wd:
+                t = restore_table(customer, name, opts.table or "", snap, restic,
+                                  workdir=wd, timer=_Timer(None, _quiet), say=_quiet,
+                                  dry_run=True)
+            conn = connection_for(customer, name)
+            current = _table_rows(conn, t.name)
+            say(f"    would replace table {t.name} of {conn.dbname} (now {current}): "
+                f"{t.detail}")
+        elif kind == "folder":
+            t = restore_folder(customer, name, snap, restic, timer=timer, say=_quiet,
+                               in_place=opts.in_place, dest=opts.dest, dry_run=True)
+            say(f"    would restore folder {t.detail}")
+        else:
+            say(f"    would create the roles of server {name} that are missing (existing "
+                f"roles and their passwords kept)")
+        if kind in ("database", "table"):
+            db = customer.databases[name]
+            commands = [c.name for c in db.integrity if isinstance(c, IntegrityCommand)]
+            sql = [n for n in check_names(db) if n not in commands]
+            say(f"    then checks: {', '.join(sql)}"
+                + (f"; post-restore: {'; '.join(' '.join(c) for c in db.post_restore)}"
+                   if db.post_restore else "")
+                + (f"; then command checks: {', '.join(commands)}" if commands else ""))
 
 
 def _table_rows(conn: Connection, table_sql: str) -> str:

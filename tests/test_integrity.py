@@ -115,9 +115,11 @@ def test_last_valid_search_and_partial_restore(checked_config, scratch_db, serve
     assert len(probes) == 3  # newest, then halving: not all 6
     assert "--as-of 2026-05-12T03:00:00+09:00" in out
 
-    assert axe(path, "restore", "--customer", "axe", "--tier", "local", "--target", "ledger",
+    # The seed's command (no --target: the dumps say which database holds journal_line).
+    assert axe(path, "restore", "--customer", "axe", "--tier", "local",
                "--table", "journal_line", "--as-of", "last-valid", "--check",
                "no-negative") == 0
+    assert "table journal_line is in database ledger" in capsys.readouterr().out
     assert table_md5(server_a, scratch_db, "journal_line") == md5_at[2]
     assert server_a.psql("SELECT count(*) FROM journal_line WHERE amount < 0;",
                          dbname=scratch_db)[0][0] == "0"
@@ -133,3 +135,51 @@ def test_last_valid_search_and_partial_restore(checked_config, scratch_db, serve
     assert axe(path, "find-last-valid", "--customer", "axe", "--target", "ledger",
                "--check", "entities", "--before", "2026-05-01") == 1
     assert "holds no dump" in capsys.readouterr().err
+
+
+def test_restore_runs_command_checks_after_the_swap_and_post_restore(make_config, scratch_db,
+                                                                    server_a, tmp_path,
+                                                                    capsys):
+    """SQL checks decide the swap on the restored copy; command checks (which may go
+    through an application to the live database) run after the swap and the post-restore
+    commands, with {PGDATABASE}-style placeholders filled and their output printed."""
+    marker = tmp_path / "restarted"
+    path, config = make_config(databases={"ledger": {
+        "server": "frame-postgres", "dbname": scratch_db,
+        "post_restore": [[sys.executable, "-c", f"open({str(marker)!r}, 'w')"]],
+        "integrity": [
+            {"name": "entities", "sql": "SELECT code FROM entity ORDER BY id",
+             "expect": [["axec"], ["axev"]]},
+            # Only {PG…} tokens are filled; other braces (a Node snippet) stay as they are.
+            {"name": "db-arg", "command": [sys.executable, "-c",
+                                           "import sys; print(*sys.argv[1:])",
+                                           "{PGDATABASE}", "{PGPORT}", "{PrismaClient}"]},
+            {"name": "after-restart", "command": [
+                sys.executable, "-c",
+                f"import os, sys; print('restarted' if os.path.exists({str(marker)!r}) "
+                f"else 'not restarted'); sys.exit(0 if os.path.exists({str(marker)!r}) "
+                f"else 3)"]},
+        ]}}, folders={})
+    local_restic("axe", config.customer("axe")).init()
+    assert run_tier_a("axe", config.customer("axe"), at=T0, run_id="r0").ok
+    try:
+        assert axe(path, "restore", "--customer", "axe", "--target", "ledger") == 0
+        out = capsys.readouterr().out
+        rows = {line.split()[0]: line.split()[2] for line in out.splitlines()
+                if line.startswith("  ") and len(line.split()) > 2}
+        assert rows["entities"] == "ok" and rows["db-arg"] == "ok"
+        assert rows["after-restart"] == "ok"
+        # Against the live name after the swap, not the `_restoring_` copy.
+        assert f"--- output of db-arg:\n{scratch_db} {server_a.port} {{PrismaClient}}" in out
+        assert "--- output of after-restart:\nrestarted" in out
+
+        # Against staging the same placeholders name the staging copy.
+        assert axe(path, "integrity-check", "--customer", "axe", "--target", "ledger",
+                   "--check", "db-arg") == 0
+        seen = capsys.readouterr().out.split("--- output of db-arg:\n")[1].split()
+        assert seen[0].startswith(scratch_db + "_") and seen[1] != str(server_a.port)
+        assert seen[2] == "{PrismaClient}"
+    finally:
+        for name, in server_a.psql(f"SELECT datname FROM pg_database WHERE datname LIKE "
+                                   f"'{scratch_db}\\_%';"):
+            server_a.psql(f'DROP DATABASE "{name}" WITH (FORCE);')

@@ -109,18 +109,28 @@ def test_database_restore_as_of_picks_the_run_and_keeps_the_old_database(
 
     for secret in (PG_PASSWORD, REPO_PASSWORD):  # passwords stay in environments
         assert secret not in out
-    # The printed undo command puts the previous database back.
+    # The printed undo command puts the previous database back, even with a client
+    # reconnected to the restored one (a rename refuses while sessions are open).
     undo = next(line for line in out.splitlines() if line.startswith("undo with: "))
     argv = __import__("shlex").split(undo.removeprefix("undo with: "))
-    subprocess.run(argv, check=True, capture_output=True,
-                   env=dict(os.environ, PGPASSWORD=PG_PASSWORD))
+    assert argv[:3] == ["axe", "--config", str(path)] and "--undo" in argv
+    client = _connected_client(server_a, scratch_db, "frame-mcp-green")
+    try:
+        assert cli.main(argv[1:]) == 0
+    finally:
+        client.kill()
+        client.wait()
     assert table_md5(server_a, scratch_db, "journal_line") == second
+    assert axe(path, *argv[3:-1], "20000101000000") == 1  # no such kept copy: one line
+    _one_line_error(capsys, "no ", "_before_restore_20000101000000", "nothing was changed")
     for name, in server_a.psql(f"SELECT datname FROM pg_database WHERE datname LIKE "
                                f"'{scratch_db}\\_%';"):
         server_a.psql(f'DROP DATABASE "{name}" WITH (FORCE);')
 
 
 def test_dry_run_changes_nothing(scratch_config, scratch_db, server_a, capsys):
+    from axe_pipelines.progress import human_bytes
+
     path, config = scratch_config
     backup(config, T1, "run-1")
     server_a.psql("DELETE FROM journal_line WHERE id > 1500;", dbname=scratch_db)
@@ -132,9 +142,22 @@ def test_dry_run_changes_nothing(scratch_config, scratch_db, server_a, capsys):
         out = capsys.readouterr().out
         assert "dry run: nothing will be changed" in out
         assert db_fingerprint(server_a, scratch_db) == before
-    # What it printed: the snapshot (id, tier, logical time, size) and what it would replace.
-    assert "tier local" in out and "2026-05-19 03:00:00 KST" in out
-    assert f"would replace database {scratch_db}" in out and "public.journal_line 1500" in out
+        if "--table" in target:
+            assert "would replace table public.journal_line of " in out
+            assert "(now 1500 rows)" in out
+    # What it printed: the snapshot (id, tier, logical time, age, size) and what it would
+    # replace (the database's current size and row counts; the table's current rows).
+    dump = next(s for s in local_restic("axe", config.customer("axe")).snapshots()
+                if s.tag("kind") == "pgdump")
+    line = next(ln for ln in out.splitlines() if "would restore database ledger" in ln)
+    assert f"snapshot {dump.short_id} (tier local, 2026-05-19 03:00:00 KST, " in line
+    assert line.endswith(f"{human_bytes(int(dump.summary['total_bytes_processed']))})")
+    assert "from tier local of axe (age " in out
+    size = server_a.psql(f"SELECT pg_size_pretty(pg_database_size('{scratch_db}'));")[0][0]
+    assert f"would replace database {scratch_db} on frame-postgres (127.0.0.1:" in out
+    assert f": {size}, 3 table(s): " in out
+    assert "public.entity 2" in out and "public.journal_line 1500" in out
+    assert "public.note 50" in out
 
 
 def test_connections_are_refused_unless_forced(scratch_config, scratch_db, server_a, capsys):
@@ -164,6 +187,24 @@ def test_connections_are_refused_unless_forced(scratch_config, scratch_db, serve
         client.wait()
     assert server_a.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                          "'frame-mcp-blue';")[0][0] == "0"
+
+
+def _connected_client(cluster: LocalCluster, db: str, app: str) -> subprocess.Popen:
+    """A psql session on `db` named `app`, open until killed (returns once it is seen)."""
+    client = subprocess.Popen(
+        [str(cluster.bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p", str(cluster.port),
+         "-U", "postgres", "-d", db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        env=dict(os.environ, PGPASSWORD=PG_PASSWORD, PGAPPNAME=app))
+    assert client.stdin is not None
+    client.stdin.write(b"SELECT 1;\n")
+    client.stdin.flush()
+    for _ in range(300):
+        if cluster.psql(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                        f"'{app}' AND datname = '{db}';")[0][0] == "1":
+            return client
+        cluster.psql("SELECT pg_sleep(0.1);")
+    client.kill()
+    raise AssertionError(f"{app} never connected")
 
 
 def _kill_pg_restore_into(fragment: str) -> int:
@@ -213,6 +254,8 @@ def test_table_restore_replaces_deleted_and_corrupted_rows(scratch_config, scrat
     path, config = scratch_config
     original = table_md5(server_a, scratch_db, "journal_line")
     notes = table_md5(server_a, scratch_db, "note")
+    seq_at_backup = server_a.psql("SELECT last_value FROM journal_line_id_seq;",
+                                  dbname=scratch_db)[0][0]
     backup(config, T1, "run-1")
     server_a.psql("DELETE FROM journal_line WHERE id > 1000 AND id NOT IN (SELECT jl FROM note);"
                   "UPDATE journal_line SET memo = 'corrupt', amount = 0 WHERE id < 100;"
@@ -228,7 +271,10 @@ def test_table_restore_replaces_deleted_and_corrupted_rows(scratch_config, scrat
     assert server_a.psql("SELECT count(*) > 0 FROM big_lines;", dbname=scratch_db)[0][0] == "t"
     assert server_a.psql("SELECT count(*) FROM pg_constraint WHERE conname = 'note_jl_fkey';",
                          dbname=scratch_db)[0][0] == "1"
-    # The sequence was set back with the rows: the next insert does not collide.
+    # The sequence was set back with the rows (to its value in the snapshot, not the one it
+    # reached by the insert after the backup); the next insert does not collide.
+    assert server_a.psql("SELECT last_value FROM journal_line_id_seq;",
+                         dbname=scratch_db)[0][0] == seq_at_backup
     server_a.psql("INSERT INTO journal_line(entity_id, posted_on, amount) "
                   "VALUES (2, '2026-06-02', 2);", dbname=scratch_db)
 
@@ -294,7 +340,7 @@ def test_no_target_restores_the_whole_set_and_folders_go_beside(make_config, scr
     assert axe(path, "restore", "--customer", "axe", "--from", "local", "--as-of",
                "2026-05-19") == 0
     out = capsys.readouterr().out
-    assert "roles frame-postgres: roles replayed" in out
+    assert "existing role(s) left as they are (passwords unchanged)" in out
     assert table_md5(server_a, scratch_db, "journal_line") == original
     beside = [p for p in tmp_path.iterdir() if p.name.startswith("files.restored-")]
     assert len(beside) == 1
@@ -478,3 +524,273 @@ def _drop_kept_databases(server_a):
     for name, in server_a.psql("SELECT datname FROM pg_database WHERE datname ~ "
                                "'_(before_restore|restoring|restored)_[0-9]{14}$';"):
         server_a.psql(f'DROP DATABASE "{name}" WITH (FORCE);')
+
+
+# --- review findings: scenario 3 as written, whole-set failures, roles, database properties --
+
+
+def test_table_without_target_finds_the_database_holding_it(make_config, scratch_db,
+                                                            server_a, capsys):
+    """Seed scenario 3 as typed: `--table journal_line` and no --target. The set's dumps say
+    which database holds the table; when two do, the candidates are listed."""
+    path, config = make_config(databases={
+        "ledger": {"server": "frame-postgres", "dbname": scratch_db},
+        "hive": {"server": "frame-postgres"}}, folders={})
+    local_restic("axe", config.customer("axe")).init()
+    original = table_md5(server_a, scratch_db, "journal_line")
+    backup(config, T1, "run-1")
+    server_a.psql("UPDATE journal_line SET amount = 0 WHERE id % 5 = 0;", dbname=scratch_db)
+
+    assert axe(path, "restore", "--customer", "axe", "--tier", "local", "--table",
+               "journal_line", "--as-of", "2026-05-19T03:00") == 0
+    out = capsys.readouterr().out
+    assert "table journal_line is in database ledger" in out
+    assert table_md5(server_a, scratch_db, "journal_line") == original
+
+    assert axe(path, "restore", "--customer", "axe", "--table", "no_such_table") == 1
+    _one_line_error(capsys, "holds a table 'no_such_table'", "searched: ledger, hive",
+                    "nothing was changed")
+    # last-valid needs the check that marks the corruption: say so, with the checks.
+    assert axe(path, "restore", "--customer", "axe", "--tier", "local", "--table",
+               "journal_line", "--as-of", "last-valid") == 1
+    _one_line_error(capsys, "--as-of last-valid needs --check NAME", "ledger: row-counts",
+                    "find-last-valid")
+
+    # Two databases with a journal_line: the operator has to choose.
+    path, config = make_config(databases={
+        "ledger": {"server": "frame-postgres", "dbname": scratch_db},
+        "frame": {"server": "frame-postgres"}}, folders={})
+    backup(config, T2, "run-2")
+    before = db_fingerprint(server_a, scratch_db)
+    assert axe(path, "restore", "--customer", "axe", "--table", "public.journal_line") == 1
+    _one_line_error(capsys, "more than one database (ledger, frame)", "--target")
+    assert db_fingerprint(server_a, scratch_db) == before
+
+
+def test_whole_set_restore_goes_on_past_a_failing_database_and_keeps_the_undo_lines(
+        make_config, scratch_db, server_a, tmp_path, capsys):
+    """No --target: database #2's server is gone at restore time. Database #1 is restored
+    (its undo line printed), #2 is reported as failed, the folder still comes back, exit 1."""
+    import yaml
+
+    from axe_pipelines.postgres import free_port
+    from tests.conftest import create_sample_databases_named, server_entry
+
+    second = scratch_db + "_b"
+    create_sample_databases_named(server_a, second, "frame", rows=100)
+    try:
+        path, config = make_config(
+            servers={"frame-postgres": server_entry(server_a),
+                     "ghost-postgres": server_entry(server_a)},
+            databases={"ledger": {"server": "frame-postgres", "dbname": scratch_db},
+                       "ghost": {"server": "ghost-postgres", "dbname": second}})
+        local_restic("axe", config.customer("axe")).init()
+        original = table_md5(server_a, scratch_db, "journal_line")
+        backup(config, T1, "run-1")
+        server_a.psql("UPDATE journal_line SET amount = 0;", dbname=scratch_db)
+        data = yaml.safe_load(path.read_text())
+        data["axe"]["servers"]["ghost-postgres"]["port"] = free_port()  # nothing listens
+        path.write_text(yaml.safe_dump(data))
+
+        assert axe(path, "restore", "--customer", "axe", "--as-of", "2026-05-19") == 1
+        captured = capsys.readouterr()
+        out = captured.out
+        assert table_md5(server_a, scratch_db, "journal_line") == original
+        assert "database ghost: FAILED: database ghost: cannot reach ghost-postgres" in out
+        assert "roles ghost-postgres: FAILED:" in out
+        assert f"database ledger: {scratch_db} now holds snapshot" in out
+        undo = [ln for ln in out.splitlines() if ln.startswith("undo with: ")]
+        assert len(undo) == 1 and "--target ledger --undo " in undo[0]
+        assert any(p.name.startswith("files.restored-") for p in tmp_path.iterdir())
+        err = captured.err.strip()
+        assert len(err.splitlines()) == 1
+        assert "2 of 5 item(s) failed: roles ghost-postgres; database ghost" in err
+        assert "undo lines above" in err
+    finally:
+        server_a.psql(f'DROP DATABASE IF EXISTS "{second}" WITH (FORCE);')
+
+
+def test_roles_replay_creates_missing_roles_and_keeps_passwords(make_config, scratch_db,
+                                                                 server_a, capsys):
+    """A role whose password changed after the backup keeps the new one; a role dropped
+    after the backup is created again, with its password and membership."""
+    import uuid
+
+    app, gone = "t_app_" + uuid.uuid4().hex[:6], "t_gone_" + uuid.uuid4().hex[:6]
+    server_a.psql(f"CREATE ROLE {app} LOGIN PASSWORD 'old-pw'; "
+                  f"CREATE ROLE {gone} LOGIN PASSWORD 'gone-pw' IN ROLE {app};")
+    try:
+        path, config = make_config(databases={"ledger": {"server": "frame-postgres",
+                                                         "dbname": scratch_db}}, folders={})
+        local_restic("axe", config.customer("axe")).init()
+        backup(config, T1, "run-1")
+        server_a.psql(f"ALTER ROLE {app} PASSWORD 'new-pw'; DROP ROLE {gone};")
+
+        assert axe(path, "restore", "--customer", "axe", "--as-of", "2026-05-19") == 0
+        out = capsys.readouterr().out
+        assert f"created 1 missing role(s) ({gone})" in out
+        assert "left as they are (passwords unchanged)" in out
+
+        def login(role: str, password: str) -> int:
+            return subprocess.run(
+                [str(server_a.bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p",
+                 str(server_a.port), "-U", role, "-d", "postgres", "-c", "SELECT 1"],
+                capture_output=True, env=dict(os.environ, PGPASSWORD=password)).returncode
+
+        assert login(app, "new-pw") == 0
+        assert login(app, "old-pw") != 0
+        assert login(gone, "gone-pw") == 0
+        assert server_a.psql(f"SELECT pg_has_role('{gone}', '{app}', 'MEMBER');")[0][0] == "t"
+        assert login("postgres", PG_PASSWORD) == 0
+    finally:
+        server_a.psql(f"DROP ROLE IF EXISTS {gone}; DROP ROLE IF EXISTS {app};")
+
+
+def test_database_properties_survive_a_restore(make_config, server_a, capsys):
+    """Encoding, locale, ALTER DATABASE … SET, comment and grants of the database come
+    with the restore: from the current database, or from the dump when it is gone."""
+    import uuid
+
+    from axe_pipelines.demo import SAMPLE_SQL
+
+    name = "t_props_" + uuid.uuid4().hex[:6]
+    role = "t_reader_" + uuid.uuid4().hex[:6]
+    props = ("SELECT pg_encoding_to_char(encoding), datcollate, datctype, datconnlimit, "
+             "shobj_description(oid, 'pg_database'), "
+             "(SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = d.oid "
+             " AND setrole = 0), has_database_privilege('{role}', d.oid, 'CONNECT'), "
+             "has_database_privilege('public', d.oid, 'CONNECT') "
+             "FROM pg_database d WHERE datname = '{name}';")
+    server_a.psql(f"CREATE ROLE {role}; CREATE DATABASE {name} TEMPLATE template0 "
+                  f"ENCODING 'SQL_ASCII' LC_COLLATE 'C.utf8' LC_CTYPE 'C.utf8';")
+    try:
+        server_a.psql(SAMPLE_SQL["frame"].format(rows=50, blob_repeat=1), dbname=name)
+        server_a.psql(f"ALTER DATABASE {name} SET work_mem = '7MB'; "
+                      f"ALTER DATABASE {name} SET search_path = public, \"My Schema\"; "
+                      f"ALTER DATABASE {name} CONNECTION LIMIT 40; "
+                      f"COMMENT ON DATABASE {name} IS 'the ledger''s database'; "
+                      f"REVOKE CONNECT ON DATABASE {name} FROM PUBLIC; "
+                      f"GRANT CONNECT ON DATABASE {name} TO {role};")
+        expected = server_a.psql(props.format(role=role, name=name))
+        assert expected[0][:3] == ["SQL_ASCII", "C.utf8", "C.utf8"]
+        assert "work_mem=7MB" in expected[0][5] and expected[0][6:] == ["t", "f"]
+        path, config = make_config(databases={"ledger": {"server": "frame-postgres",
+                                                         "dbname": name}}, folders={})
+        local_restic("axe", config.customer("axe")).init()
+        backup(config, T1, "run-1")
+
+        assert axe(path, "restore", "--customer", "axe", "--target", "ledger") == 0
+        capsys.readouterr()
+        assert server_a.psql(props.format(role=role, name=name)) == expected
+        # The database is gone (a new server): the dump's own DATABASE entries serve.
+        server_a.psql(f'DROP DATABASE "{name}" WITH (FORCE);')
+        assert axe(path, "restore", "--customer", "axe", "--target", "ledger") == 0
+        assert f"{name} created from snapshot" in capsys.readouterr().out
+        assert server_a.psql(props.format(role=role, name=name)) == expected
+    finally:
+        server_a.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+        for kept, in server_a.psql(f"SELECT datname FROM pg_database WHERE datname LIKE "
+                                   f"'{name}\\_%';"):
+            server_a.psql(f'DROP DATABASE "{kept}" WITH (FORCE);')
+        server_a.psql(f"DROP ROLE IF EXISTS {role};")
+
+
+def test_table_restore_waits_for_a_lock_only_lock_timeout_and_names_the_holder(
+        scratch_config, scratch_db, server_a, capsys):
+    path, config = scratch_config
+    backup(config, T1, "run-1")
+    server_a.psql("UPDATE journal_line SET amount = 0 WHERE id < 10;", dbname=scratch_db)
+    before = db_fingerprint(server_a, scratch_db)
+    # A client in an open transaction that has read the table (holds ACCESS SHARE).
+    client = subprocess.Popen(
+        [str(server_a.bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p", str(server_a.port),
+         "-U", "postgres", "-d", scratch_db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        env=dict(os.environ, PGPASSWORD=PG_PASSWORD, PGAPPNAME="frame-report"))
+    try:
+        client.stdin.write(b"BEGIN; SELECT count(*) FROM journal_line;\n")
+        client.stdin.flush()
+        for _ in range(300):
+            rows = server_a.psql("SELECT pid FROM pg_stat_activity WHERE application_name = "
+                                 "'frame-report' AND state = 'idle in transaction';")
+            if rows:
+                break
+            server_a.psql("SELECT pg_sleep(0.1);")
+        pid = rows[0][0]
+        assert axe(path, "restore", "--customer", "axe", "--target", "ledger", "--table",
+                   "journal_line", "--lock-timeout", "1") == 1
+        _one_line_error(capsys, "stayed locked for 1 s", f"pid {pid} (frame-report, idle in "
+                        "transaction)", "is unchanged", "--lock-timeout")
+        assert db_fingerprint(server_a, scratch_db) == before
+    finally:
+        client.kill()
+        client.wait()
+    assert axe(path, "restore", "--customer", "axe", "--target", "ledger", "--table",
+               "journal_line") == 0
+
+
+def test_table_restore_brings_back_a_dropped_index_and_constraint(scratch_config, scratch_db,
+                                                                  server_a, capsys):
+    path, config = scratch_config
+    shape = ("SELECT string_agg(indexdef, ';' ORDER BY indexdef) FROM pg_indexes "
+             "WHERE tablename = 'journal_line';")
+    indexes = server_a.psql(shape, dbname=scratch_db)[0][0]
+    backup(config, T1, "run-1")
+    server_a.psql("DROP INDEX journal_line_entity; "
+                  "ALTER TABLE journal_line DROP CONSTRAINT journal_line_entity_id_fkey;",
+                  dbname=scratch_db)
+    assert axe(path, "restore", "--customer", "axe", "--target", "ledger", "--table",
+               "journal_line") == 0
+    out = capsys.readouterr().out
+    assert "recreated its missing index journal_line_entity" in out
+    assert server_a.psql(shape, dbname=scratch_db)[0][0] == indexes
+    assert server_a.psql("SELECT count(*) FROM pg_constraint WHERE conname = "
+                         "'journal_line_entity_id_fkey';", dbname=scratch_db)[0][0] == "1"
+
+
+def test_as_of_with_a_zone_but_no_seconds_is_the_whole_minute():
+    from axe_pipelines.sets import parse_as_of
+
+    assert parse_as_of("2026-05-20T03:00+09:00", "Asia/Seoul") == T2.replace(
+        second=59, microsecond=999999)
+    assert parse_as_of("2026-05-20T03:00Z", "Asia/Seoul").second == 59
+    assert parse_as_of("2026-05-20T03:00:00+09:00", "Asia/Seoul") == T2.replace(second=0)
+    assert parse_as_of("2026-05-20T03:00:42", "Asia/Seoul") == T2
+
+
+def test_folder_path_with_tilde_restores_beside_the_expanded_folder(make_config, scratch_db,
+                                                                     tmp_path, monkeypatch,
+                                                                     capsys):
+    import yaml
+
+    path, config = make_config(databases={"ledger": {"server": "frame-postgres",
+                                                     "dbname": scratch_db}})
+    local_restic("axe", config.customer("axe")).init()
+    backup(config, T1, "run-1")
+    # The machine was rebuilt: customers.yaml now says ~/files.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    data = yaml.safe_load(path.read_text())
+    data["axe"]["folders"]["files"]["path"] = "~/files"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path / "files")
+    assert axe(path, "restore", "--customer", "axe", "--target", "files") == 0
+    beside = [p for p in tmp_path.iterdir() if p.name.startswith("files.restored-")]
+    assert len(beside) == 1
+    assert (beside[0] / "uploads" / "a.txt").read_text() == "contract\n" * 100
+    assert not (tmp_path / "files" / "~").exists()
+
+
+def test_dump_reader_exception_leaves_no_lock(scratch_config, tmp_path):
+    """restic dump whose reader raises: restic gets SIGINT and removes its lock (a SIGKILL
+    would leave a stale one that makes the next forget/prune fail)."""
+    _, config = scratch_config
+    restic = local_restic("axe", config.customer("axe"))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(48 * 1024 * 1024))
+    restic.backup_command(["cat", str(big)], filename="big.bin", tags=["axe-test=dump"], at=T1)
+    snap = next(s for s in restic.snapshots() if "axe-test=dump" in s.tags)
+    with pytest.raises(ValueError, match="reader gave up"):
+        with restic.dump(snap.id, "/big.bin") as stream:
+            assert len(stream.read(65536)) == 65536
+            raise ValueError("reader gave up")
+    assert restic.locks() == []
+    restic.run(["check"], what="checking the repository")  # takes an exclusive lock

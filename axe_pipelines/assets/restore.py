@@ -10,6 +10,7 @@ from typing import Optional
 import dagster as dg
 
 from axe_pipelines.config import Config as SiteConfig
+from axe_pipelines.config import ConfigError
 from axe_pipelines.postgres import PostgresError
 from axe_pipelines.restic import ResticError
 from axe_pipelines.restore import RestoreError, RestoreOptions, RestoreReport, run_restore
@@ -20,7 +21,7 @@ class RestoreConfig(dg.Config):
     the plan first; set it to false to restore."""
 
     customer: str
-    tier: str = "local"
+    tier: Optional[str] = None  # noqa: UP045 - None: local, or ring when `source` is a peer
     source: Optional[str] = None  # noqa: UP045 - Dagster's config types want Optional
     as_of: str = "latest"
     target: Optional[str] = None  # noqa: UP045
@@ -31,25 +32,31 @@ class RestoreConfig(dg.Config):
     dest: Optional[str] = None  # noqa: UP045
     check: Optional[str] = None  # noqa: UP045
     jobs: int = 2
+    lock_timeout: float = 10.0
 
     def options(self) -> RestoreOptions:
         return RestoreOptions(customer=self.customer, tier=self.tier, source=self.source,
                               as_of=self.as_of, target=self.target, table=self.table,
                               dry_run=self.dry_run, force=self.force, in_place=self.in_place,
-                              dest=self.dest, check=self.check, jobs=self.jobs)
+                              dest=self.dest, check=self.check, jobs=self.jobs,
+                              lock_timeout=self.lock_timeout)
 
 
 _CHECK_COLUMNS = [dg.TableColumn("target", "string"), dg.TableColumn("check", "string"),
                   dg.TableColumn("kind", "string"), dg.TableColumn("result", "string"),
-                  dg.TableColumn("detail", "string")]
+                  dg.TableColumn("detail", "string"), dg.TableColumn("output", "string")]
 _STEP_COLUMNS = [dg.TableColumn("step", "string"), dg.TableColumn("seconds", "float")]
 
 
 def report_metadata(report: RestoreReport) -> dict[str, object]:
     """Run metadata for a restore: what was used, how long each step took, the checks."""
     checks = [dg.TableRecord({"target": t.name, "check": c.name, "kind": c.kind,
-                              "result": "ok" if c.passed else "FAILED", "detail": c.detail})
+                              "result": "ok" if c.passed else "FAILED", "detail": c.detail,
+                              "output": c.output})
               for t in report.targets for c in t.checks]
+    outputs = "\n\n".join(f"### {t.name}: {c.name}\n\n```\n{c.output}\n```"
+                          for t in report.targets for c in t.checks
+                          if c.kind == "command" and c.output)
     steps = [dg.TableRecord({"step": s.name, "seconds": round(s.seconds, 2)})
              for s in report.steps]
     return {
@@ -62,8 +69,14 @@ def report_metadata(report: RestoreReport) -> dict[str, object]:
         "plan": dg.MetadataValue.md("\n".join(f"- {line}" for line in report.plan) or "-"),
         "results": dg.MetadataValue.json([{"kind": t.kind, "name": t.name,
                                            "detail": t.detail, "undo": t.undo or "",
-                                           "post_restore": t.post_restore}
+                                           "post_restore": t.post_restore,
+                                           "error": t.error or ""}
                                           for t in report.targets]),
+        "undo": dg.MetadataValue.md("\n".join(f"- `{t.undo}`" for t in report.targets
+                                              if t.undo) or "-"),
+        "failed": dg.MetadataValue.json([f"{t.kind} {t.name}: {t.error}"
+                                         for t in report.failed]),
+        "command_output": dg.MetadataValue.md(outputs or "-"),
         "steps": dg.MetadataValue.table(records=steps,
                                         schema=dg.TableSchema(columns=_STEP_COLUMNS)),
         "checks": dg.MetadataValue.table(records=checks,
@@ -82,12 +95,21 @@ def build_restore_job(site: SiteConfig) -> dg.JobDefinition:
         opts = config.options()
         context.log.info(f"restore of {opts.customer}: target {opts.target or 'everything'}"
                          f"{' table ' + opts.table if opts.table else ''}, as of {opts.as_of}, "
-                         f"tier {opts.tier}{' (dry run)' if opts.dry_run else ''}")
+                         f"tier {opts.tier or opts.source or 'local'}"
+                         f"{' (dry run)' if opts.dry_run else ''}")
         try:
             report = run_restore(site, opts, say=context.log.info)
         except (RestoreError, ResticError, PostgresError) as exc:
             raise dg.Failure(description=str(exc).strip().splitlines()[0]) from None
+        except ConfigError as exc:  # unknown customer, tier or peer
+            raise dg.Failure(description="; ".join(exc.problems) or str(exc)) from None
         metadata = report_metadata(report)
+        if report.failed:
+            raise dg.Failure(description=f"{len(report.failed)} of {len(report.targets)} "
+                             "item(s) failed: " + "; ".join(
+                                 f"{t.kind} {t.name}: {t.error}" for t in report.failed)
+                             + " (undo commands of the others in the metadata)",
+                             metadata=metadata)
         if not report.ok:
             failed = [f"{c.name}: {c.detail}" for c in report.checks if not c.passed]
             raise dg.Failure(description="integrity check(s) failed after the restore: "

@@ -794,3 +794,43 @@ def test_dump_reader_exception_leaves_no_lock(scratch_config, tmp_path):
             raise ValueError("reader gave up")
     assert restic.locks() == []
     restic.run(["check"], what="checking the repository")  # takes an exclusive lock
+
+
+def test_whole_set_restore_from_the_cold_tier(make_config, scratch_db, server_a, tmp_path,
+                                              monkeypatch, capsys):
+    """Scenario 2 from the cold SSD, no --target: with the local repository gone, every
+    database and folder of the set comes back from the mounted volume."""
+    import yaml
+
+    from axe_pipelines.cold import cold_settings, sync_volume, volume_at
+    from axe_pipelines.config import load_config
+
+    path, _ = make_config(databases={"ledger": {"server": "frame-postgres",
+                                                "dbname": scratch_db}})
+    monkeypatch.setenv("AXE_TEST_COLD_PASSWORD", "cold-" + REPO_PASSWORD[::-1])
+    data = yaml.safe_load(path.read_text())
+    data["axe"]["tiers"]["cold"] = {"password": {"env": "AXE_TEST_COLD_PASSWORD"},
+                                    "mount_glob": str(tmp_path / "Volumes" / "axe-cold-*"),
+                                    "accept_plain_folders": True, "timeout_s": 120}
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    local_restic("axe", config.customer("axe")).init()
+    original = table_md5(server_a, scratch_db, "journal_line")
+    backup(config, T1, "run-1")
+    volume = tmp_path / "Volumes" / "axe-cold-1"
+    volume.mkdir(parents=True)
+    sync_volume(config, "axe", volume_at(cold_settings("axe", config.customer("axe")), volume))
+
+    (tmp_path / "repo").rename(tmp_path / "repo-lost")  # the machine's disk is gone
+    server_a.psql("DELETE FROM journal_line WHERE id % 2 = 1;", dbname=scratch_db)
+    (tmp_path / "files" / "uploads" / "a.txt").unlink()
+    assert axe(path, "restore", "--customer", "axe", "--tier", "cold", "--as-of",
+               "2026-05-20") == 0
+    out = capsys.readouterr().out
+    assert "from tier cold of axe" in out
+    assert "existing role(s) left as they are" in out
+    assert f"database ledger: {scratch_db} now holds snapshot" in out
+    assert table_md5(server_a, scratch_db, "journal_line") == original
+    beside = [p for p in tmp_path.iterdir() if p.name.startswith("files.restored-")]
+    assert len(beside) == 1
+    assert (beside[0] / "uploads" / "a.txt").read_text() == "contract\n" * 100

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from axe_pipelines.backup import local_repository
-from axe_pipelines.config import Config, Customer, RingBackup, RingTier, repository_id
+from axe_pipelines.config import Config, Customer, RingBackup, RingTier
 from axe_pipelines.restic import (
     Repository,
     RepositoryMissing,
@@ -258,10 +258,6 @@ class PeerLink:
     def restic(self, host: str) -> Restic:
         return Restic(self.repository(host), binary=self.binary,
                       timeout=self.settings.timeout_s)
-
-    def pool(self) -> str:
-        """Dagster pool of the peer repository (one op at a time per repository)."""
-        return f"restic-{repository_id(self.location(self.block.ssh_fqdn))}"
 
 
 def _df_free(text: str) -> int | None:

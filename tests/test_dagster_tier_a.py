@@ -90,8 +90,8 @@ def test_scheduled_run_materializes_everything_at_its_logical_time(make_config, 
     result = materialize(config, tags={"dagster/scheduled_execution_time":
                                        "2026-05-19T18:00:00+00:00"})
     assert result.success
-    materialized = {m.asset_key.to_user_string(): m for m in result.asset_materializations_for_node(
-        "axe_tier_a")}
+    materialized = {m.asset_key.to_user_string(): m
+                    for m in result.asset_materializations_for_node(NODE)}
     assert len(materialized) == 8
     frame = materialized["axe/db/frame/dump"].metadata
     assert frame["row_counts"].value == table_counts(server_a, "frame")

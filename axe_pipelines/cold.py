@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import local_repository
 from axe_pipelines.config import ColdTier, Config, Customer
@@ -102,6 +103,18 @@ def expected_volume(when: datetime, volumes: int, start_year: int = 2026) -> int
     volumes: Q1 2026 #1, Q2 #2, Q3 #3, Q4 #1, Q1 2027 #2, ... `when` is in the tier's zone."""
     quarters = (when.year - start_year) * 4 + (when.month - 1) // 3
     return quarters % volumes + 1
+
+
+def first_turn_ends(volumes: int, start_year: int, zone: str) -> dict[int, datetime]:
+    """When each volume's first turn in the rotation ends (the end of the quarter that first
+    expects it): a volume never synced is overdue only from then on, so a new site is not
+    told on day one that SSDs whose quarter has not come yet are missing."""
+    tz = ZoneInfo(zone)
+    ends = {}
+    for n in range(1, volumes + 1):
+        q = n  # quarter index (0-based) right after the first quarter expecting #n (n - 1)
+        ends[n] = datetime(start_year + q // 4, (q % 4) * 3 + 1, 1, tzinfo=tz)
+    return ends
 
 
 def _mount_id(path: Path) -> str | None:
@@ -228,6 +241,35 @@ def _gone(volume: Volume, cold: ColdTier) -> bool:
         return True
 
 
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _remove_debris(volume: Volume, root_id: tuple[int, int] | None) -> str:
+    """restic's local backend re-creates missing folders when it saves a file, so a restic
+    still writing after the volume went away leaves `restic-repo/...` on the disk underneath
+    (under the bare mount point, or as a new plain folder). That is not the volume: remove it,
+    so nothing there poses as a cold repository or fills the system disk. Only a tree with no
+    restic config and no axe marker, in a folder that is not the one the sync started on."""
+    path = volume.path
+    now_id = _dir_id(path)
+    if now_id is None or now_id == root_id or (path / MARKER).exists():
+        return ""
+    entries = list(path.iterdir())
+    if any(e.name != volume.repo_path.name for e in entries) or (
+            volume.repo_path / "config").exists():
+        return ""
+    files = sum(1 for p in volume.repo_path.rglob("*") if p.is_file())
+    shutil.rmtree(volume.repo_path, ignore_errors=True)
+    if not volume.mounted and not any(path.iterdir()):
+        path.rmdir()  # a plain folder restic made anew: it was not there before
+    return f" (removed {files} file(s) restic wrote to {path} after the volume had gone)"
+
+
 def sync_volume(config: Config, customer_name: str, volume: Volume, *,
                 binary: str | None = None, now: datetime | None = None,
                 log: Callable[[str], None] | None = None,
@@ -264,6 +306,7 @@ def sync_volume(config: Config, customer_name: str, volume: Volume, *,
         result = SyncResult(customer=customer_name, volume=volume, run_id=the_set.run_id,
                             set_time=the_set.time, the_set=the_set)
         restic = _restic(volume, cold, binary=binary)
+        root_id = _dir_id(volume.path)
         try:
             if not (volume.repo_path / "config").is_file():
                 if volume.repo_path.exists() and any(volume.repo_path.iterdir()):
@@ -302,9 +345,10 @@ def sync_volume(config: Config, customer_name: str, volume: Volume, *,
                                 f"(on paper); nothing on tier A changed") from None
             why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             if _gone(volume, cold):
+                debris = _remove_debris(volume, root_id)
                 raise ColdError(f"tier C: {volume.label()} went away during the sync ({why}); "
-                                f"nothing on tier A changed; mount it again and the next sync "
-                                f"finishes the copy") from None
+                                f"nothing on tier A changed{debris}; mount it again and the "
+                                f"next sync finishes the copy") from None
             raise ColdError(f"tier C: sync of {volume.label()} failed: {why}; nothing on tier "
                             f"A changed; try again or run `restic check` on the volume") from None
         if still:

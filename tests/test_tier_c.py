@@ -28,6 +28,7 @@ from axe_pipelines.cold import (
     ColdError,
     expected_volume,
     find_volumes,
+    first_turn_ends,
     sync_volume,
     volume_at,
     volume_lock,
@@ -174,6 +175,29 @@ def test_volume_removed_mid_copy_fails_cleanly_and_next_mount_finishes(site: Sit
     check = subprocess.run([site.repo_on(path).binary, "check"], env=site.repo_on(path).env(),
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_what_restic_wrote_after_the_volume_went_away_is_removed(site: Site):
+    """restic's local backend re-creates missing folders when it saves, so a write racing the
+    pull leaves `axe-cold-1/restic-repo/data/..` on the disk underneath. That is debris, never
+    a volume: it is removed; a folder holding a marker or a repository is never touched."""
+    from axe_pipelines.cold import _dir_id, _remove_debris
+
+    config = site.config()
+    cold = config.customer("axe").tiers.cold
+    path = site.volume(1)
+    volume = volume_at(cold, path)
+    start = _dir_id(path)
+    path.rename(path.with_name("pulled-out"))
+    (path / "restic-repo" / "data" / "ab").mkdir(parents=True)
+    (path / "restic-repo" / "data" / "ab" / "ab12").write_bytes(b"pack")
+    assert "removed 1 file(s)" in _remove_debris(volume, start)
+    assert not path.exists() and find_volumes(cold) == []
+
+    (path / "restic-repo").mkdir(parents=True)
+    (path / "restic-repo" / "config").write_text("x")  # a repository: not debris
+    assert _remove_debris(volume, start) == "" and (path / "restic-repo" / "config").exists()
+    assert _remove_debris(volume, _dir_id(path)) == ""  # the folder the sync started on
 
 
 def test_a_folder_that_is_not_a_repository_is_never_written(site: Site):
@@ -436,6 +460,27 @@ def test_two_volumes_both_sync_with_rotation_and_overdue_checks(site: Site, dags
     old = volumes_current_result(tier_c_key("axe"), {1: now, 2: now,
                                                      3: now - timedelta(days=400)}, 3, 290)
     assert not old.passed and "#3 last synced" in old.description
+
+
+def test_a_volume_whose_quarter_has_not_come_is_not_overdue():
+    """A new site (rotation from 2027) with only SSD #1 synced in Q1: #2 and #3 are not yet
+    due; once Q2 is over, #2 never having been synced is an ERROR, #3 still waits for Q3."""
+    zone = ZoneInfo("Asia/Seoul")
+    ends = first_turn_ends(3, 2027, "Asia/Seoul")
+    assert ends == {1: datetime(2027, 4, 1, tzinfo=zone), 2: datetime(2027, 7, 1, tzinfo=zone),
+                    3: datetime(2027, 10, 1, tzinfo=zone)}
+    key = tier_c_key("axe")
+    synced = {1: datetime(2027, 1, 5, tzinfo=zone)}
+    early = volumes_current_result(key, synced, 3, 290, now=datetime(2027, 2, 1, tzinfo=zone),
+                                  first_turn_ends=ends)
+    assert early.passed and len(early.metadata["not_yet_due"].value) == 2
+    late = volumes_current_result(key, synced, 3, 290, now=datetime(2027, 7, 2, tzinfo=zone),
+                                  first_turn_ends=ends)
+    assert not late.passed and "#2 never synced" in late.description
+    assert "#3" not in late.description and "#1" not in late.description
+    # Without the rotation's calendar, never synced is overdue at once.
+    assert not volumes_current_result(key, synced, 3, 290,
+                                      now=datetime(2027, 2, 1, tzinfo=zone)).passed
 
 
 def test_cli_cold(site: Site, dagster_home, capsys):

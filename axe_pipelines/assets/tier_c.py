@@ -27,6 +27,7 @@ from axe_pipelines.cold import (
     cold_settings,
     expected_volume,
     find_volumes,
+    first_turn_ends,
     sync_volume,
     volume_at,
 )
@@ -140,7 +141,9 @@ def build_tier_c(config: Config, customer_name: str) -> tuple[list, list, list, 
                                 f"quarter per volume, plus grace).")
     def volumes_current(context: AssetCheckExecutionContext) -> dg.AssetCheckResult:
         last = last_sync_by_volume(_history(context.instance, key))
-        return volumes_current_result(key, last, cold.volumes, cold.overdue_days)
+        return volumes_current_result(
+            key, last, cold.volumes, cold.overdue_days,
+            first_turn_ends=first_turn_ends(cold.volumes, cold.rotation_start_year, zone))
 
     job = dg.define_asset_job(
         name=_name(customer_name, "tier_c"), selection=dg.AssetSelection.assets(key),

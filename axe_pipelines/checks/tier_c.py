@@ -51,14 +51,20 @@ def last_sync_by_volume(history: Iterable[Mapping[str, object]]) -> dict[int, da
 
 
 def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volumes: int,
-                           overdue_days: float,
-                           now: datetime | None = None) -> dg.AssetCheckResult:
+                           overdue_days: float, now: datetime | None = None,
+                           first_turn_ends: Mapping[int, datetime] | None = None,
+                           ) -> dg.AssetCheckResult:
+    """`first_turn_ends`: when each volume's first quarter ends (cold.first_turn_ends); a
+    volume never synced before then is not yet due. Without it, never synced is overdue."""
     now = now or datetime.now(UTC)
     limit = timedelta(days=overdue_days)
-    late = []
+    late, not_yet = [], []
     for n in range(1, volumes + 1):
         when = last.get(n)
-        if when is None:
+        first_end = (first_turn_ends or {}).get(n)
+        if when is None and first_end is not None and now < first_end:
+            not_yet.append(f"#{n} (its first quarter ends {first_end:%Y-%m-%d})")
+        elif when is None:
             late.append(f"#{n} never synced")
         elif now - when > limit:
             late.append(f"#{n} last synced {when:%Y-%m-%d} ({(now - when).days} days ago)")
@@ -69,4 +75,5 @@ def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volum
                      "overdue: " + "; ".join(late) + f" (limit {overdue_days:g} days); mount "
                      "that SSD"),
         metadata={"last_sync_by_volume": {str(n): last[n].isoformat() for n in sorted(last)},
-                  "overdue_days": float(overdue_days), "overdue": late})
+                  "overdue_days": float(overdue_days), "overdue": late,
+                  "not_yet_due": not_yet})

@@ -16,12 +16,9 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -32,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from axe_pipelines.demo import create_sample_databases  # noqa: E402
 from axe_pipelines.postgres import LocalCluster  # noqa: E402
 from axe_pipelines.restic import find_restic  # noqa: E402
-from bench.bench_tier_a import timed  # noqa: E402
+from bench.common import side_by_side, timed, write_report  # noqa: E402
 
 
 def main() -> int:
@@ -94,38 +91,14 @@ def main() -> int:
                 cluster.psql(f'DROP DATABASE "{name}" WITH (FORCE);')
 
         sides = {"raw": raw, "axe": axe}
-        times: dict[str, list[float]] = {k: [] for k in sides}
-        rss: dict[str, list[int]] = {k: [] for k in sides}
-        for i in range(args.rounds):
-            order = list(sides) if i % 2 == 0 else list(reversed(sides))
-            for side in order:
-                drop_copies()
-                wall, peak = sides[side](i)
-                times[side].append(wall)
-                rss[side].append(peak)
-            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
-                  flush=True)
+        report = {"database_bytes": size, "rows": args.rows, "jobs": args.jobs,
+                  **side_by_side(sides, args.rounds, before_each=drop_copies),
+                  "note": "axe also reads the tier-A row counts, checks every table's count "
+                          "in the new database before swapping it in, keeps the old database "
+                          "and runs the configured checks; the raw side restores beside and "
+                          "checks nothing."}
         drop_copies()
-        med = {k: statistics.median(v) for k, v in times.items()}
-        report = {
-            "database_bytes": size,
-            "rows": args.rows,
-            "rounds": args.rounds,
-            "jobs": args.jobs,
-            "wall_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
-            "median_s": {k: round(v, 2) for k, v in med.items()},
-            "ratio_over_raw": {k: round(v / med["raw"], 2) for k, v in med.items()},
-            "max_rss_kib": {k: max(v) for k, v in rss.items()},
-            "note": "axe also reads the tier-A row counts, checks every table's count in the "
-                    "new database before swapping it in, keeps the old database and runs the "
-                    "configured checks; the raw side restores beside and checks nothing.",
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        out = ROOT / "bench" / "results"
-        out.mkdir(exist_ok=True)
-        (out / f"restore-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(
-            json.dumps(report, indent=2))
-        print(json.dumps(report, indent=2))
+        write_report("restore", report)
     finally:
         cluster.stop()
     return 0

@@ -11,14 +11,10 @@ deduplication) and the two sides alternate which goes first. Reports medians and
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -29,26 +25,9 @@ sys.path.insert(0, str(ROOT))
 from axe_pipelines.demo import create_sample_databases  # noqa: E402
 from axe_pipelines.postgres import LocalCluster  # noqa: E402
 from axe_pipelines.restic import find_restic  # noqa: E402
+from bench.common import side_by_side, timed, write_report  # noqa: E402
 
 DATABASES = ["frame", "hive", "blueprint", "index"]
-
-
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Runs argv in a wrapper that reports its wall time and its largest process's RSS."""
-    wrapper = (
-        "import json, resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL,"
-        " stderr=subprocess.DEVNULL).returncode\n"
-        "wall = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(json.dumps([code, wall, rss]))\n")
-    out = subprocess.run([sys.executable, "-c", wrapper, *argv], env=env, capture_output=True,
-                         text=True, check=True).stdout
-    code, wall, rss = json.loads(out)
-    if code != 0:
-        raise SystemExit(f"benchmark command failed ({code}): {' '.join(argv[:4])}…")
-    return wall, rss
 
 
 def main() -> int:
@@ -97,44 +76,21 @@ def main() -> int:
             return timed([*cli, "backup", "--local", "--plain", *extra], axe_env)
 
         sides = {
-            "raw": raw_pipeline,
-            "axe": lambda repo, i: axe(repo, i),
-            "axe_skip_restore_check": lambda repo, i: axe(repo, i, "--skip-restore-check"),
+            "raw": lambda i: raw_pipeline(work / f"repo-raw-{i}"),
+            "axe": lambda i: axe(work / f"repo-axe-{i}", i),
+            "axe_skip_restore_check": lambda i: axe(work / f"repo-skip-{i}", i,
+                                                    "--skip-restore-check"),
         }
-        times: dict[str, list[float]] = {k: [] for k in sides}
-        rss: dict[str, list[int]] = {k: [] for k in sides}
-        for i in range(args.rounds):
-            order = list(sides) if i % 2 == 0 else list(reversed(sides))
-            for side in order:
-                repo = work / f"repo-{side}-{i}"
-                wall, peak = sides[side](repo, i) if side != "raw" else raw_pipeline(repo)
-                times[side].append(wall)
-                rss[side].append(peak)
-            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
-                  flush=True)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        report = {
-            "data_bytes": sum(sizes.values()),
-            "databases": sizes,
-            "rounds": args.rounds,
-            "wall_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
-            "median_s": {k: round(v, 2) for k, v in med.items()},
-            "ratio_over_raw": {k: round(v / med["raw"], 2) for k, v in med.items()},
-            "max_rss_kib": {k: max(v) for k, v in rss.items()},
+        write_report("tier_a", {
+            "data_bytes": sum(sizes.values()), "databases": sizes,
+            **side_by_side(sides, args.rounds),
             "note": "axe also counts every table's rows in the dump's snapshot, reads every "
                     "dump back through pg_restore (restorable check), starts Dagster and "
-                    "records the run; the raw pipeline does none of that.",
-        }
-        out = ROOT / "bench" / "results"
-        out.mkdir(exist_ok=True)
-        (out / f"tier_a-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(
-            json.dumps(report, indent=2))
-        print(json.dumps(report, indent=2))
+                    "records the run; the raw pipeline does none of that."})
     finally:
         cluster.stop()
     return 0
 
 
 if __name__ == "__main__":
-    resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))
     sys.exit(main())

@@ -12,7 +12,9 @@ Rules this module keeps:
   stale lock), which also lets pg_restore work in parallel (`-j` refuses stdin).
 - Before anything changes, the archive is read with `pg_restore -l`, so a pg_restore older
   than the dump's format fails with one line and nothing touched.
-- After every restore the integrity checks run and their table is reported.
+- After every restore the integrity checks run and their table is reported: row-count and
+  SQL checks on the restored copy before the swap (they decide it); post-restore commands and
+  command checks after it (a command may reach the live database through an application).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 from zoneinfo import ZoneInfo
 
 from axe_pipelines.config import Config, Customer, Database, IntegrityCommand, tier_timezone
@@ -97,11 +99,14 @@ class Step:
     seconds: float
 
 
+TargetKind = Literal["database", "table", "folder", "roles"]
+
+
 @dataclass
 class TargetReport:
     """The outcome for one database, table or folder."""
 
-    kind: Literal["database", "table", "folder", "roles"]
+    kind: TargetKind
     name: str
     snapshot_id: str
     changed: bool = False
@@ -1344,7 +1349,8 @@ def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
                     raise
                 message = _first(exc)
                 say(f"{kind} {name}: FAILED: {message}")
-                report.targets.append(TargetReport(kind, name, snap.id, error=message))  # type: ignore[arg-type]
+                report.targets.append(TargetReport(cast(TargetKind, kind), name, snap.id,
+                                                   error=message))
                 continue
             finally:
                 shutil.rmtree(sub, ignore_errors=True)

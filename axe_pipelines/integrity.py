@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +82,34 @@ def dump_time_counts(customer_name: str, db_name: str,
     return None
 
 
+def recorded_counts_soon(customer_name: str, db_name: str,
+                         snapshot_id: str) -> Callable[[], dict[str, int] | None]:
+    """Starts reading the dump-time counts (dump_time_counts) in a thread and returns the call
+    that waits for them: opening the Dagster instance costs about a second, which then
+    overlaps with fetching the dump from restic instead of adding to it."""
+    box: list[dict[str, int] | None] = []
+    worker = threading.Thread(
+        target=lambda: box.append(dump_time_counts(customer_name, db_name, snapshot_id)),
+        name=f"counts-{db_name}", daemon=True)
+    worker.start()
+
+    def wait() -> dict[str, int] | None:
+        worker.join()
+        return box[0] if box else None
+    return wait
+
+
 def expected_counts(customer_name: str, db_name: str, snapshot_id: str,
-                    dump_counts: dict[str, int]) -> tuple[dict[str, int], str]:
+                    dump_counts: Callable[[], dict[str, int]], *,
+                    recorded: Callable[[], dict[str, int] | None] | None = None,
+                    ) -> tuple[dict[str, int], str]:
     """(counts to compare a restore with, where they come from): the dump-time counts when
-    Dagster recorded them, else the dump's COPY sections."""
-    recorded = dump_time_counts(customer_name, db_name, snapshot_id)
-    if recorded is not None:
-        return recorded, "counted in the dump's snapshot"
-    return dump_counts, "counted in the dump"
+    Dagster recorded them, else the dump's COPY sections (`dump_counts` reads the whole dump,
+    so it is called only then)."""
+    got = recorded() if recorded else dump_time_counts(customer_name, db_name, snapshot_id)
+    if got is not None:
+        return got, "counted in the dump's snapshot"
+    return dump_counts(), "counted in the dump"
 
 
 def row_count_check(conn: Connection, expected: dict[str, int], *,

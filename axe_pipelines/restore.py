@@ -41,6 +41,7 @@ from axe_pipelines.integrity import (
     count_rows,
     dump_time_counts,
     expected_counts,
+    recorded_counts_soon,
     run_checks,
 )
 from axe_pipelines.postgres import Connection, PostgresError, count_script_rows, find_bin_dir
@@ -569,6 +570,7 @@ def restore_database(customer_name: str, customer: Customer, db_name: str, snap:
             f"{where}: {len(sessions)} open connection(s) to {conn.dbname} "
             f"({', '.join(sorted(set(sessions)))}); stop those clients or rerun with --force "
             f"to terminate them; nothing was changed")
+    recorded = recorded_counts_soon(customer_name, db_name, snap.id)
     with timer.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
         dump_file = fetch_file(restic, snap, workdir)
     with timer.step(f"{where}: reading the archive"):
@@ -577,8 +579,9 @@ def restore_database(customer_name: str, customer: Customer, db_name: str, snap:
             read_toc(dump_file, where=where, bin_dir=conn.server.bin_dir)
         elif db.format == "custom":
             read_toc(dump_file, where=where)
-        expected, source = expected_counts(customer_name, db_name, snap.id,
-                                           dump_row_counts(dump_file, db.format))
+        expected, source = expected_counts(
+            customer_name, db_name, snap.id, lambda: dump_row_counts(dump_file, db.format),
+            recorded=recorded)
     tag = stamp()
     new_name = f"{conn.dbname}_restoring_{tag}"[:63]
     old_name = f"{conn.dbname}_before_restore_{tag}"[:63]
@@ -1447,12 +1450,14 @@ def stage_and_check(customer_name: str, customer: Customer, db_name: str, snap: 
     dropped: staging has no roles) and runs the checks; returns their results."""
     db = customer.databases[db_name]
     with _workdir() as workdir:
+        recorded = recorded_counts_soon(customer_name, db_name, snap.id)
         dump_file = fetch_file(restic, snap, workdir)
         where = f"database {db_name} ({snap.short_id})"
         if db.format == "custom":
             read_toc(dump_file, where=where)
-        expected, source = expected_counts(customer_name, db_name, snap.id,
-                                           dump_row_counts(dump_file, db.format))
+        expected, source = expected_counts(
+            customer_name, db_name, snap.id, lambda: dump_row_counts(dump_file, db.format),
+            recorded=recorded)
         name = f"{customer.database_name(db_name)}_{snap.short_id}{label}"[:63]
         conn = staging.connection(name)
         admin_connection(conn).psql(f"DROP DATABASE IF EXISTS {qident(name)}; "

@@ -9,6 +9,8 @@ taken when it was made.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -153,12 +155,28 @@ def _pg_env(conn: Connection) -> dict[str, str]:
     return {k: env[k] for k in ("PGPASSWORD", "PGCONNECT_TIMEOUT") if k in env}
 
 
+# restic passes the dump tool's stderr on only as far as it gets before restic itself exits,
+# so the tool's own reason ("Dumping the contents of table … failed") is sometimes lost. The
+# dump runs under `sh` with its stderr appended to a file of ours as well (the file's name is
+# in the environment, the argv carries nothing new).
+_STDERR_TO_FILE = 'exec 2>>"$AXE_DUMP_STDERR"; exec "$@"'
+
+
+def _dump_command(argv: Sequence[str], conn: Connection, errfile: Path,
+                  ) -> tuple[list[str], dict[str, str]]:
+    return (["sh", "-c", _STDERR_TO_FILE, "sh", *argv],
+            {**_pg_env(conn), "AXE_DUMP_STDERR": str(errfile)})
+
+
 def backup_item(restic: Restic, customer_name: str, customer: Customer, item: Item, *,
                 at: datetime, run_id: str, reporter: Reporter) -> ItemResult:
     """Backs up one item into the repository; never raises for an operational failure."""
     started = time.monotonic()
     result = ItemResult(item=item, ok=False)
     tags = item.tags(customer_name, run_id)
+    errfd, errname = tempfile.mkstemp(prefix="axe-dump-", suffix=".stderr")
+    os.close(errfd)
+    errfile = Path(errname)
 
     def progress(n: int) -> None:
         reporter.progress(item, n)
@@ -192,20 +210,20 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
                     info = session.export()
                     result.server_version = info.server_version
                     result.row_counts = info.row_counts
-                    summary = restic.backup_command(
-                        conn.pg_dump_argv(snapshot=info.snapshot, fmt=db.format),
-                        filename=result.path, tags=tags, at=at, on_progress=progress,
-                        env_extra=_pg_env(conn))
+                    argv, env = _dump_command(
+                        conn.pg_dump_argv(snapshot=info.snapshot, fmt=db.format), conn, errfile)
+                    summary = restic.backup_command(argv, filename=result.path, tags=tags,
+                                                    at=at, on_progress=progress, env_extra=env)
             else:
                 conn = _server_connection(customer, item.server)
                 # restic would only say "command failed"; asking first gives the server's reason.
                 conn.psql("SELECT 1;")
                 result.format = "plain"
                 result.path = dump_filename(customer, item)
-                summary = restic.backup_command(
-                    conn.pg_dumpall_argv(globals_only=item.kind == "roles"),
-                    filename=result.path, tags=tags, at=at, on_progress=progress,
-                    env_extra=_pg_env(conn))
+                argv, env = _dump_command(
+                    conn.pg_dumpall_argv(globals_only=item.kind == "roles"), conn, errfile)
+                summary = restic.backup_command(argv, filename=result.path, tags=tags, at=at,
+                                                on_progress=progress, env_extra=env)
         result.ok = True
         result.snapshot_id = summary.snapshot_id
         result.bytes_read = summary.bytes_read
@@ -220,15 +238,16 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
             except ResticError:
                 pass
     except (ResticError, PostgresError, SecretError, OSError) as exc:
-        result.error = _one_line(exc, item)
+        result.error = _one_line(exc, item, errfile.read_text(errors="replace"))
     finally:
+        errfile.unlink(missing_ok=True)
         result.duration_s = time.monotonic() - started
     return result
 
 
-def _one_line(exc: BaseException, item: Item) -> str:
+def _one_line(exc: BaseException, item: Item, child_stderr: str = "") -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    detail = getattr(exc, "detail", "")
+    detail = "\n".join(filter(None, [child_stderr, getattr(exc, "detail", "")]))
     if "command failed" in text and detail:
         # restic says only "command failed: exit status N"; the dump tool's own message went
         # to restic's stderr, which is in the detail.

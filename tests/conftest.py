@@ -28,9 +28,12 @@ REPO_PASSWORD_ENV = "AXE_TEST_REPO_PASSWORD"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _secrets_in_env() -> Iterator[None]:
+def _secrets_in_env(tmp_path_factory) -> Iterator[None]:
     os.environ[PG_PASSWORD_ENV] = PG_PASSWORD
     os.environ[REPO_PASSWORD_ENV] = REPO_PASSWORD
+    # Runs that no test gave a home of its own record here, not in the operator's
+    # ~/.axe/dagster (and parallel test workers do not share one SQLite store).
+    os.environ["DAGSTER_HOME"] = str(tmp_path_factory.mktemp("session_dagster_home"))
     yield
 
 

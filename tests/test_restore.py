@@ -234,7 +234,7 @@ def test_pg_restore_killed_half_way_leaves_the_original_intact(scratch_config, s
     def on_line(line: str) -> None:
         # pg_restore -v says this once the tables exist and data is flowing: kill it there.
         if "processing data for table" in line and not killed:
-            killed.append(_kill_pg_restore_into("_restoring_"))
+            killed.append(_kill_pg_restore_into(f"{scratch_db}_restoring_"))
 
     with pytest.raises(RestoreError) as err:
         run_restore(config, RestoreOptions(customer="axe", target="ledger", jobs=1),

@@ -123,16 +123,18 @@ def write_demo(root: Path) -> tuple[Path, list[LocalCluster]]:
             "tiers": {"local": {"repository": str(root / "backups" / "local"),
                                 "password": {"file": str(repo_pw)}}},
         },
-        # The runbook's peer block, verbatim (tier B uses it).
+        # The runbook's peer block, with its host pointing nowhere: a demo on any machine
+        # must not ssh to the runbook's real peer. Put its ssh_fqdn/ssh_ip here to use tier B.
         "realchoice": {"ring_backup": {
-            "ssh_user": "realchoice", "ssh_fqdn": "realchoice-macmini.tail090015.ts.net",
-            "ssh_ip": "100.114.161.51",
+            "ssh_user": "realchoice", "ssh_fqdn": "realchoice.invalid",
             "receive_dir_at_peer": "/Users/realchoice/peer-backups/axe/",
             "receive_dir_at_self": str(root / "backups" / "peer" / "realchoice"),
             "restic_version": "0.18.1", "disk_available_gib": 43, "bidirectional_ssh": True}},
     }
     path = root / "customers.yaml"
-    path.write_text("# Written by the demo (scripts/demo); edit freely.\n"
+    path.write_text("# Written by the demo (scripts/demo); edit freely. The ring peer realchoice "
+                    "points nowhere (realchoice.invalid):\n# give it the runbook's ssh_fqdn and "
+                    "ssh_ip, and add tiers.ring, to push to a real peer.\n"
                     + yaml.safe_dump(config, sort_keys=False))
     return path, clusters
 

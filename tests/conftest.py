@@ -17,7 +17,7 @@ import yaml
 
 from axe_pipelines.config import Config, load_config
 from axe_pipelines.demo import create_sample_databases
-from axe_pipelines.postgres import LocalCluster
+from axe_pipelines.postgres import LocalCluster, free_port
 from axe_pipelines.restic import find_restic
 
 # Distinctive values so the secrecy test can grep everything for them.
@@ -133,9 +133,11 @@ def make_config(tmp_path: Path, server_a: LocalCluster, server_b: LocalCluster) 
                 "tiers": {"local": {"repository": str(tmp_path / "repo"),
                                     "password": {"env": REPO_PASSWORD_ENV}, **(local or {})}},
             },
+            # The runbook's peer block, pointed at loopback: a name that never resolves
+            # (RFC 6761) and a port where nothing listens. Tests never reach the seed's hosts.
             "realchoice": {"ring_backup": {
-                "ssh_user": "realchoice", "ssh_fqdn": "realchoice-macmini.tail090015.ts.net",
-                "ssh_ip": "100.114.161.51",
+                "ssh_user": "realchoice", "ssh_fqdn": "realchoice.invalid",
+                "ssh_ip": "127.0.0.1", "ssh_port": free_port(),
                 "receive_dir_at_peer": "/Users/realchoice/peer-backups/axe/",
                 "receive_dir_at_self": str(tmp_path / "peer" / "realchoice"),
                 "restic_version": "0.18.1", "disk_available_gib": 43,

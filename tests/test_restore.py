@@ -114,7 +114,7 @@ def test_database_restore_as_of_picks_the_run_and_keeps_the_old_database(
     undo = next(line for line in out.splitlines() if line.startswith("undo with: "))
     argv = __import__("shlex").split(undo.removeprefix("undo with: "))
     assert argv[:3] == ["axe", "--config", str(path)] and "--undo" in argv
-    client = _connected_client(server_a, scratch_db, "frame-mcp-green")
+    client, _ = _connected_client(server_a, scratch_db, "frame-mcp-green")
     try:
         assert cli.main(argv[1:]) == 0
     finally:
@@ -163,18 +163,8 @@ def test_dry_run_changes_nothing(scratch_config, scratch_db, server_a, capsys):
 def test_connections_are_refused_unless_forced(scratch_config, scratch_db, server_a, capsys):
     path, config = scratch_config
     backup(config, T1, "run-1")
-    client = subprocess.Popen(
-        [str(server_a.bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p", str(server_a.port),
-         "-U", "postgres", "-d", scratch_db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        env=dict(os.environ, PGPASSWORD=PG_PASSWORD, PGAPPNAME="frame-mcp-blue"))
+    client, _ = _connected_client(server_a, scratch_db, "frame-mcp-blue")
     try:
-        client.stdin.write(b"SELECT 1;\n")
-        client.stdin.flush()
-        for _ in range(50):
-            if server_a.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                             "'frame-mcp-blue';")[0][0] == "1":
-                break
-            server_a.psql("SELECT pg_sleep(0.1);")
         before = db_fingerprint(server_a, scratch_db)
         assert axe(path, "restore", "--customer", "axe", "--target", "ledger") == 1
         err = capsys.readouterr().err
@@ -189,19 +179,23 @@ def test_connections_are_refused_unless_forced(scratch_config, scratch_db, serve
                          "'frame-mcp-blue';")[0][0] == "0"
 
 
-def _connected_client(cluster: LocalCluster, db: str, app: str) -> subprocess.Popen:
-    """A psql session on `db` named `app`, open until killed (returns once it is seen)."""
+def _connected_client(cluster: LocalCluster, db: str, app: str, sql: str = "SELECT 1;",
+                      state: str | None = None) -> tuple[subprocess.Popen, str]:
+    """A psql session on `db` named `app` that has run `sql` and stays open until killed;
+    returns once the server shows it (in `state`, when given), with its backend pid."""
     client = subprocess.Popen(
         [str(cluster.bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p", str(cluster.port),
          "-U", "postgres", "-d", db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
         env=dict(os.environ, PGPASSWORD=PG_PASSWORD, PGAPPNAME=app))
     assert client.stdin is not None
-    client.stdin.write(b"SELECT 1;\n")
+    client.stdin.write(sql.encode() + b"\n")
     client.stdin.flush()
+    where = f"application_name = '{app}' AND datname = '{db}'" + (
+        f" AND state = '{state}'" if state else "")
     for _ in range(300):
-        if cluster.psql(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                        f"'{app}' AND datname = '{db}';")[0][0] == "1":
-            return client
+        rows = cluster.psql(f"SELECT pid FROM pg_stat_activity WHERE {where};")
+        if rows:
+            return client, rows[0][0]
         cluster.psql("SELECT pg_sleep(0.1);")
     client.kill()
     raise AssertionError(f"{app} never connected")
@@ -702,20 +696,10 @@ def test_table_restore_waits_for_a_lock_only_lock_timeout_and_names_the_holder(
     server_a.psql("UPDATE journal_line SET amount = 0 WHERE id < 10;", dbname=scratch_db)
     before = db_fingerprint(server_a, scratch_db)
     # A client in an open transaction that has read the table (holds ACCESS SHARE).
-    client = subprocess.Popen(
-        [str(server_a.bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p", str(server_a.port),
-         "-U", "postgres", "-d", scratch_db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        env=dict(os.environ, PGPASSWORD=PG_PASSWORD, PGAPPNAME="frame-report"))
+    client, pid = _connected_client(server_a, scratch_db, "frame-report",
+                                    "BEGIN; SELECT count(*) FROM journal_line;",
+                                    state="idle in transaction")
     try:
-        client.stdin.write(b"BEGIN; SELECT count(*) FROM journal_line;\n")
-        client.stdin.flush()
-        for _ in range(300):
-            rows = server_a.psql("SELECT pid FROM pg_stat_activity WHERE application_name = "
-                                 "'frame-report' AND state = 'idle in transaction';")
-            if rows:
-                break
-            server_a.psql("SELECT pg_sleep(0.1);")
-        pid = rows[0][0]
         assert axe(path, "restore", "--customer", "axe", "--target", "ledger", "--table",
                    "journal_line", "--lock-timeout", "1") == 1
         _one_line_error(capsys, "stayed locked for 1 s", f"pid {pid} (frame-report, idle in "

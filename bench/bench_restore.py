@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -27,9 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from axe_pipelines.demo import create_sample_databases  # noqa: E402
-from axe_pipelines.postgres import LocalCluster  # noqa: E402
 from axe_pipelines.restic import find_restic  # noqa: E402
-from bench.common import side_by_side, timed, write_report  # noqa: E402
+from bench.common import DB_PASSWORD, scratch_site, side_by_side, timed, write_report  # noqa: E402
 
 
 def main() -> int:
@@ -40,15 +38,11 @@ def main() -> int:
     args = parser.parse_args()
 
     restic = find_restic()
-    work = Path(tempfile.mkdtemp(prefix="axe-bench-restore-"))
-    work.chmod(0o755)
-    password = work / "pw"
-    password.write_text("bench-password\n")
-    cluster = LocalCluster(work / "pg", password="bench-db").start()
+    work, password, cluster = scratch_site("axe-bench-restore-")
     try:
         create_sample_databases(cluster, ["frame"], rows=args.rows)
         size = int(cluster.psql("SELECT pg_database_size('frame');")[0][0])
-        env = dict(os.environ, PGPASSWORD="bench-db", RESTIC_PASSWORD_FILE=str(password))
+        env = dict(os.environ, PGPASSWORD=DB_PASSWORD, RESTIC_PASSWORD_FILE=str(password))
         repo = work / "repo"
         config = {"axe": {
             "servers": {"pg": cluster.server_config(password={"env": "PGPASSWORD"},

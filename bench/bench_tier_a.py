@@ -14,7 +14,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -23,9 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from axe_pipelines.demo import create_sample_databases  # noqa: E402
-from axe_pipelines.postgres import LocalCluster  # noqa: E402
 from axe_pipelines.restic import find_restic  # noqa: E402
-from bench.common import side_by_side, timed, write_report  # noqa: E402
+from bench.common import DB_PASSWORD, scratch_site, side_by_side, timed, write_report  # noqa: E402
 
 DATABASES = ["frame", "hive", "blueprint", "index"]
 
@@ -39,17 +37,13 @@ def main() -> int:
     args = parser.parse_args()
 
     restic = find_restic()
-    work = Path(tempfile.mkdtemp(prefix="axe-bench-"))
-    work.chmod(0o755)
-    password = work / "pw"
-    password.write_text("bench-password\n")
-    cluster = LocalCluster(work / "pg", password="bench-db").start()
+    work, password, cluster = scratch_site("axe-bench-")
     try:
         create_sample_databases(cluster, DATABASES, rows=args.rows,
                                 blob_repeat=args.blob_repeat)
         sizes = {db: int(cluster.psql(f"SELECT pg_database_size('{db}');")[0][0])
                  for db in DATABASES}
-        env = dict(os.environ, PGPASSWORD="bench-db", RESTIC_PASSWORD_FILE=str(password))
+        env = dict(os.environ, PGPASSWORD=DB_PASSWORD, RESTIC_PASSWORD_FILE=str(password))
         pg_dump = str(cluster.bin_dir / "pg_dump")
 
         def raw_pipeline(repo: Path) -> tuple[float, int]:

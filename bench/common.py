@@ -7,11 +7,26 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DB_PASSWORD = "bench-db"
+
+
+def scratch_site(prefix: str):
+    """A work folder (reachable by the postgres user), a repository password file in it, and
+    a started throwaway PostgreSQL (password DB_PASSWORD); stop the cluster when done."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from axe_pipelines.postgres import LocalCluster
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    work.chmod(0o755)
+    password = work / "pw"
+    password.write_text("bench-password\n")
+    return work, password, LocalCluster(work / "pg", password=DB_PASSWORD).start()
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:

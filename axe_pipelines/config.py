@@ -173,6 +173,9 @@ class RingTier(_Model):
     """Tier B: `restic copy` of the night's set to ring peers over sftp (issue 3)."""
 
     schedule: str = "30 3 * * *"
+    peer_check_schedule: str = Field(
+        "15 */6 * * *", description="when the peer_now check looks at each peer between the "
+        "nightly pushes (ssh, and the latest set there)")
     peers: list[str] | None = Field(
         None, description="ring peers (customers with ring_backup) to push to; default: all")
     password: SecretSource | None = Field(
@@ -188,7 +191,7 @@ class RingTier(_Model):
     retry_delay_s: float = Field(300, ge=0)
     inbound_freshness_hours: float = Field(26, gt=0)
 
-    _v_cron = field_validator("schedule")(_check_cron)
+    _v_cron = field_validator("schedule", "peer_check_schedule")(_check_cron)
 
 
 QUARTER_DAYS = 92  # the longest quarter (Jul-Sep, Oct-Dec)

@@ -219,6 +219,10 @@ def _kill_pg_restore_into(fragment: str) -> int:
 def test_pg_restore_killed_half_way_leaves_the_original_intact(scratch_config, scratch_db,
                                                                server_a, capsys):
     path, config = scratch_config
+    # ~35 MB of rows, so pg_restore is still copying them when the kill lands (the sample
+    # tables alone restore in milliseconds: a kill could arrive after the end).
+    server_a.psql("CREATE TABLE bulk AS SELECT g AS id, repeat('x', 100) AS pad "
+                  "FROM generate_series(1, 300000) g;", dbname=scratch_db)
     backup(config, T1, "run-1")
     server_a.psql("DELETE FROM journal_line WHERE id % 2 = 0 AND id NOT IN (SELECT jl FROM note);",
                   dbname=scratch_db)
@@ -226,8 +230,8 @@ def test_pg_restore_killed_half_way_leaves_the_original_intact(scratch_config, s
     killed = []
 
     def on_line(line: str) -> None:
-        # pg_restore -v says this once the tables exist and data is flowing: kill it there.
-        if "processing data for table" in line and not killed:
+        # pg_restore -v says this as it starts copying bulk's rows: kill it there.
+        if 'processing data for table "public.bulk"' in line and not killed:
             killed.append(_kill_pg_restore_into(f"{scratch_db}_restoring_"))
 
     with pytest.raises(RestoreError) as err:

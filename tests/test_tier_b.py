@@ -264,6 +264,51 @@ def test_set_present_fails_when_a_snapshot_is_missing_at_the_peer(site: Site):
     assert set_present_result(key, again.the_set, again.at_peer).passed
 
 
+def test_peer_now_check_runs_on_its_own_between_pushes(site: Site, dagster_home):
+    """The peer_now check job (scheduled every 6 h, or run from the UI) looks at the peer
+    without pushing: ERROR before the set is there, OK after the push, ERROR again when the
+    peer loses a snapshot or its sshd goes away; the peer's repository is never written."""
+    from axe_pipelines.definitions import build_definitions
+
+    config = site.config()
+    defs = build_definitions(config)
+    job = defs.resolve_job_def("axe_tier_b_peer_check")
+    schedule = defs.resolve_schedule_def("axe_tier_b_peer_check")
+    assert schedule.cron_schedule == "15 */6 * * *"
+    assert schedule.execution_timezone == "Asia/Seoul"
+    # The nightly job pushes; the check job only looks.
+    assert {n.name for n in defs.resolve_job_def("axe_tier_b").nodes_in_topological_order} != {
+        n.name for n in job.nodes_in_topological_order}
+
+    def look() -> dg.AssetCheckEvaluation:
+        result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.check_name == "peer_now"
+        return evaluation
+
+    first = look()  # nothing pushed yet: no repository at the peer
+    assert not first.passed and first.severity == dg.AssetCheckSeverity.ERROR
+    assert not site.peer_dir.exists() or not any(site.peer_dir.iterdir())
+
+    push_set(config, "axe", "realchoice")
+    ok = look()
+    assert ok.passed, ok.description
+    assert ok.description.startswith("reachable at localhost; holds set run-temp")
+
+    victim = next(s for s in site.peer_repo().snapshots() if s.tag("kind") == "pgdump")
+    site.peer_repo().run(["forget", victim.id], what="forget")
+    lost = look()
+    assert not lost.passed and lost.severity == dg.AssetCheckSeverity.ERROR
+    assert lost.metadata["missing"].value == [victim.original[:8]]
+    assert "axe backup --ring" in lost.description
+
+    site.sshd.stop()
+    gone = look()
+    assert not gone.passed and "cannot reach realchoice" in gone.description
+    assert os.environ[RING_PASSWORD_ENV] not in json.dumps(
+        {k: str(v.value) for k, v in gone.metadata.items()}) + gone.description
+
+
 def test_a_set_still_being_written_by_tier_a_is_not_copied(site: Site, dagster_home):
     """Tier A's run is still in progress (its Dagster run is STARTED) and has written one
     snapshot of tonight's set: tier B copies the last finished set, never the half-written
@@ -277,7 +322,7 @@ def test_a_set_still_being_written_by_tier_a_is_not_copied(site: Site, dagster_h
         tags=[TAG_TOOL, "customer=axe", "kind=files", "folder=files", f"run={running.run_id}"])
     asset = build_tier_b_asset(config, "axe", "realchoice", retry=False)
     # The scheduled job is queued behind tier-A runs on the same repository...
-    [job] = build_tier_b(config, "axe")[2]
+    job = build_tier_b(config, "axe")[2][0]
     assert job.tags["axe/repository"] == tier_a_tags(config.customer("axe"))["axe/repository"]
     # ...and its op shares tier A's pool (one op at a time per tier-A repository).
     assert asset.op.pool == repository_pool(config.customer("axe"))

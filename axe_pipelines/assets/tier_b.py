@@ -19,8 +19,10 @@ from dagster import AssetExecutionContext
 from axe_pipelines.assets.tier_a import repository_pool, set_key, tier_a_tags
 from axe_pipelines.checks.tier_b import (
     ARRIVING,
+    PEER_NOW,
     arriving_evaluation,
     arriving_result,
+    peer_now_result,
     reachable_result,
     reachable_spec,
     set_present_result,
@@ -30,7 +32,9 @@ from axe_pipelines.config import Config, RingBackup, tier_timezone
 from axe_pipelines.ring import (
     RingError,
     inbound_state,
+    latest_set,
     link,
+    peer_snapshots,
     push_set,
     ring_peers,
     ring_settings,
@@ -214,9 +218,12 @@ def build_tier_b(config: Config, customer_name: str) -> tuple[list, list, list, 
               for p in ring_peers(config, customer_name)]
     if not assets:
         return [], [], [], []
+    checks = [build_peer_now_check(config, customer_name, p)
+              for p in ring_peers(config, customer_name)]
     job = dg.define_asset_job(
         name=_name(customer_name, "tier_b"),
-        selection=dg.AssetSelection.groups(tier_b_group(customer_name)),
+        selection=dg.AssetSelection.groups(tier_b_group(customer_name)) - (
+            dg.AssetSelection.checks(*checks)),
         # tier A's axe/repository tag: the run queue holds this run while a tier-A run on
         # the same repository is in progress (tag_concurrency_limits in dagster.yaml).
         tags={**tier_a_tags(customer), "axe/tier": "b"},
@@ -226,7 +233,43 @@ def build_tier_b(config: Config, customer_name: str) -> tuple[list, list, list, 
         execution_timezone=tier_timezone(customer), job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Tier B push of {customer_name} (after tier A).")
-    return assets, [], [job], [schedule]
+    check_job = dg.define_asset_job(
+        name=_name(customer_name, "tier_b_peer_check"),
+        selection=dg.AssetSelection.checks(*checks),
+        description=f"Look at {customer_name}'s ring peers now: ssh, and the latest set there.")
+    check_schedule = dg.ScheduleDefinition(
+        name=_name(customer_name, "tier_b_peer_check"),
+        cron_schedule=customer.tiers.ring.peer_check_schedule,
+        execution_timezone=tier_timezone(customer), job=check_job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"peer_now of {customer_name}'s ring peers between the nightly pushes.")
+    return assets, checks, [job, check_job], [schedule, check_schedule]
+
+
+def build_peer_now_check(config: Config, customer_name: str,
+                         peer: str) -> dg.AssetChecksDefinition:
+    """`peer_now` on `<customer>/tier_b/<peer>`: runs on its own (a schedule, or from the UI),
+    not only with the nightly push, so a peer that went away shows before the next night."""
+    key = tier_b_key(customer_name, peer)
+    customer = config.customer(customer_name)
+    block = link(config, customer_name, peer).block
+
+    @dg.asset_check(asset=key, name=PEER_NOW,
+                    description=f"ssh to {peer} works now and its repository holds "
+                                f"{customer_name}'s latest finished tier-A set.")
+    def peer_now(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        def in_progress(run_id: str) -> bool:
+            run = context.instance.get_run_by_id(run_id)
+            return run is not None and not run.is_finished
+
+        try:
+            the_set = latest_set(customer_name, customer, in_progress=in_progress)
+            status, at_peer = peer_snapshots(config, customer_name, peer)
+        except RingError as exc:
+            return peer_now_result(key, block, error=exc)
+        return peer_now_result(key, block, status=status, the_set=the_set, at_peer=at_peer)
+
+    return peer_now
 
 
 def build_inbound_all(config: Config) -> tuple[list, list, list]:

@@ -17,6 +17,7 @@ from axe_pipelines.sets import BackupSet
 
 SET_PRESENT = "set_present"
 REACHABLE = "reachable"
+PEER_NOW = "peer_now"  # the same questions between pushes, on its own schedule
 ARRIVING = "arriving"
 GIB = 1024 ** 3
 
@@ -48,16 +49,8 @@ def set_present_result(key: dg.AssetKey, the_set: BackupSet,
                   "missing": [s.short_id for s in missing]})
 
 
-def reachable_result(key: dg.AssetKey, block: RingBackup, status: PeerStatus | None,
-                     error: RingError | None = None) -> dg.AssetCheckResult:
-    """ERROR when ssh fails; WARN when it works but the peer differs from customers.yaml."""
-    if status is None:
-        return dg.AssetCheckResult(
-            asset_key=key, check_name=REACHABLE, passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=str(error) if error else "not reachable",
-            metadata={"host": (error.host if error else None) or block.ssh_fqdn,
-                      "ssh_exit": error.ssh_exit if error and error.ssh_exit is not None else -1})
+def peer_warnings(block: RingBackup, status: PeerStatus) -> list[str]:
+    """How the reachable peer differs from customers.yaml (restic version, free disk)."""
     warnings = []
     if block.restic_version and status.restic_version and \
             status.restic_version != block.restic_version:
@@ -70,6 +63,56 @@ def reachable_result(key: dg.AssetKey, block: RingBackup, status: PeerStatus | N
             free_gib < block.disk_available_gib:
         warnings.append(f"peer has {free_gib:.1f} GiB free, customers.yaml says "
                         f"{block.disk_available_gib:g} GiB")
+    return warnings
+
+
+def peer_now_result(key: dg.AssetKey, block: RingBackup, *, status: PeerStatus | None = None,
+                    the_set: BackupSet | None = None, at_peer: list[Snapshot] | None = None,
+                    error: Exception | None = None) -> dg.AssetCheckResult:
+    """The look between pushes: ssh to the peer works now and the peer's repository holds the
+    latest finished tier-A set (ERROR otherwise); WARN when the peer differs from
+    customers.yaml."""
+    if error is not None or status is None or the_set is None:
+        host = getattr(error, "host", None) or block.ssh_fqdn
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=PEER_NOW, passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=str(error) if error else "not reachable", metadata={"host": host})
+    missing = missing_from(the_set, at_peer or [])
+    warnings = peer_warnings(block, status)
+    metadata = {"host": status.host, "via_fallback": status.via_fallback,
+                "set": the_set.run_id, "set_time": the_set.time.isoformat(),
+                "missing": [s.short_id for s in missing],
+                "peer_restic_version": status.restic_version or "unknown",
+                "ssh_seconds": round(status.seconds, 2)}
+    if missing:
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=PEER_NOW, passed=False,
+            severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
+            description=f"reachable at {status.host}, but {len(missing)} of "
+                        f"{len(the_set.snapshots)} snapshot(s) of set {the_set.run_id[:8]} "
+                        f"({the_set.time:%Y-%m-%d %H:%M}) are not at the peer; run `axe "
+                        f"backup --ring`")
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=PEER_NOW, passed=not warnings,
+        severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+        description=f"reachable at {status.host}; holds set {the_set.run_id[:8]} "
+                    f"({the_set.time:%Y-%m-%d %H:%M})" + ("; " + "; ".join(warnings)
+                                                           if warnings else ""))
+
+
+def reachable_result(key: dg.AssetKey, block: RingBackup, status: PeerStatus | None,
+                     error: RingError | None = None) -> dg.AssetCheckResult:
+    """ERROR when ssh fails; WARN when it works but the peer differs from customers.yaml."""
+    if status is None:
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=REACHABLE, passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=str(error) if error else "not reachable",
+            metadata={"host": (error.host if error else None) or block.ssh_fqdn,
+                      "ssh_exit": error.ssh_exit if error and error.ssh_exit is not None else -1})
+    warnings = peer_warnings(block, status)
+    free_gib = status.free_bytes / GIB if status.free_bytes is not None else None
     return dg.AssetCheckResult(
         asset_key=key, check_name=REACHABLE, passed=not warnings,
         severity=dg.AssetCheckSeverity.WARN,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from axe_pipelines.config import Config, ConfigError, load_config
+from axe_pipelines.runs import print_checks, run_failure
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_ENV = 0, 1, 2, 3
 
@@ -70,32 +71,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return worst
 
 
-def _print_checks(result: object) -> bool:
-    """Prints each asset check of a Dagster run; True when all passed."""
-    ok = True
-    for e in result.all_events:  # type: ignore[attr-defined]
-        if e.event_type_value != "ASSET_CHECK_EVALUATION":
-            continue
-        check = e.asset_check_evaluation_data
-        sev = check.severity.value if not check.passed else ""
-        mark = "ok" if check.passed else ("WARN" if sev == "WARN" else "FAILED")
-        ok = ok and (check.passed or sev == "WARN")
-        print(f"check {check.asset_key.to_user_string()}:{check.check_name}: {mark}"
-              + (f" ({check.description})" if not check.passed and check.description else ""))
-    return ok
-
-
-def _run_failure(result: object) -> str:
-    """The last step failure's message of a Dagster run."""
-    fails = [e for e in result.all_events  # type: ignore[attr-defined]
-             if e.event_type_value == "STEP_FAILURE"]
-    if not fails:
-        return "the run failed; see the Dagster run log"
-    err = fails[-1].step_failure_data.error
-    return (err.message if err else "step failed").strip().removeprefix(
-        "dagster._core.definitions.events.Failure: ")
-
-
 def _backup_ring(args: argparse.Namespace) -> int:
     """Tier B now: one Dagster run per (customer, peer), without the schedule's retries."""
     import dagster as dg
@@ -126,7 +101,7 @@ def _backup_ring(args: argparse.Namespace) -> int:
                 [asset], instance=instance, tags={"axe/tier": "b"}, raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
             if not result.success:
-                _err(_run_failure(result))
+                _err(run_failure(result))
                 worst = max(worst, EXIT_FAILED)
                 continue
             meta = {k: v.value for k, v in
@@ -136,7 +111,7 @@ def _backup_ring(args: argparse.Namespace) -> int:
                   f"copied, {meta['snapshots_already_present']} already there, "
                   f"{human_bytes(int(meta['bytes_copied']))}, {meta['duration_s']} s; "
                   f"peer free {meta['peer_free_gib']} GiB")
-            if not _print_checks(result):
+            if not print_checks(result):
                 worst = max(worst, EXIT_FAILED)
     return worst
 

@@ -170,6 +170,7 @@ def run_cold_cli(config: Config, customers: list[str], *, say: Callable[[str], N
     failed, 2 not configured)."""
     from axe_pipelines.instance import ensure_dagster_home
     from axe_pipelines.progress import human_bytes
+    from axe_pipelines.runs import print_checks, run_failure
 
     ensure_dagster_home()
     instance = dg.DagsterInstance.get()
@@ -193,11 +194,8 @@ def run_cold_cli(config: Config, customers: list[str], *, say: Callable[[str], N
                 tags={"axe/tier": "c", "axe/volume": volume.name}, raise_on_error=False,
                 run_config={"ops": {op_name(name): {"config": {"volume": str(volume.path)}}},
                             "loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-            failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-            if failures:
-                error = failures[-1].step_failure_data.error
-                err((error.message if error else "sync failed").strip().removeprefix(
-                    "dagster._core.definitions.events.Failure: "))
+            if not result.success:
+                err(run_failure(result))
                 worst = max(worst, 1)
                 continue
             meta = {k: v.value for k, v in
@@ -206,15 +204,9 @@ def run_cold_cli(config: Config, customers: list[str], *, say: Callable[[str], N
             say(f"tier C {name} -> {volume.name}: {meta['snapshots_copied']} copied, "
                 f"{meta['snapshots_already_present']} already there, "
                 f"{human_bytes(int(meta['bytes_copied']))}, {meta['duration_s']} s")
-            for check in result.get_asset_check_evaluations():
-                if check.passed:
-                    continue
-                # The check's own severity: a WARN (another quarter's volume) keeps exit 0,
-                # an ERROR (a volume overdue) makes it 1, like `axe backup --local`.
-                error = check.severity == dg.AssetCheckSeverity.ERROR
-                say(f"check {check.asset_key.to_user_string()}:{check.check_name}: "
-                    f"{'FAILED' if error else 'WARN'} ({check.description})")
-                if error:
-                    worst = max(worst, 1)
+            # Each check with its own severity: a WARN (another quarter's volume) keeps exit
+            # 0, an ERROR (a volume overdue) makes it 1, like `axe backup --local`.
+            if not print_checks(result, say=say, failed_only=True):
+                worst = max(worst, 1)
     return worst
 

@@ -7,25 +7,35 @@ Exit codes: 0 success; 1 a backup item or check failed (each failure on its own 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 import warnings
 from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
 
-from axe_pipelines.config import Config, ConfigError, load_config
+from axe_pipelines.config import ConfigError, Site, load_config
+from axe_pipelines.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_UNUSABLE,
+    AxeError,
+)
 from axe_pipelines.runs import print_checks, run_failure
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_ENV = 0, 1, 2, 3
+EXIT_ENV = EXIT_UNUSABLE
 
 
 def _err(text: str) -> None:
     print(f"axe: {text}", file=sys.stderr)
 
 
-def _customers(config: Config, wanted: str | None) -> list[str]:
+def _customers(config: Site, wanted: str | None) -> list[str]:
     if wanted:
         customer = config.customer(wanted)
         if not customer.backs_up:
@@ -419,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="axe", description="Backups and restores, by tier.")
     parser.add_argument("--config", type=Path, help="customers.yaml (default: $AXE_CONFIG, "
                         "./customers.yaml, ~/.axe/customers.yaml)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of a failure (also AXE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     cfg = sub.add_parser("config", help="check customers.yaml")
@@ -498,18 +510,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Given the command line (default sys.argv), run the command and return its exit code.
+
+    Every `AxeError` ends here as one `axe: ...` line and its own exit code; a traceback is
+    shown only with `--debug` or AXE_DEBUG=1 (and for bugs, which are not AxeErrors).
+    """
     # Preview/beta notices about Dagster APIs are for developers, not the operator's terminal.
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*(preview|beta|experimental).*")
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("AXE_DEBUG") == "1"
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except AxeError as exc:
+        if debug:
+            traceback.print_exc()
         _err(str(exc))
-        return EXIT_CONFIG
+        return exc.exit_code
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
         _err("interrupted")
-        return 130
+        return EXIT_SIGINT
+    except OSError as exc:
+        # A read-only DAGSTER_HOME, a full disk, a missing binary: the operator's to fix.
+        if debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if exc.filename else ""
+        _err(f"{exc.strerror or exc}{where}; fix that and run the command again "
+             "(--debug shows where it happened)")
+        return EXIT_ENV
 
 
 if __name__ == "__main__":

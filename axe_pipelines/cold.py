@@ -33,7 +33,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import local_repository
-from axe_pipelines.config import ColdTier, Config, Customer
+from axe_pipelines.config import ColdTier, Customer, Site
+from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot, WrongPassword
 from axe_pipelines.ring import finished_sets, missing_from
 from axe_pipelines.secrets import SecretError
@@ -44,7 +45,7 @@ LOCK_FILE = ".axe-cold.lock"
 INIT_PREFIX = ".axe-init-"
 
 
-class ColdError(Exception):
+class ColdError(ItemFailed):
     """Tier C failed or is not available; the message names the volume and the next step."""
 
 
@@ -270,7 +271,7 @@ def _remove_debris(volume: Volume, root_id: tuple[int, int] | None) -> str:
     return f" (removed {files} file(s) restic wrote to {path} after the volume had gone)"
 
 
-def sync_volume(config: Config, customer_name: str, volume: Volume, *,
+def sync_volume(config: Site, customer_name: str, volume: Volume, *,
                 binary: str | None = None, now: datetime | None = None,
                 log: Callable[[str], None] | None = None,
                 in_progress: Callable[[str], bool] | None = None) -> SyncResult:
@@ -363,7 +364,7 @@ def sync_volume(config: Config, customer_name: str, volume: Volume, *,
         return result
 
 
-def open_cold(config: Config, customer_name: str, *, binary: str | None = None) -> Restic:
+def open_cold(config: Site, customer_name: str, *, binary: str | None = None) -> Restic:
     """A Restic for the customer's copy on a mounted volume (the most recently synced one)."""
     customer = config.customer(customer_name)
     cold = cold_settings(customer_name, customer)
@@ -378,7 +379,7 @@ def open_cold(config: Config, customer_name: str, *, binary: str | None = None) 
     return _restic(max(volumes, key=last), cold, binary=binary)
 
 
-def doctor_cold(config: Config) -> list[tuple[str, str]]:
+def doctor_cold(config: Site) -> list[tuple[str, str]]:
     """`axe doctor` lines for tier C: mounted volumes and when each customer last synced."""
     lines: list[tuple[str, str]] = []
     for name in config.backed_up_customers():

@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from axe_pipelines.errors import EXIT_CONFIG, AxeError
 from axe_pipelines.secrets import SecretSource
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -47,8 +48,10 @@ DEFAULT_TIMEZONE = "Asia/Seoul"
 DEFAULT_CONFIG_PATHS = (Path("customers.yaml"), Path("~/.axe/customers.yaml"))
 
 
-class ConfigError(Exception):
+class ConfigError(AxeError):
     """customers.yaml is missing or invalid; `problems` holds one line per bad field."""
+
+    exit_code = EXIT_CONFIG
 
     def __init__(self, path: Path | str, problems: list[str]):
         self.path = str(path)
@@ -303,7 +306,7 @@ class Customer(_Model):
         return self.databases[db].dbname or db
 
 
-class Config(_Model):
+class Site(_Model):
     customers: dict[str, Customer]
     path: Path | None = None
 
@@ -359,8 +362,8 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{loc}: {msg}"
 
 
-def parse_config(data: Any, path: Path | str = "customers.yaml") -> Config:
-    """Validates already-loaded YAML data; returns Config or raises ConfigError."""
+def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
+    """Validates already-loaded YAML data; returns Site or raises ConfigError."""
     if not isinstance(data, dict) or not data:
         raise ConfigError(path, ["the file must be a mapping of customer name to settings"])
     problems: list[str] = []
@@ -380,10 +383,10 @@ def parse_config(data: Any, path: Path | str = "customers.yaml") -> Config:
                     problems.append(line)
     if problems:
         raise ConfigError(path, problems)
-    return Config(customers=customers, path=Path(path))
+    return Site(customers=customers, path=Path(path))
 
 
-def load_config(path: Path | str | None = None) -> Config:
+def load_config(path: Path | str | None = None) -> Site:
     """Loads customers.yaml from `path`, $AXE_CONFIG, ./customers.yaml or ~/.axe/customers.yaml."""
     candidates = [Path(path)] if path else []
     if not candidates and os.environ.get("AXE_CONFIG"):

@@ -8,12 +8,12 @@ import dagster as dg
 from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
 from axe_pipelines.assets.tier_b import build_inbound_all, build_tier_b
 from axe_pipelines.assets.tier_c import build_tier_c
-from axe_pipelines.config import Config, load_config
+from axe_pipelines.config import Site, load_config
 from axe_pipelines.jobs import restore_job, tier_a_job
 from axe_pipelines.schedules import tier_a_schedule
 
 
-def build_definitions(config: Config) -> dg.Definitions:
+def build_definitions(config: Site) -> dg.Definitions:
     """Assets, checks, jobs and schedules for every customer this site backs up."""
     assets, jobs, schedules = [], [], []
     for name in config.backed_up_customers():

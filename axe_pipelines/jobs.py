@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from axe_pipelines.assets.tier_a import tier_a_selection, tier_a_tags
-from axe_pipelines.config import Config, Customer
+from axe_pipelines.config import Customer, Site
 
 
 def tier_a_job(customer_name: str, customer: Customer) -> dg.UnresolvedAssetJobDefinition:
@@ -19,7 +19,7 @@ def tier_a_job(customer_name: str, customer: Customer) -> dg.UnresolvedAssetJobD
     )
 
 
-def restore_job(config: Config) -> dg.JobDefinition:
+def restore_job(config: Site) -> dg.JobDefinition:
     """The `restore` job (one per code location): `axe restore` with a typed Config, launched
     from the UI; see assets/restore.py."""
     from axe_pipelines.assets.restore import build_restore_job

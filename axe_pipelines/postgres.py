@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import IO
 
 from axe_pipelines.config import Server
+from axe_pipelines.errors import ItemFailed
 from axe_pipelines.secrets import SecretError
 
 MARKER = "__axe_end_of_result__"
 
 
-class PostgresError(Exception):
+class PostgresError(ItemFailed):
     """A PostgreSQL client step failed; the message names the server and what to do."""
 
 

@@ -23,20 +23,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from axe_pipelines.errors import Unusable
 from axe_pipelines.secrets import SecretError, SecretSource
 
 MIN_VERSION = (0, 17)
 RESTIC_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
-class ResticError(Exception):
-    """A restic call failed. `exit_code` is restic's; the message says what to do next."""
+class ResticError(Unusable):
+    """A restic call failed. `restic_exit` is restic's own exit status (None when restic never
+    ran); the message says what to do next. Reaching `main`, it ends `axe` with exit 3."""
 
-    exit_code: int | None = None
-
-    def __init__(self, message: str, *, exit_code: int | None = None, detail: str = ""):
+    def __init__(self, message: str, *, restic_exit: int | None = None, detail: str = ""):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.restic_exit = restic_exit
         self.detail = detail
 
 
@@ -52,7 +52,7 @@ class BackupIncomplete(ResticError):
     """Exit 3: a snapshot was written but some source files could not be read."""
 
     def __init__(self, message: str, *, snapshot_id: str | None, detail: str = ""):
-        super().__init__(message, exit_code=3, detail=detail)
+        super().__init__(message, restic_exit=3, detail=detail)
         self.snapshot_id = snapshot_id
 
 
@@ -62,7 +62,7 @@ class RepositoryMissing(ResticError):
 
 class RepositoryLocked(ResticError):
     def __init__(self, message: str, *, holder: LockHolder | None, detail: str = ""):
-        super().__init__(message, exit_code=11, detail=detail)
+        super().__init__(message, restic_exit=11, detail=detail)
         self.holder = holder
 
 
@@ -246,7 +246,7 @@ class Restic:
         if code == 10:
             raise RepositoryMissing(
                 f"{label} does not exist at {self.repo.location}; create it with "
-                f"`axe init` (or check that its disk is mounted)", exit_code=10, detail=msg)
+                f"`axe init` (or check that its disk is mounted)", restic_exit=10, detail=msg)
         if code == 11:
             m = _LOCK_RE.search(msg)
             holder = LockHolder(int(m[1]), m[2], m[3], m[4].strip()) if m else None
@@ -258,11 +258,11 @@ class Restic:
         if code == 12:
             raise WrongPassword(
                 f"wrong password for {label} ({self.repo.password.describe()}); check that "
-                f"source, the repository was not re-keyed", exit_code=12, detail=msg)
+                f"source, the repository was not re-keyed", restic_exit=12, detail=msg)
         if code == 130:
-            raise ResticFatal(f"{label}: {what} was interrupted", exit_code=code, detail=msg)
+            raise ResticFatal(f"{label}: {what} was interrupted", restic_exit=code, detail=msg)
         first = msg.splitlines()[0] if msg else f"restic exited {code}"
-        raise ResticFatal(f"{label}: {what} failed: {first}", exit_code=code, detail=msg)
+        raise ResticFatal(f"{label}: {what} failed: {first}", restic_exit=code, detail=msg)
 
     def run(self, args: Sequence[str], *, what: str, timeout: float | None = None,
             retry_stale_lock: bool = True) -> str:

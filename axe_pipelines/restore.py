@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import IO, Literal, cast
 from zoneinfo import ZoneInfo
 
-from axe_pipelines.config import Config, Customer, Database, IntegrityCommand, tier_timezone
+from axe_pipelines.config import Customer, Database, IntegrityCommand, Site, tier_timezone
+from axe_pipelines.errors import ItemFailed
 from axe_pipelines.integrity import (
     ROW_COUNTS,
     CheckResult,
@@ -54,7 +55,7 @@ Say = Callable[[str], None]
 LAST_VALID = "last-valid"
 
 
-class RestoreError(Exception):
+class RestoreError(ItemFailed):
     """A restore step failed or was refused. The message is one operator line: what, where,
     what to do, and whether anything was changed."""
 
@@ -202,7 +203,7 @@ def connection_for(customer: Customer, db_name: str) -> Connection:
 # --- the repository side -----------------------------------------------------------------------
 
 
-def open_source(config: Config, customer_name: str, tier: str | None,
+def open_source(config: Site, customer_name: str, tier: str | None,
                 source: str | None) -> tuple[TierName, str | None, Restic]:
     """Resolves `--tier`/`--from` and opens that tier's repository (through tiers.open_tier,
     so ring and cold work as soon as tiers.py provides them)."""
@@ -654,7 +655,7 @@ def undo_command(customer_name: str, db_name: str, tag: str,
                        "--undo", tag])
 
 
-def undo_restore(config: Config, customer_name: str, target: str, tag: str, *,
+def undo_restore(config: Site, customer_name: str, target: str, tag: str, *,
                  say: Say = print) -> str:
     """`axe restore --undo <stamp>`: swaps `<db>_before_restore_<stamp>` back in as `<db>`;
     the restored copy is kept as `<db>_restored_<stamp>`. Clients reconnect after a restore,
@@ -1248,7 +1249,7 @@ def locate_table(customer_name: str, customer: Customer, the_set: BackupSet, tab
 _SNAPSHOT_KIND = {"roles": "roles", "database": "pgdump", "table": "pgdump", "folder": "files"}
 
 
-def run_restore(config: Config, opts: RestoreOptions, *, say: Say = print,
+def run_restore(config: Site, opts: RestoreOptions, *, say: Say = print,
                 on_line: Say = _quiet, now: datetime | None = None) -> RestoreReport:
     """`axe restore`: picks the set (as-of, or last-valid with a check), then restores the
     target database, table or folder — or, with no target, every member of the set (roles
@@ -1559,7 +1560,7 @@ class IntegrityReport:
         return all(c.passed for c in self.checks)
 
 
-def run_integrity_check(config: Config, customer_name: str, target: str, *,
+def run_integrity_check(config: Site, customer_name: str, target: str, *,
                         as_of: str = "latest", tier: str | None = None,
                         source: str | None = None, live: bool = False,
                         only: Sequence[str] | None = None,

@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from axe_pipelines.backup import local_repository
-from axe_pipelines.config import Config, Customer, RingBackup, RingTier
+from axe_pipelines.config import Customer, RingBackup, RingTier, Site
+from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import (
     Repository,
     RepositoryMissing,
@@ -43,7 +44,7 @@ from axe_pipelines.sets import BackupSet, list_sets
 NEXT_STEP = "retry at the next scheduled run or run `axe backup --ring`; `axe doctor` checks ssh"
 
 
-class RingError(Exception):
+class RingError(ItemFailed):
     """Tier B failed. `retryable` says whether trying again later can help (a link or a peer
     that is down) or not (wrong password, damaged repository, changed host key)."""
 
@@ -91,7 +92,7 @@ def ring_settings(customer: Customer) -> RingTier:
         RingTier()
 
 
-def ring_peers(config: Config, customer_name: str) -> list[str]:
+def ring_peers(config: Site, customer_name: str) -> list[str]:
     """The peers `customer_name` pushes to: `tiers.ring.peers`, else every ring peer."""
     customer = config.customer(customer_name)
     peers = config.peers()
@@ -274,7 +275,7 @@ def _version(text: str) -> str | None:
     return m[1] if m else None
 
 
-def link(config: Config, customer_name: str, peer: str, *,
+def link(config: Site, customer_name: str, peer: str, *,
          binary: str | None = None) -> PeerLink:
     """The PeerLink from `customer_name` to `peer`; RingError when `peer` has no ring block."""
     peers = config.peers()
@@ -301,7 +302,7 @@ def _classify(exc: ResticError, where: str, host: str) -> RingError:
     if isinstance(exc, ResticFatal) and any(w in text for w in link_words):
         return RingError(f"tier B: {where}: the ssh link failed during restic ({exc}); local "
                          f"tier unaffected; {NEXT_STEP}", retryable=True, host=host)
-    if isinstance(exc, ResticFatal) and exc.exit_code == 1:
+    if isinstance(exc, ResticFatal) and exc.restic_exit == 1:
         return RingError(f"tier B: {where}: {exc}. The repository at the peer may be damaged: "
                          f"run `restic check` on it (or move it away so the next run starts a "
                          f"new one); not retried; local tier unaffected", retryable=False,
@@ -357,7 +358,7 @@ def latest_set(customer_name: str, customer: Customer, *, binary: str | None = N
     return done[-1]
 
 
-def push_set(config: Config, customer_name: str, peer: str, *,
+def push_set(config: Site, customer_name: str, peer: str, *,
              binary: str | None = None, log: Callable[[str], None] | None = None,
              in_progress: Callable[[str], bool] | None = None) -> PushResult:
     """Copies every snapshot of the latest tier-A set to the peer's repository.
@@ -420,7 +421,7 @@ def push_set(config: Config, customer_name: str, peer: str, *,
     return result
 
 
-def peer_snapshots(config: Config, customer_name: str, peer: str, *,
+def peer_snapshots(config: Site, customer_name: str, peer: str, *,
                    binary: str | None = None) -> tuple[PeerStatus, list[Snapshot]]:
     """The customer's snapshots at the peer (for the set-present check and restores)."""
     pl = link(config, customer_name, peer, binary=binary)
@@ -431,7 +432,7 @@ def peer_snapshots(config: Config, customer_name: str, peer: str, *,
         raise _classify(exc, f"{peer} at {status.host}", status.host) from None
 
 
-def open_ring(config: Config, customer_name: str, peer: str, *,
+def open_ring(config: Site, customer_name: str, peer: str, *,
               binary: str | None = None) -> Restic:
     """A Restic for our repository at the peer, at the first address that answers."""
     pl = link(config, customer_name, peer, binary=binary)
@@ -475,7 +476,7 @@ def inbound_state(block: RingBackup) -> InboundState:
 
 
 
-def doctor_ring(config: Config) -> list[tuple[str, str]]:
+def doctor_ring(config: Site) -> list[tuple[str, str]]:
     """`axe doctor` lines for tier B: ("ok"|"warn"|"FAIL", text) per peer we push to and per
     peer that pushes to us. Every probe is bounded by the ssh timeouts."""
     lines: list[tuple[str, str]] = []

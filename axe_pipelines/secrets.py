@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from axe_pipelines.errors import Unusable
 
-class SecretError(Exception):
+
+class SecretError(Unusable):
     """A password source could not produce its value (the message never contains the value)."""
 
 

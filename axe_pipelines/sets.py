@@ -14,10 +14,11 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import TAG_TOOL
+from axe_pipelines.errors import UsageError
 from axe_pipelines.restic import Restic, Snapshot
 
 
-class AsOfError(ValueError):
+class AsOfError(UsageError, ValueError):
     """No set matches the as-of time; the message lists the range that exists."""
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Literal
 
 from axe_pipelines.backup import local_restic
-from axe_pipelines.config import Config, ConfigError
+from axe_pipelines.config import ConfigError, Site
+from axe_pipelines.errors import Unusable
 from axe_pipelines.restic import Restic
 
 TierName = Literal["local", "ring", "cold"]
@@ -17,11 +18,11 @@ TIER_WORDS: dict[str, TierName] = {"local": "local", "a": "local", "ring": "ring
                                    "peer": "ring", "cold": "cold", "c": "cold"}
 
 
-class TierUnavailable(Exception):
+class TierUnavailable(Unusable):
     """The tier cannot be opened now (peer unreachable, no volume mounted, not configured)."""
 
 
-def resolve_tier(config: Config, tier: str | None,
+def resolve_tier(config: Site, tier: str | None,
                  source: str | None) -> tuple[TierName, str | None]:
     """Maps `--tier`/`--from` to (tier, peer). `--from` takes the tier words or a peer name
     (which means the ring tier held by that peer)."""
@@ -62,7 +63,7 @@ def resolve_tier(config: Config, tier: str | None,
     return chosen, peer
 
 
-def open_tier(config: Config, customer_name: str, tier: TierName,
+def open_tier(config: Site, customer_name: str, tier: TierName,
               peer: str | None = None) -> Restic:
     """A Restic for the customer's repository in that tier; raises TierUnavailable."""
     customer = config.customer(customer_name)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from axe_pipelines.config import Config, load_config
+from axe_pipelines.config import Site, load_config
 from axe_pipelines.demo import create_sample_databases
 from axe_pipelines.postgres import LocalCluster, free_port
 from axe_pipelines.restic import find_restic
@@ -91,12 +91,12 @@ def create_sample_databases_named(cluster: LocalCluster, name: str, shape: str,
     cluster.psql(SAMPLE_SQL[shape].format(rows=rows, blob_repeat=50), dbname=name)
 
 
-ConfigFactory = Callable[..., tuple[Path, Config]]
+ConfigFactory = Callable[..., tuple[Path, Site]]
 
 
 @pytest.fixture
 def make_config(tmp_path: Path, server_a: LocalCluster, server_b: LocalCluster) -> ConfigFactory:
-    """Writes a customers.yaml under tmp_path and returns (path, Config).
+    """Writes a customers.yaml under tmp_path and returns (path, Site).
 
     Defaults: customer `axe`, servers frame-postgres (A) and index-postgres (B), databases
     frame, hive (A) and blueprint, index (B), a required folder with an excludes file, the
@@ -108,7 +108,7 @@ def make_config(tmp_path: Path, server_a: LocalCluster, server_b: LocalCluster) 
                 folders: dict[str, Any] | None = None,
                 servers: dict[str, Any] | None = None,
                 local: dict[str, Any] | None = None,
-                extra: dict[str, Any] | None = None) -> tuple[Path, Config]:
+                extra: dict[str, Any] | None = None) -> tuple[Path, Site]:
         files = tmp_path / "files"
         if folders is None:
             (files / "uploads").mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,8 @@ from axe_pipelines.assets.tier_b import (
 )
 from axe_pipelines.backup import TAG_TOOL, local_restic, run_tier_a
 from axe_pipelines.checks.tier_b import set_present_result
-from axe_pipelines.config import Config, load_config
+from axe_pipelines.config import Site as SiteModel
+from axe_pipelines.config import load_config
 from axe_pipelines.restic import Repository, Restic, find_restic, restic_version
 from axe_pipelines.ring import RingError, inbound_state, link, peer_snapshots, push_set
 from axe_pipelines.secrets import EnvSource
@@ -113,7 +114,7 @@ class Site:
             "ssh_key": str(sshd.user_key), "known_hosts": str(sshd.known_hosts)}
         self.server_a, self.server_b = server_a, server_b
 
-    def config(self, **peer_changes: Any) -> Config:
+    def config(self, **peer_changes: Any) -> SiteModel:
         self.peer.update(peer_changes)
         data = _customers(self.root, self.server_a, self.server_b, ring=self.ring,
                           peer=self.peer)
@@ -142,7 +143,7 @@ def site(tmp_path, tier_a_template, server_a, server_b, monkeypatch) -> Site:
     sshd.stop()
 
 
-def _set_ids(config: Config) -> list[str]:
+def _set_ids(config: SiteModel) -> list[str]:
     return list_sets(local_restic("axe", config.customer("axe")), "axe")[-1].ids
 
 

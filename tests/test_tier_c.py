@@ -33,7 +33,8 @@ from axe_pipelines.cold import (
     volume_at,
     volume_lock,
 )
-from axe_pipelines.config import Config, load_config
+from axe_pipelines.config import Site as SiteModel
+from axe_pipelines.config import load_config
 from axe_pipelines.restic import Repository, Restic
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sets import list_sets
@@ -55,7 +56,7 @@ class Site:
                                      "accept_plain_folders": True, "timeout_s": 60}
         self.server_a, self.server_b = server_a, server_b
 
-    def config(self, **cold_changes: Any) -> Config:
+    def config(self, **cold_changes: Any) -> SiteModel:
         self.cold.update(cold_changes)
         data = _customers(self.root, self.server_a, self.server_b, ring=None, peer=None)
         data["axe"]["tiers"]["cold"] = self.cold
@@ -84,7 +85,7 @@ def site(tmp_path, tier_a_template, server_a, server_b, monkeypatch) -> Site:  #
     return Site(tmp_path, tier_a_template, server_a, server_b)
 
 
-def _set_ids(config: Config) -> list[str]:
+def _set_ids(config: SiteModel) -> list[str]:
     return list_sets(local_restic("axe", config.customer("axe")), "axe")[-1].ids
 
 

@@ -9,8 +9,7 @@ from typing import Optional
 
 import dagster as dg
 
-from axe_pipelines.config import Config as SiteConfig
-from axe_pipelines.config import ConfigError
+from axe_pipelines.config import ConfigError, Site
 from axe_pipelines.postgres import PostgresError
 from axe_pipelines.restic import ResticError
 from axe_pipelines.restore import RestoreError, RestoreOptions, RestoreReport, run_restore
@@ -86,7 +85,7 @@ def report_metadata(report: RestoreReport) -> dict[str, object]:
     }
 
 
-def build_restore_job(site: SiteConfig) -> dg.JobDefinition:
+def build_restore_job(site: Site) -> dg.JobDefinition:
     """The `restore` job for the customers of `site` (customers.yaml)."""
 
     @dg.op(name="restore_op", description="Restore a database, table or folder of a customer as "

@@ -28,7 +28,7 @@ from axe_pipelines.checks.tier_b import (
     set_present_result,
     set_present_spec,
 )
-from axe_pipelines.config import Config, RingBackup, tier_timezone
+from axe_pipelines.config import RingBackup, Site, tier_timezone
 from axe_pipelines.ring import (
     RingError,
     inbound_state,
@@ -92,7 +92,7 @@ def tier_a_in_progress(context: AssetExecutionContext) -> Callable[[str], bool]:
     return in_progress
 
 
-def build_tier_b_asset(config: Config, customer_name: str, peer: str, *,
+def build_tier_b_asset(config: Site, customer_name: str, peer: str, *,
                        retry: bool = True) -> dg.AssetsDefinition:
     """The push of `customer_name`'s latest set to `peer`, with its two checks. `retry=False`
     (the CLI: the operator is watching) drops the retry policy."""
@@ -208,7 +208,7 @@ def inbound_events(peer: str, block: RingBackup, window_hours: float, cursor: st
                                "passed": evaluation.passed})
 
 
-def build_tier_b(config: Config, customer_name: str) -> tuple[list, list, list, list]:
+def build_tier_b(config: Site, customer_name: str) -> tuple[list, list, list, list]:
     """(assets, checks, jobs, schedules) of tier B for one customer; empty without
     `tiers.ring`."""
     customer = config.customer(customer_name)
@@ -246,7 +246,7 @@ def build_tier_b(config: Config, customer_name: str) -> tuple[list, list, list, 
     return assets, checks, [job, check_job], [schedule, check_schedule]
 
 
-def build_peer_now_check(config: Config, customer_name: str,
+def build_peer_now_check(config: Site, customer_name: str,
                          peer: str) -> dg.AssetChecksDefinition:
     """`peer_now` on `<customer>/tier_b/<peer>`: runs on its own (a schedule, or from the UI),
     not only with the nightly push, so a peer that went away shows before the next night."""
@@ -272,7 +272,7 @@ def build_peer_now_check(config: Config, customer_name: str,
     return peer_now
 
 
-def build_inbound_all(config: Config) -> tuple[list, list, list]:
+def build_inbound_all(config: Site) -> tuple[list, list, list]:
     """(specs, checks, sensors) for every peer that pushes to us."""
     specs, checks, sensors = [], [], []
     hours = max((ring_settings(c).inbound_freshness_hours for c in config.customers.values()

@@ -31,7 +31,7 @@ from axe_pipelines.cold import (
     sync_volume,
     volume_at,
 )
-from axe_pipelines.config import Config, tier_timezone
+from axe_pipelines.config import Site, tier_timezone
 from axe_pipelines.sensors.cold import build_cold_sensor
 
 HISTORY = 200  # materializations read back for per-volume last-sync times
@@ -83,7 +83,7 @@ def _history(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dict[str, o
     return out
 
 
-def build_tier_c(config: Config, customer_name: str) -> tuple[list, list, list, list, list]:
+def build_tier_c(config: Site, customer_name: str) -> tuple[list, list, list, list, list]:
     """(assets, checks, jobs, schedules, sensors) of tier C; empty without `tiers.cold`."""
     site = config  # the asset's own `config` parameter is its run config
     customer = site.customer(customer_name)
@@ -163,7 +163,7 @@ def build_tier_c(config: Config, customer_name: str) -> tuple[list, list, list, 
     return [tier_c], [volumes_current], [job, check_job], [schedule], [sensor]
 
 
-def run_cold_cli(config: Config, customers: list[str], *, say: Callable[[str], None],
+def run_cold_cli(config: Site, customers: list[str], *, say: Callable[[str], None],
                  err: Callable[[str], None]) -> int:
     """`axe backup --cold`: sync every mounted volume now, each as a recorded Dagster run.
     Returns the CLI exit code (0 ok, 1 a sync failed, nothing mounted or an ERROR check

@@ -147,7 +147,8 @@ def test_too_old_restic_is_refused_with_the_way_out(tmp_path: Path,
     old.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("AXE_RESTIC", raising=False)
-    monkeypatch.setattr("axe_pipelines.restic.Path.resolve", lambda self: tmp_path / "x" / "y")
+    monkeypatch.setattr("axe_pipelines.restic.process.Path.resolve",
+                        lambda self: tmp_path / "x" / "y" / "z")
     with pytest.raises(ResticNotFound) as info:
         find_restic()
     assert "too old" in str(info.value) and "0.14.0" in str(info.value)

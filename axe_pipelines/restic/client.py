@@ -1,0 +1,308 @@
+"""`Restic`: one repository, driven through the restic binary (argument lists, `--json` out).
+
+Passwords reach restic only through its environment (see secrets.py), never argv. A call that
+meets a lock restic reports as held by a process on this host that is gone clears it with
+`restic unlock` (which removes stale locks only) and tries once more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from axe_pipelines.restic.errors import (
+    BackupIncomplete,
+    LockHolder,
+    RepositoryLocked,
+    RepositoryMissing,
+    ResticError,
+    ResticFatal,
+    ResticTimeout,
+    raise_for,
+)
+from axe_pipelines.restic.model import (
+    RESTIC_TIME_FORMAT,
+    BackupSummary,
+    Repository,
+    Snapshot,
+    from_repo_env,
+)
+from axe_pipelines.restic.process import (
+    ProcessDeadline,
+    find_restic,
+    interrupt_and_drain,
+    run_bounded,
+)
+from axe_pipelines.secrets import SecretError
+
+T = TypeVar("T")
+_SLOW = "(a password command waiting for input, or a slow or vanished disk or link)"
+
+
+class Restic:
+    """One repository, driven through the restic binary."""
+
+    def __init__(self, repo: Repository, *, binary: str | None = None,
+                 timezone: str | None = None, timeout: float | None = None):
+        self.repo = repo
+        self.binary = binary or find_restic()
+        self.timezone = timezone
+        self.timeout = timeout
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Return the child environment: repository, password source, zone for `--time`, plus
+        `extra`. Raise ResticError when the password source fails."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+        try:
+            env.update(self.repo.password.restic_env())
+        except SecretError as exc:
+            raise ResticError(f"{self.repo.label}: password source failed: {exc}") from None
+        env["RESTIC_REPOSITORY"] = self.repo.location
+        env["RESTIC_PROGRESS_FPS"] = "2"
+        if self.timezone:
+            env["TZ"] = self.timezone
+        env.update(extra or {})
+        return env
+
+    def _argv(self, args: Sequence[str]) -> list[str]:
+        return [self.binary, *self.repo.extra_args, *args]
+
+    def _clearing_stale_lock(self, call: Callable[[], T]) -> T:
+        """Run `call`; when it meets a provably stale lock, clear it and run `call` once more."""
+        try:
+            return call()
+        except RepositoryLocked as exc:
+            if not self.clear_stale_lock(exc):
+                raise
+        return call()
+
+    def run(self, args: Sequence[str], *, what: str, timeout: float | None = None,
+            retry_stale_lock: bool = True, env_extra: dict[str, str] | None = None) -> str:
+        """Given restic arguments, run them and return stdout. Raise ResticTimeout after
+        `timeout` (default: this repository's), else the mapped ResticError."""
+        deadline = timeout if timeout is not None else self.timeout
+
+        def once() -> str:
+            try:
+                proc = subprocess.run(self._argv(args), env=self.env(env_extra),
+                                      capture_output=True, text=True, timeout=deadline,
+                                      stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise ResticTimeout(f"{self.repo.label}: {what} did not finish within "
+                                    f"{deadline:.0f} s; it was stopped {_SLOW}") from None
+            if proc.returncode != 0:
+                raise_for(proc.returncode, proc.stderr, self.repo, what)
+            return proc.stdout
+
+        return self._clearing_stale_lock(once) if retry_stale_lock else once()
+
+    def clear_stale_lock(self, exc: RepositoryLocked) -> bool:
+        """Given a RepositoryLocked, remove the lock only when it is provably stale (its
+        process on this host is gone); return True when it did."""
+        if exc.holder is None or not exc.holder.provably_stale:
+            return False
+        # `restic unlock` without --remove-all removes stale locks only.
+        self.run(["unlock"], what="removing a stale lock", retry_stale_lock=False)
+        return True
+
+    # --- repository --------------------------------------------------------------------------
+
+    def probe(self) -> None:
+        """Open the repository the way a backup would (password, then a lock), writing
+        nothing. Raise the mapped error (missing, wrong password, locked)."""
+        self.run(["cat", "config"], what="opening the repository")
+
+    def exists(self) -> bool:
+        """Return True when the repository exists and opens with its password, False when it
+        does not exist. Raise the mapped error otherwise (wrong password, ...)."""
+        try:
+            self.run(["cat", "config", "--no-lock"], what="opening the repository")
+        except RepositoryMissing:
+            return False
+        return True
+
+    def init(self, *, copy_chunker_params_from: Repository | None = None) -> bool:
+        """Create the repository unless it exists (idempotent), with the chunker parameters
+        of `copy_chunker_params_from` when given; return True when it was created."""
+        if self.exists():
+            return False
+        args = ["init", "--json"]
+        env_extra: dict[str, str] = {}
+        if copy_chunker_params_from is not None:
+            args += ["--copy-chunker-params", "--from-repo", copy_chunker_params_from.location]
+            env_extra = from_repo_env(copy_chunker_params_from)
+        self.run(args, what="creating the repository", retry_stale_lock=False,
+                 env_extra=env_extra)
+        return True
+
+    def snapshots(self, *, tags: Sequence[str] = ()) -> list[Snapshot]:
+        """Return the snapshots carrying all of `tags`, oldest first."""
+        args = ["snapshots", "--json"]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        out = self.run(args, what="listing snapshots")
+        snaps = [Snapshot.from_json(s) for s in json.loads(out or "[]")]
+        return sorted(snaps, key=lambda s: s.time)
+
+    def tag(self, snapshot_id: str, add: Sequence[str]) -> None:
+        """Add tags to one snapshot."""
+        self.run(["tag", "--add", ",".join(add), snapshot_id], what="tagging a snapshot")
+
+    # --- backup ------------------------------------------------------------------------------
+
+    def backup_command(self, command: Sequence[str], *, filename: str, tags: Sequence[str],
+                       at: datetime, on_progress: Callable[[int], None] | None = None,
+                       env_extra: dict[str, str] | None = None) -> BackupSummary:
+        """Stream `command`'s stdout into a new snapshot (`--stdin-from-command`) and return
+        its summary. When the command exits non-zero restic writes no snapshot and this
+        raises ResticFatal."""
+        args = ["backup", "--json", "--stdin-filename", filename, *self._common(tags, at),
+                "--stdin-from-command", "--", *command]
+        return self._backup(args, on_progress, env_extra or {}, what=f"backup of {filename}")
+
+    def backup_paths(self, paths: Sequence[str | Path], *, tags: Sequence[str], at: datetime,
+                     exclude_file: Path | None = None,
+                     on_progress: Callable[[int], None] | None = None) -> BackupSummary:
+        """Back up folders and return the summary; raise BackupIncomplete (with the snapshot
+        id) when some files could not be read."""
+        args = ["backup", "--json", *self._common(tags, at)]
+        if exclude_file is not None:
+            args += ["--exclude-file", str(exclude_file)]
+        args += ["--", *map(str, paths)]
+        return self._backup(args, on_progress, {}, what="backup of " + ", ".join(map(str, paths)))
+
+    @staticmethod
+    def _common(tags: Sequence[str], at: datetime) -> list[str]:
+        return ["--tag", ",".join(tags), "--time", at.strftime(RESTIC_TIME_FORMAT)]
+
+    def _backup(self, args: list[str], on_progress: Callable[[int], None] | None,
+                env_extra: dict[str, str], *, what: str) -> BackupSummary:
+        def once() -> BackupSummary:
+            summary: dict[str, Any] = {}
+
+            def on_line(line: str) -> None:
+                if not line.startswith("{"):
+                    return
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    return
+                kind = msg.get("message_type")
+                if kind == "status" and on_progress is not None:
+                    on_progress(int(msg.get("bytes_done") or 0))
+                elif kind == "summary":
+                    summary.update(msg)
+
+            done = run_bounded(self._argv(args), self.env(env_extra), timeout=self.timeout,
+                               on_line=on_line)
+            if done.timed_out:
+                raise ResticTimeout(f"{self.repo.label}: {what} did not finish within "
+                                    f"{self.timeout:.0f} s; it was stopped (no snapshot written)")
+            if done.code == 3:
+                snap = summary.get("snapshot_id")
+                errors = [ln for ln in done.stderr.splitlines() if '"error"' in ln][:3]
+                raise BackupIncomplete(f"{self.repo.label}: {what}: some files could not be "
+                                       f"read; snapshot {str(snap)[:8]} is incomplete",
+                                       snapshot_id=snap, detail="\n".join(errors))
+            if done.code != 0:
+                raise_for(done.code, done.stderr, self.repo, what)
+            if not summary.get("snapshot_id"):
+                raise ResticFatal(f"{self.repo.label}: {what}: restic reported no snapshot")
+            return BackupSummary.from_json(summary)
+
+        return self._clearing_stale_lock(once)
+
+    # --- copying between repositories (tiers B and C) ----------------------------------------
+
+    def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> str:
+        """Copy `snapshot_ids` of `source` into this repository (`restic copy --from-repo`)
+        and return restic's output.
+
+        restic skips snapshots already here (it matches their `original` id) and ignores ids
+        it cannot find, so callers confirm the result by listing snapshots (copying.copy_set).
+        Raise ResticTimeout after this repository's timeout, else the mapped ResticError.
+        """
+        args = ["copy", "--from-repo", source.location, "--", *snapshot_ids]
+        what = f"copying {len(snapshot_ids)} snapshot(s) from {source.label}"
+
+        def once() -> str:
+            out: list[str] = []
+            done = run_bounded(self._argv(args), self.env(from_repo_env(source)),
+                               timeout=self.timeout, on_line=out.append)
+            if done.timed_out:
+                raise ResticTimeout(f"{self.repo.label}: copying {len(snapshot_ids)} "
+                                    f"snapshot(s) did not finish within {self.timeout:.0f} s; "
+                                    f"it was stopped", detail=done.stderr[-2000:])
+            if done.code != 0:
+                raise_for(done.code, done.stderr, self.repo, what)
+            return "".join(out)
+
+        return self._clearing_stale_lock(once)
+
+    # --- locks -------------------------------------------------------------------------------
+
+    def locks(self) -> list[LockHolder]:
+        """Return the locks in the repository now (read without taking a lock)."""
+        holders = []
+        for lock_id in self.run(["list", "locks", "--no-lock"], what="listing locks").split():
+            try:
+                data = json.loads(self.run(["cat", "lock", lock_id, "--no-lock"],
+                                           what="reading a lock"))
+            except (ResticFatal, ValueError):
+                continue  # removed between list and cat: its holder finished
+            holders.append(LockHolder(int(data.get("pid", 0)), str(data.get("hostname", "")),
+                                      str(data.get("username", "")), str(data.get("time", ""))))
+        return holders
+
+    def clear_stale_locks(self) -> list[LockHolder]:
+        """Run `restic unlock` (stale locks only) when at least one lock is provably stale
+        (taken on this host by a process that is gone); return those locks."""
+        stale = [h for h in self.locks() if h.provably_stale]
+        if stale:
+            self.run(["unlock"], what="removing stale locks", retry_stale_lock=False)
+        return stale
+
+    # --- reading back ------------------------------------------------------------------------
+
+    @contextmanager
+    def dump(self, snapshot_id: str, path: str) -> Iterator[IO[bytes]]:
+        """Yield a binary stream of one file of a snapshot.
+
+        The caller may stop reading early: on leaving the block the rest is drained, so restic
+        ends normally and removes its lock (a reader that just closes the pipe kills restic with
+        SIGPIPE and leaves a stale lock behind). Raise the mapped error when restic fails.
+        """
+        proc = subprocess.Popen(self._argv(["dump", snapshot_id, path]), env=self.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        stderr_chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
+                                  daemon=True)
+        reader.start()
+        deadline = ProcessDeadline(proc, self.timeout)
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout
+            while proc.stdout.read(1 << 20):
+                pass
+            code = proc.wait()
+        finally:
+            deadline.cancel()
+            if proc.poll() is None:
+                interrupt_and_drain(proc)  # the reader raised: stop restic, let it unlock
+        reader.join(5)
+        if deadline.passed:
+            raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} did "
+                                f"not finish within {self.timeout:.0f} s")
+        if code != 0:
+            raise_for(code, b"".join(stderr_chunks).decode(errors="replace"), self.repo,
+                      f"reading {path} from snapshot {snapshot_id[:8]}")

@@ -1,4 +1,6 @@
-"""`axe`: the operator's command line.
+"""`axe`: the operator's command line — argparse, printing and exit codes. What each command
+does is in actions/ (restore and integrity included); the backups run as recorded Dagster runs
+(runs.py).
 
 Exit codes: 0 success; 1 a backup item or check failed (each failure on its own line);
 2 bad configuration or usage; 3 a tool or repository problem before any backup started.
@@ -7,17 +9,17 @@ Exit codes: 0 success; 1 a backup item or check failed (each failure on its own 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
 import traceback
 import warnings
-from datetime import UTC
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from axe_pipelines.config import ConfigError, Site, load_config
+from axe_pipelines.config import load_config
 from axe_pipelines.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -26,27 +28,18 @@ from axe_pipelines.errors import (
     EXIT_UNUSABLE,
     AxeError,
 )
-from axe_pipelines.runs import print_checks, run_failure
 
-EXIT_ENV = EXIT_UNUSABLE
+if TYPE_CHECKING:
+    from axe_pipelines.actions.backup import CollectingReporter, CopyOutcome, LocalOutcome
+    from axe_pipelines.backup import Item
 
 
 def _err(text: str) -> None:
     print(f"axe: {text}", file=sys.stderr)
 
 
-def _customers(config: Site, wanted: str | None) -> list[str]:
-    if wanted:
-        customer = config.customer(wanted)
-        if not customer.backs_up:
-            raise ConfigError(config.path or "customers.yaml",
-                              [f"{wanted}: has no tiers.local; nothing to back up"])
-        return [wanted]
-    names = config.backed_up_customers()
-    if not names:
-        raise ConfigError(config.path or "customers.yaml",
-                          ["no customer has tiers.local; nothing to back up"])
-    return names
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
@@ -59,235 +52,103 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from axe_pipelines.backup import local_restic
+    from axe_pipelines.actions.backup import init
 
-    config = load_config(args.config)
-    for name in _customers(config, args.customer):
-        restic = local_restic(name, config.customers[name])
-        created = restic.init()
-        print(f"{restic.repo.label}: {'created' if created else 'exists already'}")
+    site = load_config(args.config)
+    for what, state in init(site, site.to_back_up(args.customer)):
+        print(f"{what}: {state}")
     return EXIT_OK
 
 
-def cmd_backup(args: argparse.Namespace) -> int:
-    if not (args.local or args.ring or args.cold):
-        _err("say which tier: --local, --ring and/or --cold (run in that order)")
-        return EXIT_CONFIG
-    worst = _backup_local(args) if args.local else EXIT_OK
-    if args.ring:
-        worst = max(worst, _backup_ring(args))
-    if args.cold:
-        worst = max(worst, _backup_cold(args))
-    return worst
+def _reporter_for(plain: bool) -> Callable[[list[Item]], CollectingReporter]:
+    from axe_pipelines.progress import PlainReporter, TerminalReporter
+
+    live = sys.stderr.isatty() and not plain
+    return lambda items: TerminalReporter(items) if live else PlainReporter()
 
 
-def _backup_ring(args: argparse.Namespace) -> int:
-    """Tier B now: one Dagster run per (customer, peer), without the schedule's retries."""
-    import dagster as dg
+def _print_local(outcome: LocalOutcome) -> None:
+    import pandas as pd
 
-    from axe_pipelines.assets.tier_b import build_tier_b_asset
-    from axe_pipelines.instance import ensure_dagster_home
+    from axe_pipelines.backup import summarize
     from axe_pipelines.progress import human_bytes
-    from axe_pipelines.ring import RingError, ring_peers
 
-    config = load_config(args.config)
-    ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
-    worst = EXIT_OK
-    for name in _customers(config, args.customer):
-        try:
-            peers = [args.peer] if args.peer else ring_peers(config, name)
-            if not peers:
-                raise RingError(f"tier B of {name}: no customer has a ring_backup block",
-                                retryable=False)
-            assets = [build_tier_b_asset(config, name, peer, retry=False) for peer in peers]
-        except RingError as exc:
-            _err(str(exc))
-            worst = max(worst, EXIT_CONFIG)
-            continue
-        for peer, asset in zip(peers, assets, strict=True):
-            print(f"tier B of {name}: latest set to {peer}", file=sys.stderr)
-            result = dg.materialize(
-                [asset], instance=instance, tags={"axe/tier": "b"}, raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-            if not result.success:
-                _err(run_failure(result))
-                worst = max(worst, EXIT_FAILED)
-                continue
-            meta = {k: v.value for k, v in
-                    result.get_asset_materialization_events()[0].materialization.metadata
-                    .items()}
-            print(f"tier B {name} -> {peer} ({meta['host']}): {meta['snapshots_copied']} "
-                  f"copied, {meta['snapshots_already_present']} already there, "
-                  f"{human_bytes(int(meta['bytes_copied']))}, {meta['duration_s']} s; "
-                  f"peer free {meta['peer_free_gib']} GiB")
-            if not print_checks(result):
-                worst = max(worst, EXIT_FAILED)
-    return worst
-
-
-def _backup_cold(args: argparse.Namespace) -> int:
-    """Tier C now: every mounted cold volume, one at a time."""
-    from axe_pipelines.assets.tier_c import run_cold_cli
-
-    config = load_config(args.config)
-    return run_cold_cli(config, _customers(config, args.customer), say=print, err=_err)
-
-
-def _backup_local(args: argparse.Namespace) -> int:
-    import dagster as dg
-
-    from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a, tier_a_tags
-    from axe_pipelines.backup import local_restic, plan_tier_a, summarize
-    from axe_pipelines.instance import ensure_dagster_home
-    from axe_pipelines.progress import PlainReporter, TerminalReporter, human_bytes
-    from axe_pipelines.restic import ResticError
-
-    config = load_config(args.config)
-    names = _customers(config, args.customer)
-    ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
-    worst = EXIT_OK
-    for name in names:
-        customer = config.customers[name]
-        try:
-            # Fail fast, with one line, when the repository cannot be opened at all.
-            local_restic(name, customer).probe()
-        except ResticError as exc:
-            _err(f"tier A of {name}: {exc}")
-            worst = max(worst, EXIT_ENV)
-            continue
-        items = plan_tier_a(customer)
-        live = sys.stderr.isatty() and not args.plain
-        reporter = TerminalReporter(items) if live else PlainReporter()
-        print(f"tier A of {name}: {len(items)} item(s) into {customer.tiers.local.repository}",
-              file=sys.stderr)
-        assets_def = build_tier_a(name, customer)
-        selection = dg.AssetSelection.all()
-        if args.skip_restore_check:
-            # Coverage stays; the read-back of every dump can run later from the UI.
-            selection = selection.without_checks() | dg.AssetSelection.checks(
-                *[k for k in assets_def.check_keys if k.name != "restorable"])
-        started = time.monotonic()
-        result = dg.materialize(
-            [assets_def], instance=instance, selection=selection,
-            resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
-            tags=tier_a_tags(customer), raise_on_error=False,
-            # The reporter draws progress; Dagster's own console log only speaks up on errors.
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-        wall = time.monotonic() - started
-        rows = {r.item: r for r in reporter.results}
-        ordered = [rows[i] for i in items if i in rows]
-        table = pd.DataFrame(summarize(ordered, wall))
+    if outcome.run is not None:
+        table = pd.DataFrame(summarize(outcome.results, outcome.wall_s))
         for col in ("read", "added"):
             table[col] = table[col].map(human_bytes)
         print(table.to_string(index=False))
-        checks = [e.asset_check_evaluation_data for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        for check in checks:
-            mark = "ok" if check.passed else "FAILED"
-            desc = check.description or ""
-            print(f"check {check.asset_key.to_user_string()}:{check.check_name}: {mark}"
-                  + (f" ({desc})" if not check.passed and desc else ""))
-        for r in ordered:
-            if not r.ok and not r.skipped:
-                _err(f"{name} {r.item.label}: {r.error}")
-        if not result.success or len(ordered) < len(items):
-            if len(ordered) < len(items) and all(r.ok for r in ordered):
-                _err(f"tier A of {name}: run {result.run_id[:8]} failed before finishing; "
-                     "see `dagster` run logs")
-            worst = max(worst, EXIT_FAILED)
-        elif any(not c.passed for c in checks):
-            worst = max(worst, EXIT_FAILED)
+        for check in outcome.run.checks:
+            print(check.line)
+    for line in outcome.errors:
+        _err(line)
+
+
+def _print_copy(outcome: CopyOutcome) -> None:
+    for line in outcome.errors:
+        _err(line)
+    if outcome.summary:
+        print(outcome.summary)
+    for check in outcome.shown_checks:
+        print(check.line)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from axe_pipelines.actions.backup import backup_cold, backup_local, backup_ring
+    from axe_pipelines.runs import InProcessRunner
+
+    if not (args.local or args.ring or args.cold):
+        _err("say which tier: --local, --ring and/or --cold (run in that order)")
+        return EXIT_CONFIG
+    site = load_config(args.config)
+    names = site.to_back_up(args.customer)
+    runner = InProcessRunner()
+    worst = EXIT_OK
+    if args.local:
+        for local in backup_local(site, names, runner, reporter_for=_reporter_for(args.plain),
+                                  skip_restore_check=args.skip_restore_check, say=_note):
+            _print_local(local)
+            worst = max(worst, local.exit_code)
+    copies = itertools.chain(
+        backup_ring(site, names, runner, peer=args.peer, say=_note) if args.ring else (),
+        backup_cold(site, names, runner) if args.cold else ())
+    for copy in copies:
+        _print_copy(copy)
+        worst = max(worst, copy.exit_code)
     return worst
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Newest tier-A set per customer: time, age, members, gaps. Exit 1 when stale/incomplete."""
-    from datetime import datetime
+    from axe_pipelines.actions.status import tier_a_status
 
-    from axe_pipelines.backup import coverage, local_restic
-    from axe_pipelines.config import freshness_window
-    from axe_pipelines.restic import ResticError
-    from axe_pipelines.sets import list_sets
-
-    config = load_config(args.config)
+    site = load_config(args.config)
     worst = EXIT_OK
-    for name in _customers(config, args.customer):
-        customer = config.customers[name]
-        try:
-            sets = list_sets(local_restic(name, customer), name)
-        except ResticError as exc:
-            print(f"{name} tier A: UNAVAILABLE: {exc}")
-            worst = max(worst, EXIT_ENV)
-            continue
-        if not sets:
-            print(f"{name} tier A: NO BACKUP yet in {customer.tiers.local.repository}")
-            worst = max(worst, EXIT_FAILED)
-            continue
-        latest = sets[-1]
-        age = datetime.now(UTC) - latest.time
-        gaps = coverage(customer, latest.snapshots)
-        stale = age > freshness_window(customer)
-        state = "STALE" if stale else ("INCOMPLETE" if gaps else "ok")
-        hours = age.total_seconds() / 3600
-        print(f"{name} tier A: {state}: newest set {latest.time:%Y-%m-%d %H:%M %Z} "
-              f"({hours:.1f} h ago), {len(latest.snapshots)} snapshot(s), "
-              f"{len(sets)} set(s) kept")
-        for gap in gaps:
-            print(f"  missing: {gap.reason}")
-        if stale or gaps:
-            worst = max(worst, EXIT_FAILED)
+    for name in site.to_back_up(args.customer):
+        st = tier_a_status(site, name)
+        if st.state == "UNAVAILABLE":
+            print(f"{name} tier A: UNAVAILABLE: {st.error}")
+        elif st.state == "NO BACKUP":
+            print(f"{name} tier A: NO BACKUP yet in {st.repository}")
+        else:
+            assert st.newest is not None
+            print(f"{name} tier A: {st.state}: newest set {st.newest:%Y-%m-%d %H:%M %Z} "
+                  f"({st.age_hours:.1f} h ago), {st.snapshots} snapshot(s), "
+                  f"{st.sets} set(s) kept")
+            for gap in st.gaps:
+                print(f"  missing: {gap}")
+        worst = max(worst, st.exit_code)
     return worst
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from axe_pipelines.backup import local_restic
-    from axe_pipelines.postgres import Connection, PostgresError
-    from axe_pipelines.restic import ResticError, find_restic, restic_version
+    from axe_pipelines.actions.doctor import doctor
 
-    problems = 0
-    try:
-        binary = find_restic()
-        print(f"ok   restic {'.'.join(map(str, restic_version(binary) or ()))} ({binary})")
-    except ResticError as exc:
-        print(f"FAIL {exc}")
-        return EXIT_ENV
-    config = load_config(args.config)
-    print(f"ok   config {config.path}")
-    for name in config.backed_up_customers():
-        customer = config.customers[name]
-        restic = local_restic(name, customer)
-        try:
-            n = len(restic.snapshots(tags=[f"customer={name}"]))
-            print(f"ok   {restic.repo.label}: {n} snapshot(s)")
-        except ResticError as exc:
-            problems += 1
-            print(f"FAIL {exc}")
-        for db_name, db in customer.databases.items():
-            conn = Connection(db.server, customer.servers[db.server],
-                              customer.database_name(db_name))
-            try:
-                version = conn.psql("SHOW server_version;")[0][0]
-                print(f"ok   database {db_name} on {conn.where}: PostgreSQL {version}")
-            except PostgresError as exc:
-                problems += 1
-                print(f"FAIL database {db_name}: {exc}")
-        for folder_name, folder in customer.folders.items():
-            path = folder.path.expanduser()
-            if path.is_dir():
-                print(f"ok   folder {folder_name}: {path}")
-            else:
-                problems += folder.required
-                print(f"{'FAIL' if folder.required else 'warn'} folder {folder_name}: "
-                      f"{path} does not exist")
-    from axe_pipelines.cold import doctor_cold
-    from axe_pipelines.ring import doctor_ring
-
-    for status, text in [*doctor_ring(config), *doctor_cold(config)]:
-        problems += status == "FAIL"
-        print(f"{status:<4} {text}")
-    return EXIT_FAILED if problems else EXIT_OK
+    worst = EXIT_OK
+    for finding in doctor(args.config):
+        print(f"{finding.status:<4} {finding.text}", flush=True)
+        worst = max(worst, finding.exit_code)
+    return worst
 
 
 def _say(text: str) -> None:
@@ -539,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if exc.filename else ""
         _err(f"{exc.strerror or exc}{where}; fix that and run the command again "
              "(--debug shows where it happened)")
-        return EXIT_ENV
+        return EXIT_UNUSABLE
 
 
 if __name__ == "__main__":

@@ -34,11 +34,11 @@ from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import local_repository
 from axe_pipelines.config import ColdTier, Customer, Site
+from axe_pipelines.copying import NoSetToCopy, copy_set, newest_finished_set
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot, WrongPassword
-from axe_pipelines.ring import finished_sets, missing_from
 from axe_pipelines.secrets import SecretError
-from axe_pipelines.sets import BackupSet, list_sets
+from axe_pipelines.sets import BackupSet
 
 MARKER = "axe-cold-volume.json"
 LOCK_FILE = ".axe-cold.lock"
@@ -271,16 +271,62 @@ def _remove_debris(volume: Volume, root_id: tuple[int, int] | None) -> str:
     return f" (removed {files} file(s) restic wrote to {path} after the volume had gone)"
 
 
+def _prepare_repository(volume: Volume, cold: ColdTier, source: Repository, restic: Restic,
+                        result: SyncResult, say: Callable[[str], None],
+                        binary: str | None) -> dict[str, Any]:
+    """Create the volume's repository on first use (or clear its provably stale locks) and
+    give the volume its identity marker; return the marker. Raise ColdError when the
+    repository folder holds something that is not a restic repository."""
+    if not (volume.repo_path / "config").is_file():
+        if volume.repo_path.exists() and any(volume.repo_path.iterdir()):
+            raise ColdError(
+                f"tier C: {volume.repo_path} exists but is not a restic repository "
+                f"(no config file); it was not made by axe or is damaged. Move it "
+                f"away and mount the volume again; nothing was written")
+        if volume.repo_path.exists():
+            volume.repo_path.rmdir()
+        _init_atomically(volume, cold, source, binary)
+        result.created_repository = True
+        say(f"tier C: created the repository on {volume.label()}")
+    else:
+        result.cleared_locks = len(restic.clear_stale_locks())
+    marker = read_marker(volume.path) or {}
+    if not marker.get("id"):
+        marker.update(id=uuid.uuid4().hex, created_at=datetime.now(UTC).isoformat(),
+                      number=volume.number, volume=volume.name)
+        _write_marker(volume.path, marker)
+    return marker
+
+
+def _failure(exc: ResticError | OSError | SecretError, volume: Volume, cold: ColdTier,
+             root_id: tuple[int, int] | None) -> ColdError:
+    """The ColdError for a sync that failed part way: a wrong password, a volume that went
+    away (its debris removed), or another failure of restic or the disk."""
+    if isinstance(exc, WrongPassword):
+        return ColdError(f"tier C: {exc}; the cold password is kept apart from tier A's "
+                         f"(on paper); nothing on tier A changed")
+    why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+    if _gone(volume, cold):
+        debris = _remove_debris(volume, root_id)
+        return ColdError(f"tier C: {volume.label()} went away during the sync ({why}); "
+                         f"nothing on tier A changed{debris}; mount it again and the "
+                         f"next sync finishes the copy")
+    return ColdError(f"tier C: sync of {volume.label()} failed: {why}; nothing on tier "
+                     f"A changed; try again or run `restic check` on the volume")
+
+
 def sync_volume(config: Site, customer_name: str, volume: Volume, *,
                 binary: str | None = None, now: datetime | None = None,
                 log: Callable[[str], None] | None = None,
                 in_progress: Callable[[str], bool] | None = None) -> SyncResult:
-    """Copies every snapshot of the latest finished tier-A set that the volume lacks (a set
-    whose tier-A run is still writing it, per `in_progress(run_id)`, is left out).
+    """Given a mounted volume, copy every snapshot of the latest finished tier-A set that it
+    lacks (a set whose tier-A run is still writing it, per `in_progress(run_id)`, is left out)
+    and return the SyncResult.
 
     Creates the volume's repository (and identity marker) on first use, clears provably stale
-    locks, copies, reads the volume back to confirm and records the sync in the marker.
-    Idempotent: an interrupted sync is finished by the next one. Raises ColdError.
+    locks, copies, reads the volume back to confirm (copying.copy_set) and records the sync
+    in the marker. Idempotent: an interrupted sync is finished by the next one. Raise
+    ColdError.
     """
     say = log or (lambda _msg: None)
     customer = config.customer(customer_name)
@@ -289,19 +335,12 @@ def sync_volume(config: Site, customer_name: str, volume: Volume, *,
     started = time.monotonic()
     with volume_lock(volume, cold.timeout_s):
         try:
-            sets = list_sets(Restic(source, binary=binary, timeout=600), customer_name)
-        except ResticError as exc:
-            raise ColdError(f"tier C of {customer_name}: cannot read tier A: {exc}") from None
-        sets, busy = finished_sets(sets, in_progress)
-        if busy:
-            say(f"tier C: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run "
-                f"is still writing them")
-        if not sets:
-            raise ColdError(f"tier C of {customer_name}: " + (
-                f"the only tier-A set is still being written by run {busy[-1][:8]}; mount the "
-                f"volume again (or run `axe backup --cold`) when it has finished" if busy else
-                "tier A holds no backup set yet; run `axe backup --local` first"))
-        the_set = sets[-1]
+            the_set = newest_finished_set(customer_name, customer, tier="tier C",
+                                          in_progress=in_progress, say=say, binary=binary)
+        except NoSetToCopy as exc:
+            raise ColdError(str(exc) + ("; mount the volume again (or run `axe backup "
+                                        "--cold`) when it has finished" if exc.waiting
+                                        else "")) from None
         for leftover in volume.path.glob(f"{INIT_PREFIX}*"):
             shutil.rmtree(leftover, ignore_errors=True)  # an initialisation cut short
         result = SyncResult(customer=customer_name, volume=volume, run_id=the_set.run_id,
@@ -309,55 +348,21 @@ def sync_volume(config: Site, customer_name: str, volume: Volume, *,
         restic = _restic(volume, cold, binary=binary)
         root_id = _dir_id(volume.path)
         try:
-            if not (volume.repo_path / "config").is_file():
-                if volume.repo_path.exists() and any(volume.repo_path.iterdir()):
-                    raise ColdError(
-                        f"tier C: {volume.repo_path} exists but is not a restic repository "
-                        f"(no config file); it was not made by axe or is damaged. Move it "
-                        f"away and mount the volume again; nothing was written")
-                if volume.repo_path.exists():
-                    volume.repo_path.rmdir()
-                _init_atomically(volume, cold, source, binary)
-                result.created_repository = True
-                say(f"tier C: created the repository on {volume.label()}")
-            else:
-                result.cleared_locks = len(restic.clear_stale_locks())
-            marker = read_marker(volume.path) or {}
-            if not marker.get("id"):
-                marker.update(id=uuid.uuid4().hex, created_at=datetime.now(UTC).isoformat(),
-                              number=volume.number, volume=volume.name)
-                _write_marker(volume.path, marker)
-            before = restic.snapshots(tags=[f"customer={customer_name}"])
-            todo = missing_from(the_set, before)
-            result.already_present = [s.id for s in the_set.snapshots if s not in todo]
-            if todo:
-                say(f"tier C: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to "
-                    f"{volume.label()}")
-                restic.copy(source, [s.id for s in todo])
-            after = restic.snapshots(tags=[f"customer={customer_name}"])
-            still = missing_from(the_set, after)
-            if not still:
+            marker = _prepare_repository(volume, cold, source, restic, result, say, binary)
+            copied = copy_set(restic, source, the_set, customer_name, tier="tier C",
+                              to=volume.label(), say=say)
+            if not copied.still_missing:
                 result.synced_at = now or datetime.now(UTC)
                 marker.setdefault("last_sync", {})[customer_name] = result.synced_at.isoformat()
                 _write_marker(volume.path, marker)
         except (ResticError, OSError, SecretError) as exc:
-            if isinstance(exc, WrongPassword):
-                raise ColdError(f"tier C: {exc}; the cold password is kept apart from tier A's "
-                                f"(on paper); nothing on tier A changed") from None
-            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
-            if _gone(volume, cold):
-                debris = _remove_debris(volume, root_id)
-                raise ColdError(f"tier C: {volume.label()} went away during the sync ({why}); "
-                                f"nothing on tier A changed{debris}; mount it again and the "
-                                f"next sync finishes the copy") from None
-            raise ColdError(f"tier C: sync of {volume.label()} failed: {why}; nothing on tier "
-                            f"A changed; try again or run `restic check` on the volume") from None
-        if still:
-            raise ColdError(f"tier C: {len(still)} snapshot(s) of set {the_set.run_id[:8]} still "
-                            f"missing on {volume.label()} after the copy; try again")
-        result.copied = [s.id for s in todo]
-        result.on_volume = after
-        result.bytes = sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo)
+            raise _failure(exc, volume, cold, root_id) from None
+        if copied.still_missing:
+            raise ColdError(f"tier C: {len(copied.still_missing)} snapshot(s) of set "
+                            f"{the_set.run_id[:8]} still missing on {volume.label()} after "
+                            f"the copy; try again")
+        result.copied, result.already_present = copied.copied, copied.already_present
+        result.on_volume, result.bytes = copied.after, copied.bytes
         result.volume = Volume(volume.path, volume.repo_path, volume.mounted, volume.mount_token,
                                volume.number or marker.get("number"), marker)
         result.duration_s = time.monotonic() - started
@@ -377,21 +382,3 @@ def open_cold(config: Site, customer_name: str, *, binary: str | None = None) ->
         return str(((v.marker or {}).get("last_sync") or {}).get(customer_name, ""))
 
     return _restic(max(volumes, key=last), cold, binary=binary)
-
-
-def doctor_cold(config: Site) -> list[tuple[str, str]]:
-    """`axe doctor` lines for tier C: mounted volumes and when each customer last synced."""
-    lines: list[tuple[str, str]] = []
-    for name in config.backed_up_customers():
-        customer = config.customers[name]
-        if not (customer.tiers and customer.tiers.cold):
-            continue
-        cold = customer.tiers.cold
-        volumes = find_volumes(cold)
-        if not volumes:
-            lines.append(("warn", f"tier C of {name}: no cold volume mounted ({cold.mount_glob})"
-                                  f"; fine while the SSDs are offline"))
-        for v in volumes:
-            last = ((v.marker or {}).get("last_sync") or {}).get(name, "never")
-            lines.append(("ok", f"{v.label()}: last sync of {name} {last}"))
-    return lines

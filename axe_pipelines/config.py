@@ -319,7 +319,22 @@ class Site(_Model):
         return self.customers[name]
 
     def backed_up_customers(self) -> list[str]:
+        """Return the names of the customers this site backs up (they have tier A), sorted."""
         return sorted(name for name, c in self.customers.items() if c.backs_up)
+
+    def to_back_up(self, wanted: str | None = None) -> list[str]:
+        """Given `--customer` (None: all), return the customers a command backs up. Raise
+        ConfigError when that customer is unknown or has no tier A, or when none has."""
+        if wanted:
+            if not self.customer(wanted).backs_up:
+                raise ConfigError(self.path or "customers.yaml",
+                                  [f"{wanted}: has no tiers.local; nothing to back up"])
+            return [wanted]
+        names = self.backed_up_customers()
+        if not names:
+            raise ConfigError(self.path or "customers.yaml",
+                              ["no customer has tiers.local; nothing to back up"])
+        return names
 
     def peers(self) -> dict[str, RingBackup]:
         return {n: c.ring_backup for n, c in self.customers.items() if c.ring_backup}

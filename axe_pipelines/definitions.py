@@ -1,52 +1,101 @@
 """Dagster definitions built from customers.yaml ($AXE_CONFIG, ./customers.yaml or
-~/.axe/customers.yaml). `workspace.yaml` loads `defs` from here."""
+~/.axe/customers.yaml). `workspace.yaml` loads `defs` from here.
+
+One `dg.Definitions` per tier and customer (tier A, tier B with the peers' inbound pushes,
+tier C, the restore job), merged with `dg.Definitions.merge` into the code location.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
-from axe_pipelines.assets.tier_b import build_inbound_all, build_tier_b
-from axe_pipelines.assets.tier_c import build_tier_c
-from axe_pipelines.config import Site, load_config
-from axe_pipelines.jobs import restore_job, tier_a_job
-from axe_pipelines.schedules import tier_a_schedule
+from axe_pipelines.assets.tier_a import build_tier_a
+from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
+from axe_pipelines.assets.tier_c import build_tier_c_asset
+from axe_pipelines.checks.tier_b import build_arriving_check, build_peer_now_check
+from axe_pipelines.checks.tier_c import build_volumes_current_check
+from axe_pipelines.cold import cold_settings
+from axe_pipelines.config import Site, load_config, tier_timezone
+from axe_pipelines.jobs import restore_job, tier_a_backup_job, tier_b_jobs, tier_c_jobs
+from axe_pipelines.names import PROGRESS_RESOURCE, tier_c_op
+from axe_pipelines.ring import ring_peers, ring_settings
+from axe_pipelines.schedules import cold_rotation_daily, tier_a_nightly, tier_b_schedules
+from axe_pipelines.sensors.cold import build_cold_sensor
+from axe_pipelines.sensors.inbound import build_inbound_sensor
 
 
-def build_definitions(config: Site) -> dg.Definitions:
-    """Assets, checks, jobs and schedules for every customer this site backs up."""
-    assets, jobs, schedules = [], [], []
-    for name in config.backed_up_customers():
-        customer = config.customers[name]
-        assets.append(build_tier_a(name, customer))
-        job = tier_a_job(name, customer)
-        jobs.append(job)
-        schedules.append(tier_a_schedule(name, customer, job))
-    if config.backed_up_customers():
-        jobs.append(restore_job(config))
-    # Tiers B and C (issue 3): ring pushes, the peers' inbound pushes, cold SSDs.
-    checks: list = []
-    sensors: list = []
-    for name in config.backed_up_customers():
-        b_assets, b_checks, b_jobs, b_schedules = build_tier_b(config, name)
-        c_assets, c_checks, c_jobs, c_schedules, c_sensors = build_tier_c(config, name)
-        assets += b_assets + c_assets
-        checks += b_checks + c_checks
-        jobs += b_jobs + c_jobs
-        schedules += b_schedules + c_schedules
-        sensors += c_sensors
-    inbound_specs, inbound_checks, inbound_sensors = build_inbound_all(config)
-    assets += inbound_specs
-    checks += inbound_checks
-    sensors += inbound_sensors
+def tier_a_definitions(site: Site, customer_name: str) -> dg.Definitions:
+    """Given a customer with tier A, return its tier-A asset, job and nightly schedule."""
+    customer = site.customer(customer_name)
+    job = tier_a_backup_job(customer_name, customer)
+    return dg.Definitions(assets=[build_tier_a(customer_name, customer)], jobs=[job],
+                          schedules=[tier_a_nightly(customer_name, customer, job)])
+
+
+def tier_b_definitions(site: Site, customer_name: str) -> dg.Definitions:
+    """Given a customer, return its pushes to each ring peer with their checks, jobs and
+    schedules; empty without `tiers.ring` or without peers."""
+    customer = site.customer(customer_name)
+    if not (customer.tiers and customer.tiers.ring):
+        return dg.Definitions()
+    peers = ring_peers(site, customer_name)
+    if not peers:
+        return dg.Definitions()
+    checks = [build_peer_now_check(site, customer_name, p) for p in peers]
+    push, look = tier_b_jobs(customer_name, customer, checks)
+    return dg.Definitions(assets=[build_tier_b_asset(site, customer_name, p) for p in peers],
+                          asset_checks=checks, jobs=[push, look],
+                          schedules=tier_b_schedules(customer_name, customer, push, look))
+
+
+def inbound_definitions(site: Site) -> dg.Definitions:
+    """Return what every ring peer pushes to us (asset, `arriving` check, sensor); empty when
+    no customer here has tier B (then no inbound expectations either)."""
+    hours = max((ring_settings(c).inbound_freshness_hours for c in site.customers.values()
+                 if c.tiers and c.tiers.ring), default=None)
+    if hours is None:
+        return dg.Definitions()
+    peers = sorted(site.peers().items())
     return dg.Definitions(
-        assets=assets, jobs=jobs, schedules=schedules, asset_checks=checks, sensors=sensors,
+        assets=[inbound_spec(peer, block, hours) for peer, block in peers],
+        asset_checks=[build_arriving_check(peer, block, hours) for peer, block in peers],
+        sensors=[build_inbound_sensor(peer, block, hours) for peer, block in peers])
+
+
+def tier_c_definitions(site: Site, customer_name: str) -> dg.Definitions:
+    """Given a customer, return its tier-C asset, volumes_current check, jobs, daily schedule
+    and mount sensor; empty without `tiers.cold`."""
+    customer = site.customer(customer_name)
+    if not (customer.tiers and customer.tiers.cold):
+        return dg.Definitions()
+    cold = cold_settings(customer_name, customer)
+    check = build_volumes_current_check(customer_name, cold, tier_timezone(customer))
+    sync, rotation = tier_c_jobs(customer_name, customer, check)
+    return dg.Definitions(
+        assets=[build_tier_c_asset(site, customer_name)], asset_checks=[check],
+        jobs=[sync, rotation],
+        schedules=[cold_rotation_daily(customer_name, customer, rotation)],
+        sensors=[build_cold_sensor(customer_name, cold, sync, tier_c_op(customer_name))])
+
+
+def build_definitions(site: Site) -> dg.Definitions:
+    """Given customers.yaml, return the code location: every tier of every customer this
+    site backs up, the peers' inbound pushes and the restore job."""
+    names = site.backed_up_customers()
+    parts = [dg.Definitions(
         # Runs launched by the CLI pass a terminal reporter; runs from the UI log instead.
-        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)},
-    )
+        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)})]
+    parts += [tier_a_definitions(site, n) for n in names]
+    parts += [tier_b_definitions(site, n) for n in names]
+    parts += [tier_c_definitions(site, n) for n in names]
+    parts.append(inbound_definitions(site))
+    if names:
+        parts.append(dg.Definitions(jobs=[restore_job(site)]))
+    return dg.Definitions.merge(*parts)
 
 
 def load_definitions() -> dg.Definitions:
+    """Return the definitions of the customers.yaml found the usual way (load_config)."""
     return build_definitions(load_config())
 
 

@@ -9,9 +9,8 @@ key), a connect timeout and keepalives: a link that stops answering fails after
 ssh and restic call is bounded by a timeout. `ssh_fqdn` is tried first, `ssh_ip` when the name
 does not resolve or does not connect; a changed host key never falls back.
 
-We also hold the peer's pushes (the runbook's "ring backup 단방향" pitfall): `inbound_state`
-looks at `receive_dir_at_self` — file times, sizes, counts only; that repository is the peer's
-and encrypted with its password, which we neither have nor want.
+What the peer pushes to us is inbound.py; the copy-and-confirm core shared with tier C is
+copying.py.
 """
 
 from __future__ import annotations
@@ -22,11 +21,12 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from axe_pipelines.backup import local_repository
 from axe_pipelines.config import Customer, RingBackup, RingTier, Site
+from axe_pipelines.copying import NoSetToCopy, copy_set, newest_finished_set
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import (
     Repository,
@@ -39,7 +39,7 @@ from axe_pipelines.restic import (
     WrongPassword,
 )
 from axe_pipelines.secrets import SecretError, SecretSource
-from axe_pipelines.sets import BackupSet, list_sets
+from axe_pipelines.sets import BackupSet
 
 NEXT_STEP = "retry at the next scheduled run or run `axe backup --ring`; `axe doctor` checks ssh"
 
@@ -311,68 +311,36 @@ def _classify(exc: ResticError, where: str, host: str) -> RingError:
                      retryable=not isinstance(exc, ResticFatal), host=host)
 
 
-def present_ids(snapshots: list[Snapshot]) -> set[str]:
-    """Ids a repository holds, counting a copy as its original."""
-    return {s.original for s in snapshots if s.original} | {s.id for s in snapshots}
-
-
-def missing_from(the_set: BackupSet, snapshots: list[Snapshot]) -> list[Snapshot]:
-    """Members of `the_set` that are not in `snapshots` (matched by original id)."""
-    have = present_ids(snapshots)
-    return [s for s in the_set.snapshots if s.id not in have]
-
-
-def finished_sets(sets: list[BackupSet],
-                  in_progress: Callable[[str], bool] | None) -> tuple[list[BackupSet], list[str]]:
-    """(sets whose tier-A run has finished, run ids of the sets left out because their run is
-    still writing them). `in_progress(run_id)` answers from the Dagster instance; without it
-    every set counts as finished."""
-    if in_progress is None:
-        return sets, []
-    busy = [s.run_id for s in sets if in_progress(s.run_id)]
-    return [s for s in sets if s.run_id not in busy], busy
-
-
 def latest_set(customer_name: str, customer: Customer, *, binary: str | None = None,
                in_progress: Callable[[str], bool] | None = None,
                log: Callable[[str], None] | None = None) -> BackupSet:
-    """The newest tier-A set whose run has finished (a set still being written by a running
-    tier-A run is never copied); RingError when there is none."""
+    """Given a customer, return the newest tier-A set whose run has finished (a set still
+    being written by a running tier-A run is never copied). Raise RingError when there is
+    none (retryable while the only set is still being written)."""
     try:
-        sets = list_sets(Restic(local_repository(customer_name, customer), binary=binary,
-                                timeout=600), customer_name)
-    except ResticError as exc:
-        raise RingError(f"tier B of {customer_name}: cannot read tier A: {exc}",
-                        retryable=False) from None
-    done, busy = finished_sets(sets, in_progress)
-    if busy and log:
-        log(f"tier B: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run is "
-            f"still writing them")
-    if not done:
-        if busy:
-            raise RingError(f"tier B of {customer_name}: the only tier-A set is still being "
-                            f"written by run {busy[-1][:8]}; nothing copied, retried later",
-                            retryable=True)
-        raise RingError(f"tier B of {customer_name}: tier A holds no backup set yet; run "
-                        f"`axe backup --local` first", retryable=False)
-    return done[-1]
+        return newest_finished_set(customer_name, customer, tier="tier B",
+                                   in_progress=in_progress, say=log, binary=binary)
+    except NoSetToCopy as exc:
+        raise RingError(str(exc) + ("; nothing copied, retried later" if exc.waiting else ""),
+                        retryable=exc.waiting) from None
 
 
 def push_set(config: Site, customer_name: str, peer: str, *,
              binary: str | None = None, log: Callable[[str], None] | None = None,
              in_progress: Callable[[str], bool] | None = None) -> PushResult:
-    """Copies every snapshot of the latest tier-A set to the peer's repository.
+    """Given a customer and a peer, copy every snapshot of the latest finished tier-A set to
+    our repository at the peer and return the PushResult.
 
     Initialises the peer repository on first use (`--copy-chunker-params` from tier A), never
     re-initialises one that exists, clears locks at the peer only when provably stale, copies
-    what is missing and reads the peer back to confirm the whole set is there.
-    Returns a PushResult; raises RingError (with `retryable`).
+    what is missing and reads the peer back to confirm the whole set is there (copy_set).
+    Raise RingError (with `retryable`).
     """
     say = log or (lambda _msg: None)
     started = time.monotonic()
     pl = link(config, customer_name, peer, binary=binary)
-    customer = pl.customer
-    the_set = latest_set(customer_name, customer, binary=binary, in_progress=in_progress,
+    source = local_repository(customer_name, pl.customer)
+    the_set = latest_set(customer_name, pl.customer, binary=binary, in_progress=in_progress,
                          log=say)
     status = pl.probe()
     say(f"tier B: {peer} reachable at {status.host}"
@@ -381,7 +349,7 @@ def push_set(config: Site, customer_name: str, peer: str, *,
     where = f"{peer} at {status.host}"
     result = PushResult(customer=customer_name, peer=peer, host=status.host,
                         run_id=the_set.run_id, set_time=the_set.time, set_ids=the_set.ids,
-                        status=status)
+                        status=status, the_set=the_set)
     try:
         try:
             # Before anything else: a lock left by an earlier run whose process is gone (the
@@ -393,30 +361,22 @@ def push_set(config: Site, customer_name: str, peer: str, *,
         if result.cleared_locks:
             say(f"tier B: removed {result.cleared_locks} stale lock(s) at {peer}")
         if not exists:
-            result.created_repository = restic.init(
-                copy_chunker_params_from=local_repository(customer_name, customer))
+            result.created_repository = restic.init(copy_chunker_params_from=source)
             say(f"tier B: created the repository at {pl.location(status.host)} with tier A's "
                 f"chunker parameters")
-        before = restic.snapshots(tags=[f"customer={customer_name}"])
-        todo = missing_from(the_set, before)
-        result.already_present = [s.id for s in the_set.snapshots if s not in todo]
-        if todo:
-            say(f"tier B: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {peer}")
-            restic.copy(local_repository(customer_name, customer), [s.id for s in todo])
-        after = restic.snapshots(tags=[f"customer={customer_name}"])
+        copied = copy_set(restic, source, the_set, customer_name, tier="tier B", to=peer,
+                          say=say)
     except ResticError as exc:
         raise _classify(exc, where, status.host) from None
     except SecretError as exc:
         raise RingError(f"tier B: {where}: {exc}", retryable=False) from None
-    still = missing_from(the_set, after)
-    if still:
-        raise RingError(f"tier B: {where}: {len(still)} snapshot(s) of set {the_set.run_id[:8]} "
-                        f"are still missing after the copy ({', '.join(s.short_id for s in still)})"
-                        f"; local tier unaffected; {NEXT_STEP}", retryable=True,
-                        host=status.host)
-    result.the_set, result.at_peer = the_set, after
-    result.copied = [s.id for s in todo]
-    result.bytes = sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo)
+    if copied.still_missing:
+        ids = ", ".join(s.short_id for s in copied.still_missing)
+        raise RingError(f"tier B: {where}: {len(copied.still_missing)} snapshot(s) of set "
+                        f"{the_set.run_id[:8]} are still missing after the copy ({ids}); local "
+                        f"tier unaffected; {NEXT_STEP}", retryable=True, host=status.host)
+    result.at_peer, result.copied = copied.after, copied.copied
+    result.already_present, result.bytes = copied.already_present, copied.bytes
     result.duration_s = time.monotonic() - started
     return result
 
@@ -437,76 +397,3 @@ def open_ring(config: Site, customer_name: str, peer: str, *,
     """A Restic for our repository at the peer, at the first address that answers."""
     pl = link(config, customer_name, peer, binary=binary)
     return pl.restic(pl.probe().host)
-
-
-# --- inbound: what the peer pushes to us -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InboundState:
-    path: str
-    exists: bool
-    snapshot_files: int
-    newest: datetime | None  # newest file under snapshots/ (a push writes one per snapshot)
-    total_bytes: int
-
-    def age_hours(self, now: datetime | None = None) -> float | None:
-        if self.newest is None:
-            return None
-        return ((now or datetime.now(UTC)) - self.newest).total_seconds() / 3600
-
-
-def inbound_state(block: RingBackup) -> InboundState:
-    """File times, sizes and counts of the peer's repository under receive_dir_at_self.
-    Nothing is decrypted: we do not have (and must not have) the peer's password."""
-    root = block.receive_dir_at_self.expanduser()
-    if not root.is_dir():
-        return InboundState(str(root), False, 0, None, 0)
-    snaps = [p for p in (root / "snapshots").glob("*") if p.is_file()]
-    newest = max((p.stat().st_mtime for p in snaps), default=None)
-    total = 0
-    for p in root.rglob("*"):
-        try:
-            if p.is_file():
-                total += p.stat().st_size
-        except OSError:
-            continue  # the peer may be pruning right now
-    return InboundState(str(root), True, len(snaps),
-                        datetime.fromtimestamp(newest, UTC) if newest else None, total)
-
-
-
-def doctor_ring(config: Site) -> list[tuple[str, str]]:
-    """`axe doctor` lines for tier B: ("ok"|"warn"|"FAIL", text) per peer we push to and per
-    peer that pushes to us. Every probe is bounded by the ssh timeouts."""
-    lines: list[tuple[str, str]] = []
-    pushing = [n for n in config.backed_up_customers()
-               if (t := config.customers[n].tiers) is not None and t.ring is not None]
-    for name in pushing:
-        try:
-            peers = ring_peers(config, name)
-        except RingError as exc:
-            lines.append(("FAIL", str(exc)))
-            continue
-        for peer in peers:
-            try:
-                st = link(config, name, peer).probe()
-            except RingError as exc:
-                lines.append(("FAIL", str(exc)))
-                continue
-            free = f"{st.free_bytes / 1024 ** 3:.1f} GiB free" if st.free_bytes else "free ?"
-            lines.append(("ok", f"ring peer {peer} reachable at {st.host}"
-                                f"{' (ssh_ip fallback)' if st.via_fallback else ''}: restic "
-                                f"{st.restic_version or 'not found'}, {free}"))
-        hours = ring_settings(config.customers[name]).inbound_freshness_hours
-        for peer, block in sorted(config.peers().items()):
-            state = inbound_state(block)
-            age = state.age_hours()
-            if age is not None and age <= hours:
-                lines.append(("ok", f"inbound from {peer}: last push {age:.1f} h ago"))
-            else:
-                lines.append(("warn", f"inbound from {peer}: "
-                              + (f"last push {age:.1f} h ago" if age is not None else
-                                 f"nothing in {state.path}")
-                              + " (ring backup 단방향? ask its operator)"))
-    return lines

@@ -1,22 +1,59 @@
-"""Tier schedules, evaluated in the tier's zone (Asia/Seoul by default)."""
+"""Schedules, evaluated in the tier's zone (Asia/Seoul by default), all on by default so a
+running dagster-daemon backs up without anyone flipping a switch."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from axe_pipelines.config import Customer, tier_timezone
+from axe_pipelines.names import (
+    cold_rotation_schedule,
+    peer_check_job,
+    tier_a_schedule,
+    tier_b_schedule,
+)
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition as AssetJob,
+    )
 
 
-def tier_a_schedule(customer_name: str, customer: Customer,
-                    job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
-    """Nightly tier A (03:00 Asia/Seoul unless customers.yaml says otherwise); on by default
-    so a running dagster-daemon backs up without anyone flipping a switch."""
+def tier_a_nightly(customer_name: str, customer: Customer, job: AssetJob) -> dg.ScheduleDefinition:
+    """Return the nightly tier-A schedule (03:00 unless customers.yaml says otherwise)."""
     assert customer.tiers is not None
     return dg.ScheduleDefinition(
-        name=f"{customer_name.replace('-', '_')}_tier_a_nightly",
-        cron_schedule=customer.tiers.local.schedule,
-        execution_timezone=tier_timezone(customer),
-        job=job,
+        name=tier_a_schedule(customer_name), cron_schedule=customer.tiers.local.schedule,
+        execution_timezone=tier_timezone(customer), job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Tier A backup of {customer_name} into its local restic repository.",
-    )
+        description=f"Tier A backup of {customer_name} into its local restic repository.")
+
+
+def tier_b_schedules(customer_name: str, customer: Customer, push: AssetJob,
+                     look: AssetJob) -> list[dg.ScheduleDefinition]:
+    """Return the nightly push (03:30) and the peer_now look (every 6 h) of tier B."""
+    assert customer.tiers is not None and customer.tiers.ring is not None
+    ring, zone = customer.tiers.ring, tier_timezone(customer)
+    return [
+        dg.ScheduleDefinition(
+            name=tier_b_schedule(customer_name), cron_schedule=ring.schedule,
+            execution_timezone=zone, job=push, default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"Tier B push of {customer_name} (after tier A)."),
+        dg.ScheduleDefinition(
+            name=peer_check_job(customer_name), cron_schedule=ring.peer_check_schedule,
+            execution_timezone=zone, job=look, default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"peer_now of {customer_name}'s ring peers between the nightly "
+                        f"pushes."),
+    ]
+
+
+def cold_rotation_daily(customer_name: str, customer: Customer,
+                        job: AssetJob) -> dg.ScheduleDefinition:
+    """Return the daily (09:00) volumes_current schedule of tier C."""
+    return dg.ScheduleDefinition(
+        name=cold_rotation_schedule(customer_name), cron_schedule="0 9 * * *",
+        execution_timezone=tier_timezone(customer), job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Daily: fail when a cold SSD has not been synced within its rotation.")

@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a, repository_pool
+from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.backup import local_restic
 from axe_pipelines.instance import ensure_dagster_home
+from axe_pipelines.names import PROGRESS_RESOURCE, repository_pool
 
 from .conftest import server_entry
 from .test_tier_a import table_counts
@@ -132,7 +133,7 @@ def test_one_database_alone_then_its_check_alone(make_config, dagster_home):
 
 def test_failed_database_fails_the_run_and_the_coverage_check(make_config, server_a,
                                                                dagster_home):
-    from axe_pipelines.postgres import free_port
+    from axe_pipelines.postgres.cluster import free_port
 
     _, config = make_config(
         servers={"frame-postgres": server_entry(server_a),

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from axe_pipelines.assets.tier_a import PROGRESS_RESOURCE, build_tier_a
+from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.backup import local_restic
+from axe_pipelines.names import PROGRESS_RESOURCE
 
 from .conftest import PG_PASSWORD
 

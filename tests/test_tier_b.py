@@ -18,22 +18,18 @@ import pytest
 import yaml
 
 from axe_pipelines import cli
-from axe_pipelines.assets.tier_a import repository_pool, tier_a_tags
-from axe_pipelines.assets.tier_b import (
-    build_inbound,
-    build_tier_b,
-    build_tier_b_asset,
-    inbound_events,
-    inbound_key,
-    tier_b_key,
-)
+from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
 from axe_pipelines.backup import TAG_TOOL, local_restic, run_tier_a
 from axe_pipelines.checks.tier_b import set_present_result
 from axe_pipelines.config import Site as SiteModel
 from axe_pipelines.config import load_config
+from axe_pipelines.definitions import tier_b_definitions
+from axe_pipelines.inbound import inbound_state
+from axe_pipelines.names import inbound_key, repository_pool, repository_tags, tier_b_key
 from axe_pipelines.restic import Repository, Restic, find_restic, restic_version
-from axe_pipelines.ring import RingError, inbound_state, link, peer_snapshots, push_set
+from axe_pipelines.ring import RingError, link, peer_snapshots, push_set
 from axe_pipelines.secrets import EnvSource
+from axe_pipelines.sensors.inbound import build_inbound_sensor, inbound_events
 from axe_pipelines.sets import list_sets
 from axe_pipelines.tiers import open_tier
 from tests.conftest import REPO_PASSWORD_ENV, server_entry
@@ -323,8 +319,9 @@ def test_a_set_still_being_written_by_tier_a_is_not_copied(site: Site, dagster_h
         tags=[TAG_TOOL, "customer=axe", "kind=files", "folder=files", f"run={running.run_id}"])
     asset = build_tier_b_asset(config, "axe", "realchoice", retry=False)
     # The scheduled job is queued behind tier-A runs on the same repository...
-    job = build_tier_b(config, "axe")[2][0]
-    assert job.tags["axe/repository"] == tier_a_tags(config.customer("axe"))["axe/repository"]
+    job = next(j for j in tier_b_definitions(config, "axe").jobs if j.name == "axe_tier_b")
+    assert job.tags["axe/repository"] == repository_tags(
+        config.customer("axe"))["axe/repository"]
     # ...and its op shares tier A's pool (one op at a time per tier-A repository).
     assert asset.op.pool == repository_pool(config.customer("axe"))
 
@@ -518,7 +515,8 @@ def test_wrong_password_is_not_retried(site: Site, dagster_home, monkeypatch):
 
 def test_cli_ring_records_a_dagster_run_with_metadata(site: Site, dagster_home, capsys):
     config = site.config()
-    assets, _, jobs, schedules = build_tier_b(config, "axe")
+    defs = tier_b_definitions(config, "axe")
+    assets, schedules = list(defs.assets), list(defs.schedules)
     assert [a.key for a in assets] == [tier_b_key("axe", "realchoice")]
     assert schedules[0].cron_schedule == "30 3 * * *"
     assert schedules[0].execution_timezone == "Asia/Seoul"
@@ -598,7 +596,8 @@ def test_inbound_sensor_reports_pushes_and_when_they_stop(site: Site, dagster_ho
     state = inbound_state(block)
     assert state.snapshot_files == 1 and state.total_bytes > 0
 
-    spec, check, sensor = build_inbound("realchoice", block, 26)
+    spec = inbound_spec("realchoice", block, 26)
+    sensor = build_inbound_sensor("realchoice", block, 26)
     assert spec.key == inbound_key("realchoice") and spec.freshness_policy is not None
     instance = dg.DagsterInstance.get()
     result = sensor(dg.build_sensor_context(instance=instance))

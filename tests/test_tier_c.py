@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from axe_pipelines import cli
-from axe_pipelines.assets.tier_c import build_tier_c, op_name, tier_c_key
 from axe_pipelines.backup import local_restic
 from axe_pipelines.checks.tier_c import volumes_current_result
 from axe_pipelines.cold import (
@@ -35,6 +34,8 @@ from axe_pipelines.cold import (
 )
 from axe_pipelines.config import Site as SiteModel
 from axe_pipelines.config import load_config
+from axe_pipelines.definitions import tier_c_definitions
+from axe_pipelines.names import tier_c_key, tier_c_op
 from axe_pipelines.restic import Repository, Restic
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sets import list_sets
@@ -294,7 +295,8 @@ def test_one_failing_volume_does_not_skip_the_others(site: Site, dagster_home):
     (broken / "restic-repo").mkdir()
     (broken / "restic-repo" / "not-restic.txt").write_text("someone else's files\n")
     good = site.volume(2)
-    assets, checks, *_ = build_tier_c(config, "axe")
+    defs = tier_c_definitions(config, "axe")
+    assets, checks = list(defs.assets), list(defs.asset_checks)
     run = dg.materialize([*assets, *checks], instance=dg.DagsterInstance.get(),
                          selection=[tier_c_key("axe")], raise_on_error=False)
     assert not run.success  # the run says one volume failed...
@@ -344,7 +346,7 @@ def _tick(sensor, instance, cursor):
 
 def test_sensor_once_per_mount_across_ticks(site: Site, dagster_home):
     config = site.config()
-    *_, sensors = build_tier_c(config, "axe")
+    sensors = list(tier_c_definitions(config, "axe").sensors)
     sensor = sensors[0]
     instance = dg.DagsterInstance.get()
 
@@ -355,7 +357,7 @@ def test_sensor_once_per_mount_across_ticks(site: Site, dagster_home):
     requests, cursor = _tick(sensor, instance, cursor)
     assert len(requests) == 1
     first = requests[0]
-    assert first.run_config["ops"][op_name("axe")]["config"]["volume"] == str(path)
+    assert first.run_config["ops"][tier_c_op("axe")]["config"]["volume"] == str(path)
     # The run key names the volume and this mount, nothing else: the same tick evaluated
     # again (a daemon restart) asks for the same run, which Dagster starts only once.
     again, _ = _tick(sensor, instance, before_mount)
@@ -381,7 +383,7 @@ def test_sensor_once_per_mount_across_ticks(site: Site, dagster_home):
 def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
     config = site.config(accept_plain_folders=False)
     path = site.volume(1)
-    *_, sensors = build_tier_c(config, "axe")
+    sensors = list(tier_c_definitions(config, "axe").sensors)
     instance = dg.DagsterInstance.get()
     requests, cursor = _tick(sensors[0], instance, None)
     assert requests == []  # an empty mount-point folder is not a volume
@@ -395,10 +397,11 @@ def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
         assert [r.run_key for r in _tick(sensors[0], instance, before_mount)[0]] == [first]
         requests, cursor = _tick(sensors[0], instance, cursor)
         assert requests == []
-        assets, checks, *_ = build_tier_c(config, "axe")
+        defs = tier_c_definitions(config, "axe")
+        assets, checks = list(defs.assets), list(defs.asset_checks)
         run = dg.materialize([*assets, *checks], instance=instance,
                              selection=[tier_c_key("axe")],
-                             run_config={"ops": {op_name("axe"): {"config": {
+                             run_config={"ops": {tier_c_op("axe"): {"config": {
                                  "volume": str(path)}}}}, raise_on_error=False)
         assert run.success
         assert (path / "restic-repo" / "config").is_file()
@@ -425,7 +428,9 @@ def test_two_volumes_both_sync_with_rotation_and_overdue_checks(site: Site, dags
     other = expected % 3 + 1
     site.volume(expected)
     site.volume(other)
-    assets, checks, jobs, schedules, sensors = build_tier_c(config, "axe")
+    defs = tier_c_definitions(config, "axe")
+    assets, checks = list(defs.assets), list(defs.asset_checks)
+    schedules, sensors = list(defs.schedules), list(defs.sensors)
     instance = dg.DagsterInstance.get()
     requests, _ = _tick(sensors[0], instance, None)
     assert len(requests) == 2 and len({r.run_key for r in requests}) == 2

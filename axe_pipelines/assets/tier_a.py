@@ -36,37 +36,27 @@ from axe_pipelines.checks.tier_a import (
     restorable_result,
     restorable_spec,
 )
-from axe_pipelines.config import Customer, freshness_window, repository_id, tier_timezone
-from axe_pipelines.postgres import PostgresError
+from axe_pipelines.config import Customer, freshness_window, tier_timezone
+from axe_pipelines.names import (
+    KIND_TAG,
+    PROGRESS_RESOURCE,
+    SCHEDULED_TIME_TAG,
+    TIER_TAG,
+    item_key,
+    repository_pool,
+    set_key,
+    tier_a_group,
+    tier_a_op,
+)
+from axe_pipelines.postgres.client import PostgresError
 from axe_pipelines.progress import LogReporter
-from axe_pipelines.restic import ResticError
-
-PROGRESS_RESOURCE = "axe_progress"
-SCHEDULED_TIME_TAG = "dagster/scheduled_execution_time"
-
-
-def item_key(customer_name: str, item: Item) -> dg.AssetKey:
-    if item.kind == "pgdump":
-        return dg.AssetKey([customer_name, "db", item.name, "dump"])
-    return dg.AssetKey([customer_name, item.kind, item.name])
-
-
-def set_key(customer_name: str) -> dg.AssetKey:
-    return dg.AssetKey([customer_name, "tier_a", "local"])
-
-
-def repository_pool(customer: Customer) -> str:
-    assert customer.tiers is not None
-    return f"restic-{repository_id(customer.tiers.local.repository.expanduser())}"
-
-
-def group_name(customer_name: str) -> str:
-    return f"{customer_name.replace('-', '_')}_tier_a"
+from axe_pipelines.restic import Restic, ResticError
 
 
 def logical_time(tags: dict[str, str], timezone: str, now: datetime | None = None) -> datetime:
-    """The run's logical time: the schedule's tick when scheduled, else now (whole seconds),
-    in the tier's zone. Snapshots carry it as their restic time."""
+    """Given a run's tags and the tier's zone, return the run's logical time: the schedule's
+    tick when scheduled, else now (whole seconds), in that zone. Snapshots carry it as their
+    restic time."""
     zone = ZoneInfo(timezone)
     text = tags.get(SCHEDULED_TIME_TAG)
     if text:
@@ -75,6 +65,7 @@ def logical_time(tags: dict[str, str], timezone: str, now: datetime | None = Non
 
 
 def _describe(customer: Customer, item: Item) -> str:
+    """The UI's description of one item's asset."""
     if item.kind == "pgdump":
         db = customer.databases[item.name]
         return (f"pg_dump ({db.format}) of database {customer.database_name(item.name)} on "
@@ -87,6 +78,8 @@ def _describe(customer: Customer, item: Item) -> str:
 
 
 def item_metadata(result: ItemResult, run: TierAResult) -> dict[str, object]:
+    """Given one item's result in a run, return its materialization metadata (a dump's row
+    counts among them: the restore's row-count check reads them back)."""
     meta: dict[str, object] = {
         "snapshot_id": result.snapshot_id or "",
         "snapshot_time": run.at.isoformat(),
@@ -110,6 +103,7 @@ def item_metadata(result: ItemResult, run: TierAResult) -> dict[str, object]:
 
 
 def set_metadata(run: TierAResult) -> dict[str, object]:
+    """Given a tier-A run, return the night's set's metadata: members, failures, totals."""
     by_id = {s.id: s for s in run.snapshots}
     records = []
     for r in run.results:
@@ -143,33 +137,63 @@ def _latest_dump_metadata(context: dg.AssetExecutionContext,
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
-    """The tier-A multi-asset of one customer, with its coverage and restorable checks."""
-    items = plan_tier_a(customer)
-    keys = {item: item_key(customer_name, item) for item in items}
-    the_set = set_key(customer_name)
+def _restorable(context: AssetExecutionContext, restic: Restic, key: dg.AssetKey,
+                fresh: ItemResult | None, dumped_now: bool) -> dg.AssetCheckResult:
+    """The restorable check of one dump: this run's dump, or (a check-only selection) the
+    latest recorded one, read back out of the repository."""
+    if fresh is not None:
+        snap, path, fmt, counts = fresh.snapshot_id, fresh.path, fresh.format, fresh.row_counts
+    elif dumped_now:
+        return restorable_result(key, None, None, "the dump failed in this run")
+    else:
+        meta = _latest_dump_metadata(context, key)
+        if not meta:
+            return restorable_result(key, None, None, "no dump materialized yet")
+        snap, path = str(meta["snapshot_id"]), str(meta["path"])
+        fmt, counts = str(meta.get("format", "custom")), dict(meta["row_counts"])
+    try:
+        check: DumpCheck = verify_dump(restic, snap, path, fmt=fmt or "custom",
+                                       expected_counts=counts)
+    except (ResticError, PostgresError) as exc:
+        return restorable_result(key, snap, None, str(exc).splitlines()[0])
+    return restorable_result(key, snap, check)
+
+
+def _specs(customer_name: str, customer: Customer, items: list[Item]) -> list[dg.AssetSpec]:
+    """One spec per item plus the night's set, all with tier A's freshness policy."""
     window = freshness_window(customer)
     freshness = dg.FreshnessPolicy.time_window(
         fail_window=window, warn_window=max(window - timedelta(hours=2), timedelta(hours=1)))
-    group = group_name(customer_name)
+    group = tier_a_group(customer_name)
     specs = [
-        dg.AssetSpec(keys[item], description=_describe(customer, item), group_name=group,
+        dg.AssetSpec(item_key(customer_name, item), description=_describe(customer, item),
+                     group_name=group,
                      kinds={"postgres", "restic"} if item.kind != "files" else {"restic"},
                      freshness_policy=freshness, skippable=True,
-                     tags={"axe/tier": "a", "axe/kind": item.kind})
+                     tags={TIER_TAG: "a", KIND_TAG: item.kind})
         for item in items
     ]
     specs.append(dg.AssetSpec(
-        the_set, deps=list(keys.values()), group_name=group, freshness_policy=freshness,
-        skippable=True, kinds={"restic"}, tags={"axe/tier": "a"},
+        set_key(customer_name), deps=[item_key(customer_name, i) for i in items],
+        group_name=group, freshness_policy=freshness, skippable=True, kinds={"restic"},
+        tags={TIER_TAG: "a"},
         description=f"The night's tier A set of {customer_name}: every dump and folder "
                     f"snapshot of one run in {customer.tiers.local.repository}, read back "
                     f"from the repository."))
+    return specs
+
+
+def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
+    """Given a customer with tier A, return its tier-A multi-asset (every item and the
+    night's set) with the coverage and restorable checks."""
+    items = plan_tier_a(customer)
+    keys = {item: item_key(customer_name, item) for item in items}
+    the_set = set_key(customer_name)
     dumps = [i for i in items if i.kind == "pgdump"]
     check_specs = [coverage_spec(the_set)] + [restorable_spec(keys[i]) for i in dumps]
     timezone = tier_timezone(customer)
 
-    @dg.multi_asset(name=f"{customer_name.replace('-', '_')}_tier_a_backup", specs=specs,
+    @dg.multi_asset(name=tier_a_op(customer_name), specs=_specs(customer_name, customer, items),
                     check_specs=check_specs, can_subset=True, pool=repository_pool(customer),
                     required_resource_keys={PROGRESS_RESOURCE})
     def tier_a(context: AssetExecutionContext):
@@ -188,32 +212,12 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
                 yield dg.MaterializeResult(asset_key=keys[r.item], metadata=item_metadata(r, run))
 
         # restorable: the dumps of this run, or (check-only selection) the latest ones.
-        selected_checks = context.selected_asset_check_keys
         fresh = {r.item: r for r in run.results if r.ok}
-        to_verify = [i for i in dumps
-                     if dg.AssetCheckKey(keys[i], "restorable") in selected_checks]
-
-        def verify(item: Item) -> dg.AssetCheckResult:
-            if item in fresh:
-                r = fresh[item]
-                snap, path, fmt, counts = r.snapshot_id, r.path, r.format, r.row_counts
-            elif keys[item] in selected:
-                return restorable_result(keys[item], None, None, "the dump failed in this run")
-            else:
-                meta = _latest_dump_metadata(context, keys[item])
-                if not meta:
-                    return restorable_result(keys[item], None, None, "no dump materialized yet")
-                snap, path = str(meta["snapshot_id"]), str(meta["path"])
-                fmt, counts = str(meta.get("format", "custom")), dict(meta["row_counts"])
-            try:
-                check: DumpCheck = verify_dump(restic, snap, path, fmt=fmt or "custom",
-                                               expected_counts=counts)
-            except (ResticError, PostgresError) as exc:
-                return restorable_result(keys[item], snap, None, str(exc).splitlines()[0])
-            return restorable_result(keys[item], snap, check)
-
+        to_verify = [i for i in dumps if dg.AssetCheckKey(keys[i], "restorable")
+                     in context.selected_asset_check_keys]
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="axe-verify") as pool:
-            yield from pool.map(verify, to_verify)
+            yield from pool.map(lambda i: _restorable(context, restic, keys[i], fresh.get(i),
+                                                      keys[i] in selected), to_verify)
 
         if the_set in selected:
             if in_set:
@@ -228,13 +232,3 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
                 metadata={"failed": lines})
 
     return tier_a
-
-
-def tier_a_selection(customer_name: str) -> dg.AssetSelection:
-    return dg.AssetSelection.groups(group_name(customer_name))
-
-
-def tier_a_tags(customer: Customer) -> dict[str, str]:
-    assert customer.tiers is not None
-    return {"axe/repository": repository_id(customer.tiers.local.repository.expanduser()),
-            "axe/tier": "a"}

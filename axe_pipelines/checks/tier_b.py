@@ -1,18 +1,22 @@
 """Asset checks of tier B: *set_present* and *reachable* on `<customer>/tier_b/<peer>`, and
 *arriving* on `peers/<peer>/inbound` (the peer's pushes to us keep coming).
 
-The evaluation is plain Python (ring.py); these functions turn it into check specs/results.
+The evaluation is plain Python (ring.py, inbound.py); these functions turn it into check
+specs, results and the two checks that run on their own (peer_now, arriving).
+(No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
 """
 
-from __future__ import annotations
-
+from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
 
-from axe_pipelines.config import RingBackup
+from axe_pipelines.config import RingBackup, Site
+from axe_pipelines.copying import missing_from
+from axe_pipelines.inbound import InboundState, inbound_state
+from axe_pipelines.names import inbound_key, tier_b_key
 from axe_pipelines.restic import Snapshot
-from axe_pipelines.ring import InboundState, PeerStatus, RingError, missing_from
+from axe_pipelines.ring import PeerStatus, RingError, latest_set, link, peer_snapshots
 from axe_pipelines.sets import BackupSet
 
 SET_PRESENT = "set_present"
@@ -23,6 +27,7 @@ GIB = 1024 ** 3
 
 
 def set_present_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """Return the spec of `set_present` on a tier-B asset (evaluated by the push)."""
     return dg.AssetCheckSpec(
         SET_PRESENT, asset=key,
         description="Every snapshot of the latest tier-A set is in the peer's repository "
@@ -30,6 +35,7 @@ def set_present_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 
 def reachable_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """Return the spec of `reachable` on a tier-B asset (evaluated by the push)."""
     return dg.AssetCheckSpec(
         REACHABLE, asset=key,
         description="ssh to the peer works now (key auth, pinned host key); warns when the "
@@ -38,6 +44,8 @@ def reachable_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 def set_present_result(key: dg.AssetKey, the_set: BackupSet,
                        at_peer: list[Snapshot]) -> dg.AssetCheckResult:
+    """Given the set and the peer's snapshots read back, return `set_present`: ERROR when a
+    member is missing at the peer."""
     missing = missing_from(the_set, at_peer)
     return dg.AssetCheckResult(
         asset_key=key, check_name=SET_PRESENT, passed=not missing,
@@ -50,7 +58,8 @@ def set_present_result(key: dg.AssetKey, the_set: BackupSet,
 
 
 def peer_warnings(block: RingBackup, status: PeerStatus) -> list[str]:
-    """How the reachable peer differs from customers.yaml (restic version, free disk)."""
+    """Given the peer's block and what ssh found, return how the peer differs from
+    customers.yaml (restic version, free disk); empty when it does not."""
     warnings = []
     if block.restic_version and status.restic_version and \
             status.restic_version != block.restic_version:
@@ -146,6 +155,8 @@ def arriving_evaluation(key: dg.AssetKey, state: InboundState, window_hours: flo
 
 def arriving_fields(state: InboundState, window_hours: float,
                     now: datetime | None = None) -> dict:
+    """Given one look at the peer's pushes, return the fields of `arriving` (passed, severity,
+    description, metadata): ERROR when nothing arrived within `window_hours`."""
     age = state.age_hours(now)
     if not state.exists:
         passed, text = False, f"{state.path} does not exist: the peer has never pushed to us"
@@ -161,3 +172,56 @@ def arriving_fields(state: InboundState, window_hours: float,
                          "newest": state.newest.isoformat() if state.newest else "",
                          "age_hours": round(age, 2) if age is not None else -1.0,
                          "total_bytes": state.total_bytes}}
+
+
+def tier_a_running(instance: dg.DagsterInstance, own_run: str | None = None,
+                   ) -> Callable[[str], bool]:
+    """Given the Dagster instance, return `in_progress(run_id)`: True when the tier-A run that
+    wrote a set is still running (its set may be half-written). `own_run` (the asking run)
+    and runs this instance does not know (sets made elsewhere) count as finished."""
+
+    def in_progress(run_id: str) -> bool:
+        if run_id == own_run:
+            return False
+        run = instance.get_run_by_id(run_id)
+        return run is not None and not run.is_finished
+
+    return in_progress
+
+
+def build_peer_now_check(config: Site, customer_name: str,
+                         peer: str) -> dg.AssetChecksDefinition:
+    """Return `peer_now` on `<customer>/tier_b/<peer>`: it runs on its own (a schedule, or
+    from the UI), not only with the nightly push, so a peer that went away shows before the
+    next night. It only looks; the peer's repository is never written."""
+    key = tier_b_key(customer_name, peer)
+    customer = config.customer(customer_name)
+    block = link(config, customer_name, peer).block
+
+    @dg.asset_check(asset=key, name=PEER_NOW,
+                    description=f"ssh to {peer} works now and its repository holds "
+                                f"{customer_name}'s latest finished tier-A set.")
+    def peer_now(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        try:
+            the_set = latest_set(customer_name, customer,
+                                 in_progress=tier_a_running(context.instance))
+            status, at_peer = peer_snapshots(config, customer_name, peer)
+        except RingError as exc:
+            return peer_now_result(key, block, error=exc)
+        return peer_now_result(key, block, status=status, the_set=the_set, at_peer=at_peer)
+
+    return peer_now
+
+
+def build_arriving_check(peer: str, block: RingBackup,
+                         window_hours: float) -> dg.AssetChecksDefinition:
+    """Return `arriving` on `peers/<peer>/inbound`: the peer's pushes to us keep arriving."""
+    key = inbound_key(peer)
+
+    @dg.asset_check(asset=key, name=ARRIVING,
+                    description=f"{peer}'s pushes to us keep arriving (newest snapshot file "
+                                f"younger than {window_hours:g} h).")
+    def arriving() -> dg.AssetCheckResult:
+        return arriving_result(key, inbound_state(block), window_hours)
+
+    return arriving

@@ -1,20 +1,27 @@
 """Asset checks of tier C on `<customer>/tier_c/cold`: *rotation* (the synced volume is this
 quarter's; WARN otherwise, naming the expected one) and *volumes_current* (every volume was
 synced within its rotation period — a forgotten SSD in a drawer shows up in the UI).
+(No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
 """
-
-from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from axe_pipelines.cold import first_turn_ends
+from axe_pipelines.config import ColdTier
+from axe_pipelines.names import tier_c_key
+
 ROTATION = "rotation"
 VOLUMES_CURRENT = "volumes_current"
 
 
+HISTORY = 200  # materializations read back for per-volume last-sync times
+
+
 def rotation_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """Return the spec of `rotation` on the tier-C asset (evaluated by the sync)."""
     return dg.AssetCheckSpec(
         ROTATION, asset=key,
         description="The volume synced is the one this quarter's rotation expects (quarters "
@@ -24,6 +31,8 @@ def rotation_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 def rotation_result(key: dg.AssetKey, synced: Iterable[int | None], expected: int,
                     names: Iterable[str]) -> dg.AssetCheckResult:
+    """Given the numbers and names of the volumes just synced and this quarter's number,
+    return `rotation`: WARN, naming the expected volume, when another one was synced."""
     synced = list(synced)
     ok = expected in synced
     return dg.AssetCheckResult(
@@ -54,8 +63,10 @@ def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volum
                            overdue_days: float, now: datetime | None = None,
                            first_turn_ends: Mapping[int, datetime] | None = None,
                            ) -> dg.AssetCheckResult:
-    """`first_turn_ends`: when each volume's first quarter ends (cold.first_turn_ends); a
-    volume never synced before then is not yet due. Without it, never synced is overdue."""
+    """Given each volume's last sync, return `volumes_current`: ERROR when a volume was not
+    synced within `overdue_days`. `first_turn_ends`: when each volume's first quarter ends
+    (cold.first_turn_ends); a volume never synced before then is not yet due. Without it,
+    never synced is overdue."""
     now = now or datetime.now(UTC)
     limit = timedelta(days=overdue_days)
     late, not_yet = [], []
@@ -77,3 +88,32 @@ def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volum
         metadata={"last_sync_by_volume": {str(n): last[n].isoformat() for n in sorted(last)},
                   "overdue_days": float(overdue_days), "overdue": late,
                   "not_yet_due": not_yet})
+
+
+def _history(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dict[str, object]]:
+    records = instance.fetch_materializations(key, limit=HISTORY).records
+    out = []
+    for record in records:
+        mat = record.asset_materialization
+        if mat is not None:
+            out.append({k: v.value for k, v in mat.metadata.items()})
+    return out
+
+
+def build_volumes_current_check(customer_name: str, cold: ColdTier,
+                                zone: str) -> dg.AssetChecksDefinition:
+    """Return `volumes_current` on `<customer>/tier_c/cold`, evaluated from the asset's
+    materialization history (run daily by its own schedule, and with every sync)."""
+    key = tier_c_key(customer_name)
+
+    @dg.asset_check(asset=key, name=VOLUMES_CURRENT,
+                    description=f"Every one of the {cold.volumes} cold volumes was synced within "
+                                f"{cold.overdue_days:g} days (its rotation period: one "
+                                f"quarter per volume, plus grace).")
+    def volumes_current(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        last = last_sync_by_volume(_history(context.instance, key))
+        return volumes_current_result(
+            key, last, cold.volumes, cold.overdue_days,
+            first_turn_ends=first_turn_ends(cold.volumes, cold.rotation_start_year, zone))
+
+    return volumes_current

@@ -1,1 +1,2 @@
-"""Sensors (cold-SSD mount, failure alerts) are added by the tier C and drill work."""
+"""Sensors: the cold-SSD mount sensor (cold.py) and the ring peers' inbound pushes
+(inbound.py)."""

@@ -13,15 +13,24 @@ mount that Linux gives the same id) asks for a new sync.
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from axe_pipelines.cold import Volume, find_volumes
 from axe_pipelines.config import ColdTier
+from axe_pipelines.names import TIER_TAG, VOLUME_TAG, cold_sensor
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition as AssetJob,
+    )
 
 
 @dataclass(frozen=True)
 class SyncRequest:
+    """One sync the sensor asks for: the volume, and the run key that makes it one run."""
+
     volume: Volume
     run_key: str
 
@@ -36,7 +45,8 @@ def _read_cursor(cursor: str | None) -> tuple[dict[str, dict], dict[str, int]]:
 
 def plan_syncs(customer_name: str, cold: ColdTier,
                cursor: str | None) -> tuple[list[SyncRequest], str]:
-    """(sync requests for newly mounted volumes, the new cursor) for one sensor tick."""
+    """Given the customer's cold settings and the sensor's cursor, return (sync requests for
+    the volumes mounted since the last tick, the new cursor)."""
     seen, generations = _read_cursor(cursor)
     present: dict[str, dict] = {}
     requests = []
@@ -56,10 +66,12 @@ def plan_syncs(customer_name: str, cold: ColdTier,
                                 sort_keys=True)
 
 
-def build_cold_sensor(customer_name: str, cold: ColdTier, job, op_name: str):
-    """The mount sensor of one customer, targeting its tier-C job."""
+def build_cold_sensor(customer_name: str, cold: ColdTier, job: "AssetJob",
+                      op_name: str) -> dg.SensorDefinition:
+    """Given a customer's cold settings, its tier-C job and the op that takes the volume in
+    its run config, return the mount sensor (one sync per mount)."""
 
-    @dg.sensor(name=f"{customer_name.replace('-', '_')}_cold_volumes", job=job,
+    @dg.sensor(name=cold_sensor(customer_name), job=job,
                minimum_interval_seconds=cold.sensor_interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"Starts a tier C sync of {customer_name} when a cold SSD is "
@@ -70,7 +82,7 @@ def build_cold_sensor(customer_name: str, cold: ColdTier, job, op_name: str):
             run_requests=[dg.RunRequest(
                 run_key=r.run_key,
                 run_config={"ops": {op_name: {"config": {"volume": str(r.volume.path)}}}},
-                tags={"axe/tier": "c", "axe/volume": r.volume.name})
+                tags={TIER_TAG: "c", VOLUME_TAG: r.volume.name})
                 for r in requests],
             cursor=cursor,
             skip_reason=None if requests else "no newly mounted cold volume")

@@ -1,0 +1,107 @@
+"""What tiers B and C share: choosing the tier-A set to copy, and `copy_set`, the one
+copy-and-confirm core (restic copy of the set's missing snapshots, then the target read back:
+every member must be there as some snapshot's `original`).
+
+Tiers B and C never copy a set that tier A is still writing: `in_progress(run_id)` (answered
+by the Dagster layer from its run storage) leaves such a set out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from axe_pipelines.backup import local_repository
+from axe_pipelines.config import Customer
+from axe_pipelines.errors import ItemFailed
+from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot
+from axe_pipelines.sets import BackupSet, list_sets
+
+Say = Callable[[str], None]
+
+
+class NoSetToCopy(ItemFailed):
+    """Tier A has no finished set to copy (or cannot be read). `waiting` is True when the only
+    set is still being written, so trying again later helps."""
+
+    def __init__(self, message: str, *, waiting: bool = False):
+        super().__init__(message)
+        self.waiting = waiting
+
+
+def present_ids(snapshots: list[Snapshot]) -> set[str]:
+    """Given a repository's snapshots, return the ids it holds, counting a copy as its
+    original."""
+    return {s.original for s in snapshots if s.original} | {s.id for s in snapshots}
+
+
+def missing_from(the_set: BackupSet, snapshots: list[Snapshot]) -> list[Snapshot]:
+    """Given a set and a repository's snapshots, return the members of the set that are not
+    among them (matched by original id)."""
+    have = present_ids(snapshots)
+    return [s for s in the_set.snapshots if s.id not in have]
+
+
+def finished_sets(sets: list[BackupSet],
+                  in_progress: Callable[[str], bool] | None) -> tuple[list[BackupSet], list[str]]:
+    """Given tier A's sets, return (sets whose tier-A run has finished, run ids of the sets
+    left out because their run is still writing them). Without `in_progress` every set counts
+    as finished."""
+    if in_progress is None:
+        return sets, []
+    busy = [s.run_id for s in sets if in_progress(s.run_id)]
+    return [s for s in sets if s.run_id not in busy], busy
+
+
+def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
+                        in_progress: Callable[[str], bool] | None = None,
+                        say: Say | None = None, binary: str | None = None) -> BackupSet:
+    """Given a customer and the copying tier's name ("tier B"), return the newest tier-A set
+    whose run has finished, saying which sets were left out. Raise NoSetToCopy when tier A
+    cannot be read or holds no finished set."""
+    try:
+        sets = list_sets(Restic(local_repository(customer_name, customer), binary=binary,
+                                timeout=600), customer_name)
+    except ResticError as exc:
+        raise NoSetToCopy(f"{tier} of {customer_name}: cannot read tier A: {exc}") from None
+    done, busy = finished_sets(sets, in_progress)
+    if busy and say:
+        say(f"{tier}: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run is "
+            f"still writing them")
+    if done:
+        return done[-1]
+    if busy:
+        raise NoSetToCopy(f"{tier} of {customer_name}: the only tier-A set is still being "
+                          f"written by run {busy[-1][:8]}", waiting=True)
+    raise NoSetToCopy(f"{tier} of {customer_name}: tier A holds no backup set yet; run "
+                      f"`axe backup --local` first")
+
+
+@dataclass
+class CopyResult:
+    """What `copy_set` did and found: the tier-A ids it copied and those already there, the
+    bytes of the copied snapshots' source data, the target's snapshots read back afterwards
+    and the members still missing from them (empty when the copy is confirmed)."""
+
+    copied: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    bytes: int = 0
+    after: list[Snapshot] = field(default_factory=list)
+    still_missing: list[Snapshot] = field(default_factory=list)
+
+
+def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_name: str, *,
+             tier: str, to: str, say: Say) -> CopyResult:
+    """Given the target repository, tier A's repository and the set, copy the members the
+    target lacks and read the target back. Return the CopyResult; its `still_missing` names
+    what the target still lacks. Raise the mapped ResticError when restic fails."""
+    tags = [f"customer={customer_name}"]
+    todo = missing_from(the_set, target.snapshots(tags=tags))
+    if todo:
+        say(f"{tier}: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {to}")
+        target.copy(source, [s.id for s in todo])
+    after = target.snapshots(tags=tags)
+    return CopyResult(copied=[s.id for s in todo],
+                      already_present=[s.id for s in the_set.snapshots if s not in todo],
+                      bytes=sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo),
+                      after=after, still_missing=missing_from(the_set, after))

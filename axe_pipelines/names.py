@@ -1,0 +1,161 @@
+"""The names of everything axe puts into Dagster, in one place: asset keys, groups, ops, jobs,
+schedules, sensors, pools, run tags and the resource key. Part of the Dagster layer (keys are
+`dg.AssetKey`); plain modules do not need any of these.
+
+A customer name may hold '-', which Dagster names cannot: `_name` turns it into '_'. Keys keep
+the customer's own spelling (`axe-b/db/frame/dump`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from axe_pipelines.config import Customer, repository_id
+
+if TYPE_CHECKING:
+    from axe_pipelines.backup import Item
+
+PROGRESS_RESOURCE = "axe_progress"  # the tier-A reporter (the CLI's live table, else the log)
+SCHEDULED_TIME_TAG = "dagster/scheduled_execution_time"  # set by Dagster on scheduled runs
+REPOSITORY_TAG = "axe/repository"  # run queue: one run at a time per tier-A repository
+TIER_TAG = "axe/tier"
+VOLUME_TAG = "axe/volume"
+PEER_TAG = "axe/peer"
+KIND_TAG = "axe/kind"
+INBOUND_GROUP = "peers"
+
+
+def _name(*parts: str) -> str:
+    return "_".join(p.replace("-", "_") for p in parts)
+
+
+# --- asset keys --------------------------------------------------------------------------------
+
+
+def item_key(customer_name: str, item: Item) -> dg.AssetKey:
+    """Given a tier-A item, return its asset key: `<customer>/db/<name>/dump` for a database
+    dump, `<customer>/<kind>/<name>` for roles, dumpall and folders."""
+    if item.kind == "pgdump":
+        return dg.AssetKey([customer_name, "db", item.name, "dump"])
+    return dg.AssetKey([customer_name, item.kind, item.name])
+
+
+def set_key(customer_name: str) -> dg.AssetKey:
+    """Return the key of the customer's night's set, `<customer>/tier_a/local`."""
+    return dg.AssetKey([customer_name, "tier_a", "local"])
+
+
+def tier_b_key(customer_name: str, peer: str) -> dg.AssetKey:
+    """Return the key of the customer's copy at a ring peer, `<customer>/tier_b/<peer>`."""
+    return dg.AssetKey([customer_name, "tier_b", peer])
+
+
+def inbound_key(peer: str) -> dg.AssetKey:
+    """Return the key of what a peer pushes to us, `peers/<peer>/inbound`."""
+    return dg.AssetKey(["peers", peer, "inbound"])
+
+
+def tier_c_key(customer_name: str) -> dg.AssetKey:
+    """Return the key of the customer's copy on the cold SSDs, `<customer>/tier_c/cold`."""
+    return dg.AssetKey([customer_name, "tier_c", "cold"])
+
+
+# --- groups and ops ----------------------------------------------------------------------------
+
+
+def tier_a_group(customer_name: str) -> str:
+    """Return the asset group of the customer's tier A."""
+    return _name(customer_name, "tier_a")
+
+
+def tier_b_group(customer_name: str) -> str:
+    """Return the asset group of the customer's tier B."""
+    return _name(customer_name, "tier_b")
+
+
+def tier_c_group(customer_name: str) -> str:
+    """Return the asset group of the customer's tier C."""
+    return _name(customer_name, "tier_c")
+
+
+def tier_a_op(customer_name: str) -> str:
+    """Return the name of the op that backs up the customer's whole tier-A set."""
+    return _name(customer_name, "tier_a_backup")
+
+
+def tier_c_op(customer_name: str) -> str:
+    """Return the op behind the tier-C asset (its run config goes under `ops.<this>`)."""
+    return tier_c_key(customer_name).to_python_identifier()
+
+
+# --- jobs, schedules, sensors ------------------------------------------------------------------
+
+
+def tier_a_job(customer_name: str) -> str:
+    """Return the name of the customer's tier-A job."""
+    return _name(customer_name, "tier_a")
+
+
+def tier_a_schedule(customer_name: str) -> str:
+    """Return the name of the customer's nightly tier-A schedule."""
+    return _name(customer_name, "tier_a_nightly")
+
+
+def tier_b_job(customer_name: str) -> str:
+    """Return the name of the job that pushes the customer's set to its ring peers."""
+    return _name(customer_name, "tier_b")
+
+
+def tier_b_schedule(customer_name: str) -> str:
+    """Return the name of the customer's nightly tier-B schedule."""
+    return _name(customer_name, "tier_b_nightly")
+
+
+def peer_check_job(customer_name: str) -> str:
+    """Return the name of the job (and of its schedule) that runs the peer_now checks."""
+    return _name(customer_name, "tier_b_peer_check")
+
+
+def inbound_sensor(peer: str) -> str:
+    """Return the name of the sensor that watches a peer's pushes to us."""
+    return _name("peers", peer, "inbound")
+
+
+def tier_c_job(customer_name: str) -> str:
+    """Return the name of the job that syncs the customer's set to mounted cold volumes."""
+    return _name(customer_name, "tier_c")
+
+
+def cold_rotation_job(customer_name: str) -> str:
+    """Return the name of the job that runs the volumes_current check."""
+    return _name(customer_name, "cold_rotation_check")
+
+
+def cold_rotation_schedule(customer_name: str) -> str:
+    """Return the name of the daily volumes_current schedule."""
+    return _name(customer_name, "cold_rotation_daily")
+
+
+def cold_sensor(customer_name: str) -> str:
+    """Return the name of the sensor that starts a tier-C sync when a volume is mounted."""
+    return _name(customer_name, "cold_volumes")
+
+
+# --- pools and run tags ------------------------------------------------------------------------
+
+
+def repository_pool(customer: Customer) -> str:
+    """Return the concurrency pool of the customer's tier-A repository: tier A, B and C ops on
+    that repository run one at a time."""
+    assert customer.tiers is not None
+    return f"restic-{repository_id(customer.tiers.local.repository.expanduser())}"
+
+
+def repository_tags(customer: Customer, tier: str = "a") -> dict[str, str]:
+    """Return the run tags of a job on the customer's tier-A repository: `axe/repository`
+    (the run queue holds one such run at a time, dagster.yaml) and `axe/tier`."""
+    assert customer.tiers is not None
+    return {REPOSITORY_TAG: repository_id(customer.tiers.local.repository.expanduser()),
+            TIER_TAG: tier}

@@ -156,16 +156,17 @@ def _say(text: str) -> None:
 
 
 def _restore_errors() -> tuple[type[BaseException], ...]:
-    from axe_pipelines.postgres import PostgresError
+    from axe_pipelines.actions.selection import RestoreError
+    from axe_pipelines.postgres.client import PostgresError
     from axe_pipelines.restic import ResticError
-    from axe_pipelines.restore import RestoreError
 
     return (RestoreError, ResticError, PostgresError)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from axe_pipelines.actions.restore import RestoreOptions, run_restore, undo_restore
     from axe_pipelines.integrity import format_table
-    from axe_pipelines.restore import RestoreOptions, run_restore, undo_restore
+    from axe_pipelines.resources import DagsterDumpHistory
 
     config = load_config(args.config)
     if args.undo:
@@ -184,7 +185,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                           dest=args.dest, check=args.check, jobs=args.jobs,
                           lock_timeout=args.lock_timeout)
     try:
-        report = run_restore(config, opts, say=_say)
+        report = run_restore(config, opts, say=_say, history=DagsterDumpHistory())
     except _restore_errors() as exc:
         _err(f"restore: {str(exc).strip().splitlines()[0]}")
         return EXIT_FAILED
@@ -223,14 +224,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_integrity_check(args: argparse.Namespace) -> int:
+    from axe_pipelines.actions.integrity import run_integrity_check
     from axe_pipelines.integrity import format_table
-    from axe_pipelines.restore import run_integrity_check
+    from axe_pipelines.resources import DagsterDumpHistory
 
     config = load_config(args.config)
     try:
         report = run_integrity_check(config, args.customer, args.target, as_of=args.as_of,
                                      tier=args.tier, source=args.source, live=args.live,
-                                     only=args.check or None, say=_say)
+                                     only=args.check or None, say=_say,
+                                     history=DagsterDumpHistory())
     except _restore_errors() as exc:
         _err(f"integrity-check: {str(exc).strip().splitlines()[0]}")
         return EXIT_FAILED
@@ -244,39 +247,21 @@ def cmd_integrity_check(args: argparse.Namespace) -> int:
 
 
 def cmd_find_last_valid(args: argparse.Namespace) -> int:
-    from axe_pipelines.config import tier_timezone
-    from axe_pipelines.restore import (
-        RestoreError,
-        find_last_valid,
-        load_sets,
-        open_source,
-        resolve_target,
-        tier_label,
-    )
-    from axe_pipelines.sets import parse_as_of
+    from axe_pipelines.actions.integrity import run_find_last_valid
+    from axe_pipelines.resources import DagsterDumpHistory
 
     config = load_config(args.config)
-    customer = config.customer(args.customer)
     try:
-        target = resolve_target(args.customer, customer, args.target)
-        if target.kind != "database":
-            raise RestoreError(f"{args.target} is a folder; last-valid needs a database")
-        tier, peer, restic = open_source(config, args.customer, args.tier, args.source)
-        where = f"{tier_label(tier, peer)} of {args.customer}"
-        sets = load_sets(restic, args.customer, where)
-        if args.before:
-            limit = parse_as_of(args.before, tier_timezone(customer))
-            sets = [s for s in sets if s.time <= limit]
-        found, probes = find_last_valid(args.customer, customer, target.name, args.check, sets,
-                                        restic, say=_say, where=where)
+        last = run_find_last_valid(config, args.customer, args.target, args.check,
+                                   tier=args.tier, source=args.source, before=args.before,
+                                   say=_say, history=DagsterDumpHistory())
     except _restore_errors() as exc:
         _err(f"find-last-valid: {str(exc).strip().splitlines()[0]}")
         return EXIT_FAILED
-    snap = found.member("pgdump", target.name)
-    print(f"last valid: {found.time.isoformat()} (snapshot {snap.short_id if snap else '?'}, "
-          f"{len(probes)} of {len(sets)} set(s) tested)")
-    print(f"restore it with: axe restore --customer {args.customer} --tier {tier} "
-          f"--target {args.target} --as-of {found.time.isoformat()}")
+    print(f"last valid: {last.found.time.isoformat()} (snapshot {last.snapshot.short_id}, "
+          f"{len(last.probes)} of {last.sets} set(s) tested)")
+    print(f"restore it with: axe restore --customer {args.customer} --tier {last.tier} "
+          f"--target {args.target} --as-of {last.found.time.isoformat()}")
     return EXIT_OK
 
 

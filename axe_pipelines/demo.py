@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from axe_pipelines.postgres import LocalCluster
+from axe_pipelines.postgres.cluster import LocalCluster
 
 # Two servers like the runbook's containers: frame + hive on one, blueprint + index on another.
 SAMPLE_SQL = {

@@ -8,16 +8,16 @@ throwaway staging server or `--live`) and the last-valid search.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from axe_pipelines.config import Database, IntegrityCommand, IntegrityQuery
-from axe_pipelines.postgres import COUNTABLE_TABLES_SQL, Connection, PostgresError
+from axe_pipelines.postgres.client import Connection, PostgresError
+from axe_pipelines.postgres.dump import count_rows
 
 ROW_COUNTS = "row-counts"
 OUTPUT_LIMIT = 4000  # characters of a command's output kept with its result
@@ -36,61 +36,57 @@ class CheckResult:
     seconds: float = 0.0
 
     def row(self) -> dict[str, Any]:
+        """Return the result as one row of the check table (check, kind, result, detail,
+        seconds)."""
         return {"check": self.name, "kind": self.kind,
                 "result": "ok" if self.passed else "FAILED", "detail": self.detail,
                 "seconds": round(self.seconds, 2)}
 
 
-def count_rows(conn: Connection, tables: Iterable[str] | None = None) -> dict[str, int]:
-    """Row count of every ordinary table of the database (or of `tables`, quoted names like
-    `public."Weird Name"`), keyed as pg_dump's COPY lines name them."""
-    names = list(tables) if tables is not None else [r[0] for r in conn.psql(COUNTABLE_TABLES_SQL)]
-    if not names:
-        return {}
-    union = "\nUNION ALL ".join(
-        f"SELECT {_literal(t)}, count(*) FROM {t}" for t in names)
-    return {name: int(n) for name, n in conn.psql(union + ";")}
+def check_names(database: Database) -> list[str]:
+    """Given a database's configuration, return the names of its checks (row-counts first)."""
+    return [ROW_COUNTS, *(c.name for c in database.integrity)]
 
 
-def dump_time_counts(customer_name: str, db_name: str,
-                     snapshot_id: str) -> dict[str, int] | None:
-    """The row counts tier A took inside the dump's own snapshot, from the Dagster
-    materialization of `<customer>/db/<db>/dump` that recorded `snapshot_id`; None when this
-    machine has no such history (a new machine: then the dump's own COPY counts serve)."""
-    from pathlib import Path
+class DumpHistory(Protocol):
+    """Where the row counts tier A took inside a dump's own snapshot are recorded (the
+    Dagster layer reads them from the dump's materializations; see resources.py)."""
 
-    import dagster as dg
+    def counts_for(self, customer: str, database: str,
+                   snapshot_id: str) -> dict[str, int] | None:
+        """Given a customer, a database and a dump's snapshot id, return the row counts
+        recorded for that dump, or None when there is no such record."""
+        ...
 
-    from axe_pipelines.instance import DEFAULT_HOME
 
-    # The same home `axe backup` records into: $DAGSTER_HOME, else ~/.axe/dagster.
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser()
-    if not (home / "dagster.yaml").is_file():
+class NoHistory:
+    """A DumpHistory that knows nothing: the dump's own COPY counts serve."""
+
+    def counts_for(self, customer: str, database: str,
+                   snapshot_id: str) -> dict[str, int] | None:
+        """Return None: no counts are recorded here."""
         return None
-    try:
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            records = instance.fetch_materializations(
-                dg.AssetKey([customer_name, "db", db_name, "dump"]), limit=1000).records
-    except Exception:  # noqa: BLE001 - history is optional; an unreadable one is no history
-        return None
-    for record in records:
-        mat = record.asset_materialization
-        if mat is None or "snapshot_id" not in mat.metadata:
-            continue
-        if mat.metadata["snapshot_id"].value == snapshot_id and "row_counts" in mat.metadata:
-            return {str(k): int(v) for k, v in dict(mat.metadata["row_counts"].value).items()}
-    return None
 
 
-def recorded_counts_soon(customer_name: str, db_name: str,
-                         snapshot_id: str) -> Callable[[], dict[str, int] | None]:
-    """Starts reading the dump-time counts (dump_time_counts) in a thread and returns the call
-    that waits for them: opening the Dagster instance costs about a second, which then
-    overlaps with fetching the dump from restic instead of adding to it."""
+NO_HISTORY = NoHistory()
+Recorded = Callable[[], "dict[str, int] | None"]
+
+
+def recorded_counts_soon(history: DumpHistory, customer_name: str, db_name: str,
+                         snapshot_id: str) -> Recorded:
+    """Given a history and a dump, start reading its recorded row counts in a thread and
+    return the call that waits for them: opening the Dagster instance costs about a second,
+    which then overlaps with fetching the dump from restic instead of adding to it. An
+    unreadable history counts as none."""
     box: list[dict[str, int] | None] = []
-    worker = threading.Thread(
-        target=lambda: box.append(dump_time_counts(customer_name, db_name, snapshot_id)),
-        name=f"counts-{db_name}", daemon=True)
+
+    def read() -> None:
+        try:
+            box.append(history.counts_for(customer_name, db_name, snapshot_id))
+        except Exception:  # noqa: BLE001 - history is optional; an unreadable one is none
+            box.append(None)
+
+    worker = threading.Thread(target=read, name=f"counts-{db_name}", daemon=True)
     worker.start()
 
     def wait() -> dict[str, int] | None:
@@ -99,14 +95,13 @@ def recorded_counts_soon(customer_name: str, db_name: str,
     return wait
 
 
-def expected_counts(customer_name: str, db_name: str, snapshot_id: str,
-                    dump_counts: Callable[[], dict[str, int]], *,
-                    recorded: Callable[[], dict[str, int] | None] | None = None,
+def expected_counts(recorded: Recorded, dump_counts: Callable[[], dict[str, int]],
                     ) -> tuple[dict[str, int], str]:
-    """(counts to compare a restore with, where they come from): the dump-time counts when
-    Dagster recorded them, else the dump's COPY sections (`dump_counts` reads the whole dump,
-    so it is called only then)."""
-    got = recorded() if recorded else dump_time_counts(customer_name, db_name, snapshot_id)
+    """Given the recorded counts (recorded_counts_soon) and a reader of the dump's own COPY
+    counts, return (counts to compare a restore with, where they come from): the recorded
+    ones when there are any, else the dump's (`dump_counts` reads the whole dump, so it is
+    called only then)."""
+    got = recorded()
     if got is not None:
         return got, "counted in the dump's snapshot"
     return dump_counts(), "counted in the dump"
@@ -171,19 +166,6 @@ def sql_check(conn: Connection, query: IntegrityQuery) -> CheckResult:
                        seconds=time.monotonic() - started)
 
 
-def connection_env(conn: Connection) -> dict[str, str]:
-    """Environment naming `conn`'s database for libpq clients (PGHOST, PGPORT, PGDATABASE,
-    PGUSER, and PGPASSWORD when the server has one)."""
-    env = conn.env()
-    if conn.server.host:
-        env["PGHOST"] = conn.server.host
-    env["PGPORT"] = str(conn.server.port)
-    env["PGDATABASE"] = conn.dbname
-    if conn.server.user:
-        env["PGUSER"] = conn.server.user
-    return env
-
-
 PLACEHOLDERS = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")
 
 
@@ -205,7 +187,7 @@ def command_check(conn: Connection, check: IntegrityCommand) -> CheckResult:
     placeholders of its argv); exit 0 passes. Output (stdout + stderr, trimmed) is kept with
     the result."""
     started = time.monotonic()
-    env = connection_env(conn)
+    env = conn.env(target=True)
     try:
         proc = subprocess.run(command_argv(check.command, env), env=env, capture_output=True,
                               text=True, timeout=check.timeout, stdin=subprocess.DEVNULL)
@@ -223,10 +205,6 @@ def command_check(conn: Connection, check: IntegrityCommand) -> CheckResult:
         f": {last[:200]}" if last else "")
     return CheckResult(check.name, "command", proc.returncode == 0, detail, output=output,
                        seconds=time.monotonic() - started)
-
-
-def configured_check_names(database: Database) -> list[str]:
-    return [c.name for c in database.integrity]
 
 
 def run_checks(conn: Connection, database: Database, *,
@@ -269,8 +247,3 @@ def format_table(results: Sequence[CheckResult]) -> str:
     for r in rows:
         lines.append("  " + "  ".join(str(r[c]).ljust(widths.get(c, 0)) for c in cols).rstrip())
     return "\n".join(lines)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-

@@ -20,7 +20,7 @@ def scratch_site(prefix: str):
     """A work folder (reachable by the postgres user), a repository password file in it, and
     a started throwaway PostgreSQL (password DB_PASSWORD); stop the cluster when done."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from axe_pipelines.postgres import LocalCluster
+    from axe_pipelines.postgres.cluster import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
     work.chmod(0o755)

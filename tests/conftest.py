@@ -17,7 +17,7 @@ import yaml
 
 from axe_pipelines.config import Site, load_config
 from axe_pipelines.demo import create_sample_databases
-from axe_pipelines.postgres import LocalCluster, free_port
+from axe_pipelines.postgres.cluster import LocalCluster, free_port
 from axe_pipelines.restic import find_restic
 
 # Distinctive values so the secrecy test can grep everything for them.

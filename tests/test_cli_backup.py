@@ -64,7 +64,7 @@ def test_wrong_repository_password_is_one_line_and_exit_3(make_config, tmp_path,
 
 
 def test_failed_items_exit_1_with_a_line_each(make_config, tmp_path, server_a, restic_bin):
-    from axe_pipelines.postgres import free_port
+    from axe_pipelines.postgres.cluster import free_port
 
     path, _ = make_config(
         servers={"frame-postgres": server_entry(server_a),
@@ -174,7 +174,7 @@ def test_terminal_gets_a_live_table(make_config, tmp_path, restic_bin):
 
 
 def test_doctor_names_what_is_broken(make_config, tmp_path, server_a, restic_bin):
-    from axe_pipelines.postgres import free_port
+    from axe_pipelines.postgres.cluster import free_port
 
     port = free_port()
     path, _ = make_config(

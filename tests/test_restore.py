@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from axe_pipelines import cli
+from axe_pipelines.actions.restore import RestoreOptions, run_restore
+from axe_pipelines.actions.selection import RestoreError, resolve_target
 from axe_pipelines.backup import Item, local_restic, run_tier_a
-from axe_pipelines.postgres import LocalCluster
-from axe_pipelines.restore import RestoreError, RestoreOptions, resolve_target, run_restore
+from axe_pipelines.postgres.client import PostgresError
+from axe_pipelines.postgres.cluster import LocalCluster
 from tests.conftest import PG_PASSWORD, REPO_PASSWORD
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -234,7 +236,8 @@ def test_pg_restore_killed_half_way_leaves_the_original_intact(scratch_config, s
         if 'processing data for table "public.bulk"' in line and not killed:
             killed.append(_kill_pg_restore_into(f"{scratch_db}_restoring_"))
 
-    with pytest.raises(RestoreError) as err:
+    # A PostgreSQL step failed: PostgresError (RestoreError is for targets, tiers and sets).
+    with pytest.raises(PostgresError) as err:
         run_restore(config, RestoreOptions(customer="axe", target="ledger", jobs=1),
                     say=lambda _: None, on_line=on_line)
     assert killed and killed[0] >= 1
@@ -387,7 +390,7 @@ def test_faults_before_anything_changes(scratch_config, scratch_db, server_a, ca
     # The ring peer does not answer (nothing listens on its ssh port).
     import yaml
 
-    from axe_pipelines.postgres import free_port
+    from axe_pipelines.postgres.cluster import free_port
 
     data = yaml.safe_load(path.read_text())
     data["realchoice"]["ring_backup"].update(ssh_fqdn="127.0.0.1", ssh_ip=None,
@@ -571,7 +574,7 @@ def test_whole_set_restore_goes_on_past_a_failing_database_and_keeps_the_undo_li
     (its undo line printed), #2 is reported as failed, the folder still comes back, exit 1."""
     import yaml
 
-    from axe_pipelines.postgres import free_port
+    from axe_pipelines.postgres.cluster import free_port
     from tests.conftest import create_sample_databases_named, server_entry
 
     second = scratch_db + "_b"

@@ -86,7 +86,7 @@ def test_restore_job_from_a_ring_peer_without_tier(make_config, scratch_db, serv
     run gets as far as the peer (which does not answer here) instead of refusing
     'local' vs 'realchoice'."""
     from axe_pipelines.config import load_config
-    from axe_pipelines.postgres import free_port
+    from axe_pipelines.postgres.cluster import free_port
 
     path, _ = make_config(databases={"ledger": {"server": "frame-postgres",
                                                 "dbname": scratch_db}}, folders={})
@@ -113,7 +113,7 @@ def test_restore_job_whole_set_failure_keeps_the_undo_in_metadata(make_config, s
     """A whole-set restore where one database's server is gone: the run fails with one line
     naming it, and its metadata holds the other database's undo command."""
     from axe_pipelines.config import load_config
-    from axe_pipelines.postgres import free_port
+    from axe_pipelines.postgres.cluster import free_port
     from tests.conftest import server_entry
 
     path, config = make_config(

@@ -17,7 +17,9 @@ from axe_pipelines.backup import (
     run_tier_a,
     verify_dump,
 )
-from axe_pipelines.postgres import Connection, LocalCluster, SnapshotSession, free_port
+from axe_pipelines.postgres.client import Connection
+from axe_pipelines.postgres.cluster import LocalCluster, free_port
+from axe_pipelines.postgres.dump import SnapshotSession
 from axe_pipelines.progress import PlainReporter
 
 from .conftest import server_entry
@@ -214,7 +216,8 @@ def test_verify_dump_detects_a_count_mismatch(make_config, restic_bin):
 @pytest.mark.parametrize("cut", [0.5, 0.98])
 def test_truncated_archive_is_not_restorable(tmp_path, make_config, restic_bin, cut):
     """A dump cut short (what a plain pipe stores when pg_dump dies) fails verification."""
-    from axe_pipelines.postgres import PostgresError, read_dump
+    from axe_pipelines.postgres.client import PostgresError
+    from axe_pipelines.postgres.dump import read_dump
 
     _, config = make_config(databases={"frame": {"server": "frame-postgres"}}, folders={})
     axe = config.customer("axe")

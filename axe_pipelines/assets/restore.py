@@ -1,5 +1,6 @@
 """The Dagster `restore` job: `axe restore` launchable from the UI, with the same options as a
-typed Config. A thin layer over restore.run_restore: each step goes to the run log, the result
+typed Config. A thin layer over actions.restore.run_restore: each step goes to the run log, the
+dump-time row counts come from this instance (resources.DagsterDumpHistory), the result
 (snapshot used, durations, check table, undo command) becomes the op's output metadata.
 
 No `from __future__ import annotations` here: Dagster reads the op's annotations at runtime.
@@ -9,10 +10,11 @@ from typing import Optional
 
 import dagster as dg
 
+from axe_pipelines.actions.restore import RestoreOptions, RestoreReport, run_restore
 from axe_pipelines.config import ConfigError, Site
-from axe_pipelines.postgres import PostgresError
-from axe_pipelines.restic import ResticError
-from axe_pipelines.restore import RestoreError, RestoreOptions, RestoreReport, run_restore
+from axe_pipelines.errors import AxeError
+from axe_pipelines.names import KIND_TAG
+from axe_pipelines.resources import DagsterDumpHistory
 
 
 class RestoreConfig(dg.Config):
@@ -34,6 +36,7 @@ class RestoreConfig(dg.Config):
     lock_timeout: float = 10.0
 
     def options(self) -> RestoreOptions:
+        """Return these fields as the options of actions.restore.run_restore."""
         return RestoreOptions(customer=self.customer, tier=self.tier, source=self.source,
                               as_of=self.as_of, target=self.target, table=self.table,
                               dry_run=self.dry_run, force=self.force, in_place=self.in_place,
@@ -97,11 +100,12 @@ def build_restore_job(site: Site) -> dg.JobDefinition:
                          f"tier {opts.tier or opts.source or 'local'}"
                          f"{' (dry run)' if opts.dry_run else ''}")
         try:
-            report = run_restore(site, opts, say=context.log.info)
-        except (RestoreError, ResticError, PostgresError) as exc:
-            raise dg.Failure(description=str(exc).strip().splitlines()[0]) from None
+            report = run_restore(site, opts, say=context.log.info,
+                                 history=DagsterDumpHistory(context.instance))
         except ConfigError as exc:  # unknown customer, tier or peer
             raise dg.Failure(description="; ".join(exc.problems) or str(exc)) from None
+        except AxeError as exc:  # the target, the tier, the set, PostgreSQL, restic
+            raise dg.Failure(description=str(exc).strip().splitlines()[0]) from None
         metadata = report_metadata(report)
         if report.failed:
             raise dg.Failure(description=f"{len(report.failed)} of {len(report.targets)} "
@@ -115,7 +119,7 @@ def build_restore_job(site: Site) -> dg.JobDefinition:
                              + "; ".join(failed), metadata=metadata)
         return dg.Output(value=metadata["results"].value, metadata=metadata)
 
-    @dg.job(name="restore", tags={"axe/kind": "restore"},
+    @dg.job(name="restore", tags={KIND_TAG: "restore"},
             description="axe restore from the UI: set dry_run to false to change anything.")
     def restore_job() -> None:
         restore_op()

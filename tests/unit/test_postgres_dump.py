@@ -1,10 +1,11 @@
-"""postgres.py pieces that need no server: counting rows in a dump script."""
+"""postgres/dump.py without a server: counting rows in a dump script, the dump command lines."""
 
 from __future__ import annotations
 
 import pytest
 
-from axe_pipelines.postgres import PostgresError, count_script_rows
+from axe_pipelines.postgres.client import PostgresError
+from axe_pipelines.postgres.dump import count_script_rows
 
 SCRIPT = (
     b"--\n-- PostgreSQL database dump\n--\nSET statement_timeout = 0;\n"
@@ -34,3 +35,22 @@ def test_a_script_cut_inside_data_is_truncated(cut):
     end = SCRIPT.index(cut) + len(cut)
     with pytest.raises(PostgresError, match="truncated"):
         count_script_rows(blocks(SCRIPT[:end], 7))
+
+
+def test_dump_command_lines():
+    from axe_pipelines.config import Server
+    from axe_pipelines.postgres.client import Connection
+    from axe_pipelines.postgres.dump import count_rows_sql, pg_dump_argv, pg_dumpall_argv
+
+    conn = Connection("s", Server(host="h", port=5433, user="u",
+                                  exec=["docker", "exec", "-i", "pg"]), "ledger")
+    assert pg_dump_argv(conn, snapshot="00000003-1") == [
+        "docker", "exec", "-i", "pg", "pg_dump", "-h", "h", "-p", "5433", "-U", "u",
+        "-d", "ledger", "--no-password", "-Fc", "-Z0", "--snapshot=00000003-1"]
+    assert pg_dump_argv(conn, snapshot=None, fmt="plain")[-1] == "-Fp"
+    assert pg_dumpall_argv(conn, globals_only=True)[4:] == [
+        "pg_dumpall", "-h", "h", "-p", "5433", "-U", "u", "--no-password", "-l", "ledger",
+        "--globals-only"]
+    assert count_rows_sql(['public."it\'s"', "axec.t"]) == (
+        "SELECT 'public.\"it''s\"', count(*) FROM public.\"it's\"\n"
+        "UNION ALL SELECT 'axec.t', count(*) FROM axec.t;")

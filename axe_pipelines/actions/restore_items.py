@@ -1,0 +1,297 @@
+"""Restoring one member of a set — a database, one table, a server's roles, a folder — and
+what follows it (post-restore commands, command checks), each returning a TargetReport.
+
+The PostgreSQL mechanics are in postgres/; this module fetches the snapshot, decides the
+counts to compare with, runs the checks and words the outcome.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from axe_pipelines.actions.selection import RestoreError, dump_path, fetch_file
+from axe_pipelines.config import Customer, IntegrityCommand
+from axe_pipelines.integrity import (
+    CheckResult,
+    DumpHistory,
+    expected_counts,
+    recorded_counts_soon,
+    run_checks,
+)
+from axe_pipelines.postgres import restore as pg_restore
+from axe_pipelines.postgres import table as pg_table
+from axe_pipelines.postgres.client import (
+    Connection,
+    connection_for,
+    first_line,
+    server_connection,
+)
+from axe_pipelines.postgres.dump import read_dump
+from axe_pipelines.postgres.roles import existing_roles, missing_roles_script, run_roles_script
+from axe_pipelines.restic import Restic, ResticError, Snapshot
+
+Say = Callable[[str], None]
+TargetKind = Literal["database", "table", "folder", "roles"]
+
+
+def quiet(_: str) -> None:
+    """Given a line, say nothing (the default `say` and `on_line`)."""
+
+
+@dataclass
+class Step:
+    """One timed step of a restore, as the report lists it."""
+
+    name: str
+    seconds: float
+
+
+class Steps:
+    """Says each step as it starts and records how long it took (into `record`)."""
+
+    def __init__(self, say: Say, record: list[Step] | None = None):
+        self.say = say
+        self.record = record
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Given a step's name, say it, time the block and record it."""
+        self.say(f"{name} …")
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self.record is not None:
+                self.record.append(Step(name, time.monotonic() - started))
+
+
+@dataclass
+class TargetReport:
+    """The outcome for one database, table, folder or server's roles."""
+
+    kind: TargetKind
+    name: str
+    snapshot_id: str
+    changed: bool = False
+    detail: str = ""
+    undo: str | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    post_restore: list[str] = field(default_factory=list)
+    error: str | None = None  # set when this target failed (a whole-set restore goes on)
+
+
+@dataclass
+class ItemContext:
+    """What every item restore of one run shares."""
+
+    customer_name: str
+    customer: Customer
+    restic: Restic
+    steps: Steps
+    say: Say
+    history: DumpHistory
+    on_line: Say = quiet
+    config_path: Path | None = None
+
+
+def undo_command(customer_name: str, db_name: str, tag: str,
+                 config_path: Path | None = None) -> str:
+    """Given a database restore's stamp, return the one command that puts the previous
+    database back (`axe restore --undo`)."""
+    return shlex.join(["axe", *(["--config", str(config_path)] if config_path else []),
+                       "restore", "--customer", customer_name, "--target", db_name,
+                       "--undo", tag])
+
+
+def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Path, *,
+                     force: bool, jobs: int) -> TargetReport:
+    """Given a database and its dump snapshot, restore it into a new database, check it with
+    the row-count and SQL checks (the dump-time counts when the history has them) and swap
+    it in (postgres.restore.restore_database); return the report with the undo command.
+    Command checks are not run here: they may reach the live database through an
+    application, so after_restore runs them after the swap. Raise PostgresError or
+    RestoreError (the original untouched) if any step before the swap fails."""
+    db = ctx.customer.databases[db_name]
+    conn = connection_for(ctx.customer, db_name)
+    where = f"database {db_name}"
+    exists = pg_restore.check_sessions(conn, force=force, where=where)
+    recorded = recorded_counts_soon(ctx.history, ctx.customer_name, db_name, snap.id)
+    with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
+        dump_file = fetch_file(ctx.restic, snap, workdir)
+    with ctx.steps.step(f"{where}: reading the archive"):
+        if db.format == "custom":
+            # The same pg_restore as the restore: one too old for the dump fails here.
+            pg_restore.read_toc(dump_file, where=where,
+                                bin_dir=None if conn.server.exec else conn.server.bin_dir)
+        expected, source = expected_counts(
+            recorded, lambda: read_dump(dump_file, fmt=db.format).tables)
+    checks: list[CheckResult] = []
+
+    def verify(copy: Connection) -> list[str]:
+        checks[:] = run_checks(copy, db, expected_counts=expected, counts_source=source,
+                               sql_only=True)
+        return [f"{c.name}: {c.detail}" for c in checks if not c.passed]
+
+    done = pg_restore.restore_database(conn, dump_file, db.format, exists=exists, force=force,
+                                       jobs=jobs, verify=verify, where=where,
+                                       step=ctx.steps.step, on_line=ctx.on_line)
+    report = TargetReport("database", db_name, snap.id, changed=True, checks=checks)
+    if done.kept:
+        report.undo = undo_command(ctx.customer_name, db_name, done.tag, ctx.config_path)
+        report.detail = (f"{conn.dbname} now holds snapshot {snap.short_id}; the previous "
+                         f"database is kept as {done.kept}")
+    else:
+        report.detail = f"{conn.dbname} created from snapshot {snap.short_id}"
+    ctx.say(f"{where}: {report.detail}")
+    return report
+
+
+def restore_table(ctx: ItemContext, db_name: str, table_name: str, snap: Snapshot,
+                  workdir: Path, *, lock_timeout: float = 10.0,
+                  dry_run: bool = False) -> TargetReport:
+    """Given a database, `--table` and the dump snapshot, replace that table's rows with the
+    snapshot's in one transaction (or recreate it when it was dropped), then run the
+    row-count and SQL checks; with `dry_run` only say what would be done. Return the report.
+    Raise RestoreError or PostgresError (the table unchanged) if any step fails."""
+    db = ctx.customer.databases[db_name]
+    conn = connection_for(ctx.customer, db_name)
+    where = f"table {table_name} of database {db_name}"
+    if db.format != "custom":
+        raise RestoreError(f"{where}: database {db_name} is dumped in plain format; a table "
+                           f"restore needs a custom-format dump (restore the database "
+                           f"instead); nothing was changed")
+    with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
+        dump_file = fetch_file(ctx.restic, snap, workdir)
+    plan = pg_table.plan_table(conn, dump_file, table_name, where=where)
+    if dry_run:
+        return TargetReport("table", plan.key, snap.id, detail=plan.describe())
+    rows = pg_table.restore_table(conn, dump_file, plan, workdir=workdir,
+                                  lock_timeout=lock_timeout, where=where, step=ctx.steps.step)
+    with ctx.steps.step(f"{where}: row-count and SQL checks"):
+        checks = run_checks(conn, db, expected_counts={plan.key: rows},
+                            count_tables=[plan.key], sql_only=True)
+    detail = plan.outcome(rows, snap.short_id)
+    ctx.say(f"{where}: {detail}")
+    return TargetReport("table", plan.key, snap.id, changed=True, detail=detail,
+                        checks=checks)
+
+
+def restore_roles(ctx: ItemContext, server_name: str, snap: Snapshot,
+                  workdir: Path) -> TargetReport:
+    """Given a server and its roles snapshot (`pg_dumpall --globals-only`), create the roles
+    missing on the server, with their memberships; roles that exist are left exactly as they
+    are, passwords included. Return the report (its check fails when psql reported errors).
+    Raise PostgresError or RestoreError (nothing changed) if the server or the snapshot
+    cannot be read."""
+    conn = server_connection(ctx.customer, server_name)
+    where = f"roles of {server_name}"
+    existing = existing_roles(conn, where=where)
+    with ctx.steps.step(f"{where}: fetching from snapshot {snap.short_id}"):
+        dumped = fetch_file(ctx.restic, snap, workdir)
+    script, missing, present = missing_roles_script(dumped.read_text(errors="replace"),
+                                                    existing)
+    errors: list[str] = []
+    if missing:
+        with ctx.steps.step(f"{where}: creating {len(missing)} missing role(s)"):
+            errors = run_roles_script(conn, script)
+    detail = (f"created {len(missing)} missing role(s)"
+              + (f" ({', '.join(missing)})" if missing else "")
+              + f"; {len(present)} existing role(s) left as they are (passwords unchanged)"
+              + (f"; {len(errors)} error(s): {errors[0]}" if errors else ""))
+    ctx.say(f"{where}: {detail}")
+    return TargetReport("roles", server_name, snap.id, changed=bool(missing), detail=detail,
+                        checks=[CheckResult(f"roles-{server_name}", "builtin", not errors,
+                                            detail)])
+
+
+def folder_destination(customer: Customer, folder_name: str, snap: Snapshot, *,
+                       in_place: bool, dest: str | None) -> tuple[Path, Path]:
+    """Given a folder snapshot and the options, return (the path it recorded, where to restore
+    it): `dest`, the folder itself with `in_place`, else a new `<path>.restored-<stamp>`
+    beside the folder as configured now. Raise RestoreError if neither the snapshot nor the
+    configuration names a path, or the destination exists and is not empty."""
+    configured = customer.folders.get(folder_name)
+    if snap.paths:
+        original = Path(snap.paths[0])
+    elif configured is not None:
+        original = configured.path.expanduser()
+    else:
+        raise RestoreError(f"folder {folder_name}: snapshot {snap.short_id} names no path and "
+                           f"no folder {folder_name} is configured; pass --dest")
+    # "Beside the original" means beside the folder as configured now (`~` expanded, as the
+    # backup does): on a rebuilt machine it may live elsewhere than the recorded path.
+    home = configured.path.expanduser() if configured else original
+    if in_place:
+        target = home
+    elif dest:
+        target = Path(dest).expanduser()
+    else:
+        target = home.with_name(f"{home.name}.restored-{pg_restore.stamp()}")
+    if not in_place and target.exists() and any(target.iterdir()):
+        raise RestoreError(f"folder {folder_name}: {target} exists and is not empty; choose "
+                           f"another --dest (or --in-place to restore over the original)")
+    return original, target
+
+
+def restore_folder(ctx: ItemContext, folder_name: str, snap: Snapshot, *, in_place: bool,
+                   dest: str | None, dry_run: bool = False) -> TargetReport:
+    """Given a folder snapshot, `restic restore` it (see folder_destination; in place,
+    changed files are overwritten and other files kept); with `dry_run` only say where.
+    Return the report. Raise RestoreError if the destination is refused or restic fails."""
+    original, target = folder_destination(ctx.customer, folder_name, snap, in_place=in_place,
+                                          dest=dest)
+    detail = f"snapshot {snap.short_id} of {original} into {target}" + (
+        " (in place: changed files overwritten, other files kept)" if in_place else "")
+    if dry_run:
+        return TargetReport("folder", folder_name, snap.id, detail=detail)
+    with ctx.steps.step(f"folder {folder_name}: restoring {detail}"):
+        try:
+            ctx.restic.run(["restore", f"{snap.id}:{original}", "--target", str(target)],
+                           what=f"restoring folder {original}")
+        except ResticError as exc:
+            raise RestoreError(f"folder {folder_name}: {first_line(exc)}") from None
+    files = sum(1 for p in target.rglob("*") if p.is_file())
+    check = CheckResult("files", "builtin", files > 0 or not snap.summary.get(
+        "total_files_processed"), f"{files} file(s) in {target}")
+    ctx.say(f"folder {folder_name}: restored into {target}")
+    return TargetReport("folder", folder_name, snap.id, changed=True, detail=detail,
+                        checks=[check])
+
+
+def run_post_restore(commands: list[list[str]], say: Say) -> list[str]:
+    """Given a database's post-restore commands (argv lists, never a shell), run each and
+    return one outcome line per command."""
+    lines = []
+    for argv in commands:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                                  stdin=subprocess.DEVNULL)
+            status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: " + (
+                (proc.stderr or proc.stdout).strip().splitlines() or [""])[-1][:200]
+        except FileNotFoundError:
+            status = f"{argv[0]!r} not found"
+        except subprocess.TimeoutExpired:
+            status = "did not finish within 600 s"
+        line = f"{' '.join(argv)}: {status}"
+        say(f"post-restore: {line}")
+        lines.append(line)
+    return lines
+
+
+def after_restore(ctx: ItemContext, db_name: str, result: TargetReport) -> None:
+    """Given a database or table that is in place now, run its post-restore commands (e.g.
+    restarting the application), then its command checks (which may go through that
+    application, so they run against what is live now); their results join the report."""
+    db = ctx.customer.databases[db_name]
+    result.post_restore = run_post_restore(db.post_restore, ctx.say)
+    if any(isinstance(c, IntegrityCommand) for c in db.integrity):
+        conn = connection_for(ctx.customer, db_name)
+        with ctx.steps.step(f"database {db_name}: command checks against {conn.dbname}"):
+            result.checks += run_checks(conn, db, expected_counts=None, commands_only=True)

@@ -1,0 +1,156 @@
+"""What a restore or check reads: the target (`--target`), the tier's repository (`--tier`,
+`--from`), the set (`--as-of`) and its snapshots, fetched into a scratch folder.
+
+Shared by actions/restore.py and actions/integrity.py. Every failure here happens before
+anything is changed, and says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from axe_pipelines.config import Customer, Site
+from axe_pipelines.errors import ItemFailed
+from axe_pipelines.postgres.client import first_line
+from axe_pipelines.restic import Restic, ResticError, Snapshot
+from axe_pipelines.sets import AsOfError, BackupSet, list_sets, parse_as_of, select_as_of
+from axe_pipelines.tiers import TierName, TierUnavailable, open_tier, resolve_tier
+
+
+class RestoreError(ItemFailed):
+    """A restore or check was refused or failed outside PostgreSQL (target, tier, set,
+    snapshot, folder). The message is one operator line: what, where, what to do, and whether
+    anything was changed."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What `--target` names: a database or a folder, by its customers.yaml name."""
+
+    kind: Literal["database", "folder"]
+    name: str
+
+
+def valid_targets(customer: Customer) -> list[str]:
+    """Given a customer, return every name `--target` accepts, for error messages."""
+    names: list[str] = []
+    for db_name, db in customer.databases.items():
+        names += [db_name, f"{db_name}-postgres", *db.aliases]
+    names += list(customer.folders)
+    return sorted(set(names))
+
+
+def resolve_target(customer_name: str, customer: Customer, target: str) -> Target:
+    """Given `--target` (config name, `<db>-postgres` as the runbook names them, an alias, a
+    database's real name, or a folder), return the Target. Raise RestoreError listing the
+    valid names if it names nothing."""
+    for db_name, db in customer.databases.items():
+        if target in (db_name, f"{db_name}-postgres", *db.aliases):
+            return Target("database", db_name)
+    if target in customer.folders:
+        return Target("folder", target)
+    for db_name in customer.databases:
+        if customer.database_name(db_name) == target:
+            return Target("database", db_name)
+    raise RestoreError(f"unknown target {target!r} for customer {customer_name} "
+                       f"(valid: {', '.join(valid_targets(customer))})")
+
+
+def resolve_database(customer_name: str, customer: Customer, target: str, purpose: str) -> str:
+    """Given `--target` and what it is for (`last-valid needs a database`), return the
+    database's config name. Raise RestoreError if it names a folder or nothing."""
+    found = resolve_target(customer_name, customer, target)
+    if found.kind != "database":
+        raise RestoreError(f"{target} is a folder; {purpose}")
+    return found.name
+
+
+def open_source(config: Site, customer_name: str, tier: str | None,
+                source: str | None) -> tuple[TierName, str | None, Restic]:
+    """Given `--tier`/`--from`, return (tier, peer, the opened repository). Raise
+    ConfigError for unknown words, RestoreError if the tier cannot be opened now."""
+    name, peer = resolve_tier(config, tier, source)
+    try:
+        return name, peer, open_tier(config, customer_name, name, peer)
+    except TierUnavailable as exc:
+        raise RestoreError(f"tier {name}: {exc}; nothing was changed") from None
+
+
+def tier_label(tier: str, peer: str | None) -> str:
+    """Given a tier and its peer, return `tier ring (peer realchoice)` for messages."""
+    return f"tier {tier}" + (f" (peer {peer})" if peer else "")
+
+
+def load_sets(restic: Restic, customer_name: str, where: str) -> list[BackupSet]:
+    """Given a repository, return the customer's sets in it, oldest first. Raise
+    RestoreError if the repository cannot be read."""
+    try:
+        return list_sets(restic, customer_name)
+    except ResticError as exc:
+        raise RestoreError(f"{where}: {first_line(exc)}; nothing was changed") from None
+
+
+def choose_set(sets: list[BackupSet], as_of: str, timezone: str, where: str) -> BackupSet:
+    """Given the sets and `--as-of` (see sets.parse_as_of), return the newest set at or
+    before it. Raise RestoreError with the range that exists if there is none."""
+    try:
+        return select_as_of(sets, parse_as_of(as_of, timezone), where=where)
+    except AsOfError as exc:
+        raise RestoreError(f"{exc}; nothing was changed") from None
+
+
+def member(the_set: BackupSet, kind: str, name: str, where: str) -> Snapshot:
+    """Given a set, a snapshot kind (pgdump, roles, files) and a name, return that member.
+    Raise RestoreError if the set lacks it."""
+    snap = the_set.member(kind, name)
+    if snap is None:
+        raise RestoreError(f"the set of {the_set.time:%Y-%m-%d %H:%M} in {where} holds no "
+                           f"{kind} snapshot of {name}; pick another --as-of")
+    return snap
+
+
+def dump_path(snap: Snapshot) -> str:
+    """Given a dump snapshot, return the file it holds (`/<db>.pgdump` or `/<db>.sql`).
+    Raise RestoreError if it names none."""
+    if not snap.paths:
+        raise RestoreError(f"snapshot {snap.short_id} names no path; is it a dump?")
+    return snap.paths[0]
+
+
+def fetch_file(restic: Restic, snap: Snapshot, workdir: Path) -> Path:
+    """Given a dump snapshot, restore its single file into `workdir` and return its path.
+
+    `restic restore` into a folder, never `restic dump | pg_restore`: an early-exiting reader
+    kills restic with SIGPIPE and leaves a stale lock, and pg_restore -j refuses stdin.
+    Raise RestoreError (nothing changed) if restic fails or restores no such file."""
+    path = dump_path(snap)
+    try:
+        restic.run(["restore", snap.id, "--target", str(workdir), "--include", path],
+                   what=f"restoring {path} from snapshot {snap.short_id}")
+    except ResticError as exc:
+        raise RestoreError(f"{first_line(exc)}; nothing was changed") from None
+    out = workdir / path.lstrip("/")
+    if not out.is_file():
+        raise RestoreError(f"restic restored no {path} from snapshot {snap.short_id}")
+    return out
+
+
+def snapshot_size(snap: Snapshot) -> int:
+    """Given a snapshot, return the bytes its backup read (0 when restic did not say)."""
+    return int(snap.summary.get("total_bytes_processed") or 0)
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """Yield a new folder under the system temp dir for fetched dumps; removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="axe-restore-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,193 @@
+"""Throwaway PostgreSQL clusters: LocalCluster (initdb + pg_ctl in a folder, on a free loopback
+port; used by the tests, the demo and the benchmarks) and Staging, the cluster integrity
+checks and last-valid searches restore into, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from axe_pipelines.config import Server
+from axe_pipelines.postgres.client import (
+    PSQL_FLAGS,
+    Connection,
+    PostgresError,
+    find_bin_dir,
+    first_error,
+    quote_ident,
+    run_tool,
+)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """A PostgreSQL cluster of its own in a folder, on a free loopback port (initdb + pg_ctl).
+
+    As root, the server runs as the `postgres` system user (PostgreSQL refuses root).
+    """
+
+    def __init__(self, root: Path | None = None, *, password: str | None = None,
+                 bin_dir: Path | None = None, port: int | None = None):
+        self.root = Path(root or tempfile.mkdtemp(prefix="axe-pg-"))
+        self.data = self.root / "data"
+        self.bin_dir = find_bin_dir(bin_dir)
+        self.port = port or free_port()
+        self.password = password
+        self.user = "postgres"
+
+    def _as_owner(self, argv: Sequence[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *argv]
+        return list(argv)
+
+    def _run(self, argv: Sequence[str], what: str) -> None:
+        result = run_tool(self._as_owner(argv), capture=True, check=False, timeout=120,
+                          what=what)
+        if result.code != 0:
+            raise PostgresError(
+                f"{what} failed: {(result.stderr or result.stdout).strip()[-500:]}")
+
+    def _initdb(self) -> None:
+        args = [str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", self.user,
+                "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"]
+        pwfile = None
+        if self.password is not None:
+            pwfile = self.root / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, "postgres")
+            pwfile.chmod(0o600)
+            args += ["--auth-host=scram-sha-256", "--auth-local=trust", f"--pwfile={pwfile}"]
+        try:
+            self._run(args, "initdb")
+        finally:
+            if pwfile:
+                pwfile.unlink(missing_ok=True)
+
+    def start(self) -> LocalCluster:
+        """Create the cluster if its folder has none, start it and return it. Raise
+        PostgresError if initdb or pg_ctl fails."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c full_page_writes=off -c max_connections=40")
+        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", opts,
+                   "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"],
+                  "pg_ctl start")
+        return self
+
+    def stop(self) -> None:
+        """Stop the server if it runs (fast shutdown); a failure to stop is ignored."""
+        if (self.data / "postmaster.pid").exists():
+            run_tool(self._as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
+                                     "-m", "fast", "-w", "stop"]),
+                     check=False, timeout=60, what="pg_ctl stop")
+
+    def server_config(self, **extra: object) -> dict[str, object]:
+        """Return a `servers:` entry for customers.yaml reaching this cluster over loopback
+        TCP, with `extra` keys on top."""
+        return {"host": "127.0.0.1", "port": self.port, "user": self.user,
+                "bin_dir": str(self.bin_dir), **extra}
+
+    def psql(self, sql: str, dbname: str = "postgres") -> list[list[str]]:
+        """Given SQL, run it as the superuser in `dbname` and return the rows. Raise
+        PostgresError if it fails."""
+        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        result = run_tool([str(self.bin_dir / "psql"), *PSQL_FLAGS, "-h", "127.0.0.1",
+                           "-p", str(self.port), "-U", self.user, "-d", dbname],
+                          input=sql, capture=True, check=False, env=env, timeout=300,
+                          what=f"local cluster :{self.port}/{dbname}")
+        if result.code != 0:
+            raise PostgresError(f"local cluster :{self.port}/{dbname}: {result.stderr.strip()}")
+        return [ln.split("\t") for ln in result.stdout.splitlines() if ln]
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Staging:
+    """A LocalCluster in a fresh folder under the system temp dir, for integrity checks and
+    last-valid searches. Use as a context manager; `connection(db)` reaches a database on
+    it. Nothing of it survives the block."""
+
+    SERVER_NAME = "staging"
+
+    def __init__(self, bin_dir: Path | None = None):
+        self.bin_dir = bin_dir
+        self.root: Path | None = None
+        self.cluster: LocalCluster | None = None
+
+    def __enter__(self) -> Staging:
+        # Not a 0700 folder: as root the server runs as the postgres user, which must reach it.
+        self.root = Path(tempfile.mkdtemp(prefix="axe-staging-"))
+        self.root.chmod(0o755)
+        self.cluster = LocalCluster(self.root / "pg", bin_dir=self.bin_dir)
+        try:
+            self.cluster.start()
+        except Exception:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+        return self
+
+    @property
+    def server(self) -> Server:
+        """The staging server as a customers.yaml server entry (no roles: a scratch copy)."""
+        assert self.cluster is not None
+        return Server(host="127.0.0.1", port=self.cluster.port, user=self.cluster.user,
+                      bin_dir=self.cluster.bin_dir, roles=False)
+
+    def connection(self, dbname: str) -> Connection:
+        """Given a database name, return the connection to it on the staging server."""
+        return Connection(self.SERVER_NAME, self.server, dbname)
+
+    def load(self, dbname: str, dump_file: Path, fmt: str) -> tuple[Connection, str]:
+        """Given a database name and a dump file, (re)create that database on the staging
+        server and load the dump into it without owners and grants (staging has no roles).
+        Return (its connection, what the tool reported when it failed: "" when it did not).
+        Raise PostgresError if the database cannot be created."""
+        conn = self.connection(dbname)
+        conn.admin().psql(f"DROP DATABASE IF EXISTS {quote_ident(dbname)}; "
+                          f"CREATE DATABASE {quote_ident(dbname)};")
+        if fmt == "plain":
+            argv = [*conn.tool("psql"), *conn.conn_args(), "-X", "-q", "-f", str(dump_file)]
+        else:
+            argv = [*conn.tool("pg_restore"), *conn.conn_args(), "--no-owner",
+                    "--no-privileges", "-j", "2", str(dump_file)]
+        result = run_tool(argv, env=conn.env(), check=False, what=f"staging {dbname}")
+        # Without owners some statements (e.g. extensions' comments) may warn; an archive
+        # that cannot be read at all shows up in the row-count check.
+        return conn, first_error(result.stderr) if result.code != 0 else ""
+
+    def drop(self, dbname: str) -> None:
+        """Given a database name, drop it from the staging server; a failure is ignored
+        (the whole server goes at the end of the block)."""
+        try:
+            self.connection(dbname).admin().psql(
+                f"DROP DATABASE IF EXISTS {quote_ident(dbname)} WITH (FORCE);")
+        except PostgresError:
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)

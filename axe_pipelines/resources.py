@@ -1,0 +1,61 @@
+"""Runtime dependencies the Dagster layer hands to plain code.
+
+DagsterDumpHistory: the row counts tier A took inside each dump's own snapshot, read from the
+dump assets' materializations. The restore and integrity actions take it as an
+integrity.DumpHistory, so they never import Dagster: the CLI builds one on $DAGSTER_HOME,
+a Dagster op on its run's instance.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from axe_pipelines.backup import Item
+from axe_pipelines.instance import DEFAULT_HOME
+from axe_pipelines.names import item_key
+
+# How far back the history is read: dump materializations of one database, newest first.
+HISTORY_LIMIT = 1000
+
+
+class DagsterDumpHistory:
+    """An integrity.DumpHistory over the Dagster instance: `instance` when given (an op's
+    run), else the one in `home` (default: $DAGSTER_HOME, else ~/.axe/dagster — where
+    `axe backup` records), opened only when asked. A machine without that history (a new
+    machine) has none: then the dump's own COPY counts serve."""
+
+    def __init__(self, instance: dg.DagsterInstance | None = None,
+                 home: Path | str | None = None):
+        self.instance = instance
+        self.home = Path(home or os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser()
+
+    def counts_for(self, customer: str, database: str,
+                   snapshot_id: str) -> dict[str, int] | None:
+        """Given a customer, a database and a dump's snapshot id, return the row counts of
+        the `<customer>/db/<database>/dump` materialization that recorded that snapshot, or
+        None when there is none or the instance cannot be read."""
+        key = item_key(customer, Item("pgdump", database))
+        try:
+            if self.instance is not None:
+                return _recorded(self.instance, key, snapshot_id)
+            if not (self.home / "dagster.yaml").is_file():
+                return None
+            with dg.DagsterInstance.from_config(str(self.home)) as instance:
+                return _recorded(instance, key, snapshot_id)
+        except Exception:  # noqa: BLE001 - history is optional; an unreadable one is none
+            return None
+
+
+def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey,
+              snapshot_id: str) -> dict[str, int] | None:
+    records = instance.fetch_materializations(key, limit=HISTORY_LIMIT).records
+    for record in records:
+        mat = record.asset_materialization
+        if mat is None or "snapshot_id" not in mat.metadata:
+            continue
+        if mat.metadata["snapshot_id"].value == snapshot_id and "row_counts" in mat.metadata:
+            return {str(k): int(v) for k, v in dict(mat.metadata["row_counts"].value).items()}
+    return None

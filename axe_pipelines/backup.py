@@ -4,7 +4,7 @@
 optional pg_dumpall, per folder). `run_tier_a` backs the items up into the local repository —
 servers in parallel lanes, one item at a time per server — and reports progress. `coverage`
 says what the set lacks. `verify_dump` reads a dump back and compares it with the row counts
-taken when it was made. Progress reporters and the result table are progress.py.
+taken when it was made.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from axe_pipelines.config import Customer, tier_timezone
-from axe_pipelines.errors import ItemFailed
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.postgres.dump import (
     SnapshotSession,
@@ -29,15 +28,7 @@ from axe_pipelines.postgres.dump import (
     pg_dumpall_argv,
     read_dump,
 )
-from axe_pipelines.progress import NullReporter, Reporter
-from axe_pipelines.restic import (
-    BackupIncomplete,
-    BackupSummary,
-    Repository,
-    Restic,
-    ResticError,
-    Snapshot,
-)
+from axe_pipelines.restic import BackupIncomplete, Repository, Restic, ResticError, Snapshot
 from axe_pipelines.secrets import SecretError
 
 ItemKind = Literal["pgdump", "roles", "dumpall", "files"]
@@ -105,6 +96,23 @@ class TierAResult:
         return not self.failed
 
 
+class Reporter(Protocol):
+    def start(self, item: Item) -> None: ...
+    def progress(self, item: Item, bytes_done: int) -> None: ...
+    def finish(self, result: ItemResult) -> None: ...
+
+
+class NullReporter:
+    def start(self, item: Item) -> None:
+        pass
+
+    def progress(self, item: Item, bytes_done: int) -> None:
+        pass
+
+    def finish(self, result: ItemResult) -> None:
+        pass
+
+
 def local_repository(customer_name: str, customer: Customer) -> Repository:
     assert customer.tiers is not None
     tier = customer.tiers.local
@@ -161,98 +169,67 @@ def _dump_command(argv: Sequence[str], conn: Connection, errfile: Path,
             {**conn.libpq_env(), "AXE_DUMP_STDERR": str(errfile)})
 
 
-class ItemError(ItemFailed):
-    """An item cannot be backed up as configured (a required folder or its excludes file is
-    missing); the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What backing up one item needs besides the item: where, with which tags and time, and
-    where its progress and the dump tool's stderr go."""
-
-    restic: Restic
-    customer: Customer
-    tags: list[str]
-    at: datetime
-    progress: Callable[[int], None]
-    errfile: Path
-
-
-def _backup_folder(job: _Job, item: Item, result: ItemResult) -> BackupSummary | None:
-    """restic backup of one folder with its excludes; None when an optional folder is absent."""
-    folder = job.customer.folders[item.name]
-    path = folder.path.expanduser()
-    result.path = str(path)
-    if not path.exists():
-        if folder.required:
-            raise ItemError(f"required folder {path} does not exist (is its volume mounted?); "
-                            f"nothing was backed up for it")
-        result.skipped, result.error = True, f"optional folder {path} does not exist"
-        return None
-    excludes = folder.excludes_file.expanduser() if folder.excludes_file else None
-    if excludes is not None and not excludes.is_file():
-        raise ItemError(f"excludes file {excludes} for folder {item.name} does not exist; "
-                        f"create it (it may be empty) or remove the setting")
-    return job.restic.backup_paths([path], tags=job.tags, at=job.at, exclude_file=excludes,
-                                   on_progress=job.progress)
-
-
-def _backup_database(job: _Job, item: Item, result: ItemResult) -> BackupSummary:
-    """pg_dump of one database inside an exported snapshot whose row counts it records,
-    streamed into restic."""
-    assert item.server is not None
-    customer = job.customer
-    db = customer.databases[item.name]
-    conn = Connection(item.server, customer.servers[item.server],
-                      customer.database_name(item.name))
-    result.format = db.format
-    result.path = dump_filename(customer, item)
-    with SnapshotSession(conn) as session:
-        info = session.export()
-        result.server_version = info.server_version
-        result.row_counts = info.row_counts
-        argv, env = _dump_command(pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format),
-                                  conn, job.errfile)
-        return job.restic.backup_command(argv, filename=result.path, tags=job.tags, at=job.at,
-                                         on_progress=job.progress, env_extra=env)
-
-
-def _backup_server(job: _Job, item: Item, result: ItemResult) -> BackupSummary:
-    """pg_dumpall of a server (its roles only, or everything), streamed into restic."""
-    assert item.server is not None
-    conn = _server_connection(job.customer, item.server)
-    # restic would only say "command failed"; asking first gives the server's reason.
-    conn.psql("SELECT 1;")
-    result.format = "plain"
-    result.path = dump_filename(job.customer, item)
-    argv, env = _dump_command(pg_dumpall_argv(conn, globals_only=item.kind == "roles"), conn,
-                              job.errfile)
-    return job.restic.backup_command(argv, filename=result.path, tags=job.tags, at=job.at,
-                                     on_progress=job.progress, env_extra=env)
-
-
 def backup_item(restic: Restic, customer_name: str, customer: Customer, item: Item, *,
                 at: datetime, run_id: str, reporter: Reporter) -> ItemResult:
-    """Given one item of the plan, back it up into the repository with the run's tags and
-    logical time `at` and return its ItemResult. Never raise for an operational failure: it
-    is the result's one-line `error` (an incomplete folder snapshot is tagged `incomplete`)."""
+    """Backs up one item into the repository; never raises for an operational failure."""
     started = time.monotonic()
     result = ItemResult(item=item, ok=False)
+    tags = item.tags(customer_name, run_id)
     errfd, errname = tempfile.mkstemp(prefix="axe-dump-", suffix=".stderr")
     os.close(errfd)
-    job = _Job(restic, customer, item.tags(customer_name, run_id), at,
-               lambda n: reporter.progress(item, n), Path(errname))
-    backup = {"files": _backup_folder, "pgdump": _backup_database}.get(item.kind,
-                                                                       _backup_server)
+    errfile = Path(errname)
+
+    def progress(n: int) -> None:
+        reporter.progress(item, n)
+
     try:
-        summary = backup(job, item, result)
-        if summary is not None:
-            result.ok = True
-            result.snapshot_id = summary.snapshot_id
-            result.bytes_read = summary.bytes_read
-            result.bytes_added = summary.bytes_added
-            result.bytes_stored = summary.bytes_stored
+        if item.kind == "files":
+            folder = customer.folders[item.name]
+            path = folder.path.expanduser()
+            result.path = str(path)
+            if not path.exists():
+                if folder.required:
+                    raise PostgresError(f"required folder {path} does not exist (is its volume "
+                                        f"mounted?); nothing was backed up for it")
+                result.skipped, result.error = True, f"optional folder {path} does not exist"
+                return result
+            excludes = folder.excludes_file.expanduser() if folder.excludes_file else None
+            if excludes is not None and not excludes.is_file():
+                raise PostgresError(f"excludes file {excludes} for folder {item.name} does not "
+                                    f"exist; create it (it may be empty) or remove the setting")
+            summary = restic.backup_paths([path], tags=tags, at=at, exclude_file=excludes,
+                                          on_progress=progress)
+        else:
+            assert item.server is not None
+            if item.kind == "pgdump":
+                db = customer.databases[item.name]
+                conn = Connection(item.server, customer.servers[item.server],
+                                  customer.database_name(item.name))
+                result.format = db.format
+                result.path = dump_filename(customer, item)
+                with SnapshotSession(conn) as session:
+                    info = session.export()
+                    result.server_version = info.server_version
+                    result.row_counts = info.row_counts
+                    argv, env = _dump_command(
+                        pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format), conn, errfile)
+                    summary = restic.backup_command(argv, filename=result.path, tags=tags,
+                                                    at=at, on_progress=progress, env_extra=env)
+            else:
+                conn = _server_connection(customer, item.server)
+                # restic would only say "command failed"; asking first gives the server's reason.
+                conn.psql("SELECT 1;")
+                result.format = "plain"
+                result.path = dump_filename(customer, item)
+                argv, env = _dump_command(
+                    pg_dumpall_argv(conn, globals_only=item.kind == "roles"), conn, errfile)
+                summary = restic.backup_command(argv, filename=result.path, tags=tags, at=at,
+                                                on_progress=progress, env_extra=env)
+        result.ok = True
+        result.snapshot_id = summary.snapshot_id
+        result.bytes_read = summary.bytes_read
+        result.bytes_added = summary.bytes_added
+        result.bytes_stored = summary.bytes_stored
     except BackupIncomplete as exc:
         # restic wrote a snapshot that lacks files: mark it so nothing treats it as good.
         result.error = str(exc)
@@ -261,10 +238,10 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
                 restic.tag(exc.snapshot_id, ["incomplete"])
             except ResticError:
                 pass
-    except (ResticError, PostgresError, ItemError, SecretError, OSError) as exc:
-        result.error = _one_line(exc, item, job.errfile.read_text(errors="replace"))
+    except (ResticError, PostgresError, SecretError, OSError) as exc:
+        result.error = _one_line(exc, item, errfile.read_text(errors="replace"))
     finally:
-        job.errfile.unlink(missing_ok=True)
+        errfile.unlink(missing_ok=True)
         result.duration_s = time.monotonic() - started
     return result
 
@@ -377,3 +354,18 @@ def verify_dump(restic: Restic, snapshot_id: str, path: str, *, fmt: str,
     return DumpCheck(ok=not problems, tables_in_dump=len(contents.tables),
                      rows_in_dump=sum(contents.tables.values()), bytes=contents.bytes,
                      problems=problems)
+
+
+def summarize(results: Sequence[ItemResult], wall_s: float) -> list[dict[str, object]]:
+    """Rows for the result table: one per item plus a total."""
+    rows: list[dict[str, object]] = []
+    for r in results:
+        rows.append({"item": r.item.label, "status": "ok" if r.ok else
+                     ("skipped" if r.skipped else "FAILED"),
+                     "snapshot": (r.snapshot_id or "")[:8], "read": r.bytes_read,
+                     "added": r.bytes_added, "seconds": round(r.duration_s, 2)})
+    failed = sum(1 for r in results if not r.ok and not r.skipped)
+    rows.append({"item": "total", "status": f"{failed} failed" if failed else "ok",
+                 "snapshot": "", "read": sum(r.bytes_read for r in results),
+                 "added": sum(r.bytes_added for r in results), "seconds": round(wall_s, 2)})
+    return rows

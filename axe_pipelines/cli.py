@@ -70,8 +70,7 @@ def _reporter_for(plain: bool) -> Callable[[list[Item]], CollectingReporter]:
 def _print_local(outcome: LocalOutcome) -> None:
     import pandas as pd
 
-    from axe_pipelines.backup import summarize
-    from axe_pipelines.progress import human_bytes
+    from axe_pipelines.progress import human_bytes, summarize
 
     if outcome.run is not None:
         table = pd.DataFrame(summarize(outcome.results, outcome.wall_s))

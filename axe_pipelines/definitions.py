@@ -18,7 +18,8 @@ from axe_pipelines.cold import cold_settings
 from axe_pipelines.config import Site, load_config, tier_timezone
 from axe_pipelines.jobs import restore_job, tier_a_backup_job, tier_b_jobs, tier_c_jobs
 from axe_pipelines.names import PROGRESS_RESOURCE, tier_c_op
-from axe_pipelines.ring import ring_peers, ring_settings
+from axe_pipelines.peer import ring_settings
+from axe_pipelines.ring import ring_peers
 from axe_pipelines.schedules import cold_rotation_daily, tier_a_nightly, tier_b_schedules
 from axe_pipelines.sensors.cold import build_cold_sensor
 from axe_pipelines.sensors.inbound import build_inbound_sensor

@@ -6,12 +6,42 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from axe_pipelines.backup import Item, ItemResult
+if TYPE_CHECKING:
+    from axe_pipelines.backup import Item, ItemResult
+
+
+class Reporter(Protocol):
+    """What a tier-A run tells as it goes: an item started, bytes so far, an item's result.
+    Called from the parallel lanes' threads."""
+
+    def start(self, item: Item) -> None:
+        """Given an item, say that its backup started."""
+
+    def progress(self, item: Item, bytes_done: int) -> None:
+        """Given an item and the bytes restic has read of it so far, say so (or not)."""
+
+    def finish(self, result: ItemResult) -> None:
+        """Given an item's result, say how it ended."""
+
+
+class NullReporter:
+    """Says nothing (run_tier_a without a reporter)."""
+
+    def start(self, item: Item) -> None:
+        pass
+
+    def progress(self, item: Item, bytes_done: int) -> None:
+        pass
+
+    def finish(self, result: ItemResult) -> None:
+        pass
 
 
 def human_bytes(n: float) -> str:
+    """Given a byte count, return it for people: `958 B`, `1.3 MiB`."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -20,6 +50,8 @@ def human_bytes(n: float) -> str:
 
 
 class _Collecting:
+    """Keeps every finished item's result, in the order they finished."""
+
     def __init__(self) -> None:
         self.results: list[ItemResult] = []
         self._lock = threading.Lock()
@@ -134,3 +166,19 @@ class LogReporter(_Collecting):
             self.log.warning(f"{result.item.label}: skipped: {result.error}")  # type: ignore
         else:
             self.log.error(f"{result.item.label}: {result.error}")  # type: ignore
+
+
+def summarize(results: Sequence[ItemResult], wall_s: float) -> list[dict[str, object]]:
+    """Given the items' results and the run's wall time, return the rows of the result table:
+    one per item plus a total (bytes as numbers; the caller formats them)."""
+    rows: list[dict[str, object]] = []
+    for r in results:
+        rows.append({"item": r.item.label, "status": "ok" if r.ok else
+                     ("skipped" if r.skipped else "FAILED"),
+                     "snapshot": (r.snapshot_id or "")[:8], "read": r.bytes_read,
+                     "added": r.bytes_added, "seconds": round(r.duration_s, 2)})
+    failed = sum(1 for r in results if not r.ok and not r.skipped)
+    rows.append({"item": "total", "status": f"{failed} failed" if failed else "ok",
+                 "snapshot": "", "read": sum(r.bytes_read for r in results),
+                 "added": sum(r.bytes_added for r in results), "seconds": round(wall_s, 2)})
+    return rows

@@ -72,7 +72,8 @@ def open_tier(config: Site, customer_name: str, tier: TierName,
             raise TierUnavailable(f"{customer_name} has no tier A (tiers.local) configured")
         return local_restic(customer_name, customer)
     if tier == "ring":
-        from axe_pipelines.ring import RingError, open_ring, ring_peers
+        from axe_pipelines.peer import RingError
+        from axe_pipelines.ring import open_ring, ring_peers
 
         try:
             if peer is None:

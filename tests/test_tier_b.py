@@ -26,8 +26,9 @@ from axe_pipelines.config import load_config
 from axe_pipelines.definitions import tier_b_definitions
 from axe_pipelines.inbound import inbound_state
 from axe_pipelines.names import inbound_key, repository_pool, repository_tags, tier_b_key
+from axe_pipelines.peer import RingError, link
 from axe_pipelines.restic import Repository, Restic, find_restic, restic_version
-from axe_pipelines.ring import RingError, link, peer_snapshots, push_set
+from axe_pipelines.ring import peer_snapshots, push_set
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sensors.inbound import build_inbound_sensor, inbound_events
 from axe_pipelines.sets import list_sets

@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from axe_pipelines.backup import Item, ItemResult, Reporter, local_restic, plan_tier_a
+from axe_pipelines.backup import Item, ItemResult, local_restic, plan_tier_a
 from axe_pipelines.cold import Volume, find_volumes
 from axe_pipelines.config import Site
 from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE
 from axe_pipelines.instance import ensure_dagster_home
-from axe_pipelines.progress import human_bytes
+from axe_pipelines.peer import RingError, link
+from axe_pipelines.progress import Reporter, human_bytes
 from axe_pipelines.restic import ResticError
-from axe_pipelines.ring import RingError, link, ring_peers
+from axe_pipelines.ring import ring_peers
 
 Say = Callable[[str], None]
 

@@ -13,9 +13,10 @@ from axe_pipelines.cold import find_volumes
 from axe_pipelines.config import Customer, Site, load_config
 from axe_pipelines.errors import EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE
 from axe_pipelines.inbound import inbound_state
+from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.restic import ResticError, find_restic, restic_version
-from axe_pipelines.ring import RingError, link, ring_peers, ring_settings
+from axe_pipelines.ring import ring_peers
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from axe_pipelines.names import (
     tier_b_group,
     tier_b_key,
 )
-from axe_pipelines.ring import PushResult, RingError, link, push_set, ring_settings
+from axe_pipelines.peer import RingError, link, ring_settings
+from axe_pipelines.ring import PushResult, push_set
 
 
 def push_metadata(result: PushResult, block: RingBackup) -> dict[str, object]:

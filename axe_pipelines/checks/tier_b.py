@@ -15,8 +15,9 @@ from axe_pipelines.config import RingBackup, Site
 from axe_pipelines.copying import missing_from
 from axe_pipelines.inbound import InboundState, inbound_state
 from axe_pipelines.names import inbound_key, tier_b_key
+from axe_pipelines.peer import PeerStatus, RingError, link
 from axe_pipelines.restic import Snapshot
-from axe_pipelines.ring import PeerStatus, RingError, latest_set, link, peer_snapshots
+from axe_pipelines.ring import latest_set, peer_snapshots
 from axe_pipelines.sets import BackupSet
 
 SET_PRESENT = "set_present"

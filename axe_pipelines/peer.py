@@ -1,0 +1,233 @@
+"""How to reach one ring peer: ssh with every option that keeps it non-interactive and
+bounded, the fqdn-then-ssh_ip probe, and our repository there over restic's `sftp:` backend.
+
+ssh runs with key auth only (`BatchMode`, `IdentitiesOnly`), a pinned known_hosts
+(`StrictHostKeyChecking=yes`; the key is pinned under the peer's fqdn via `HostKeyAlias`, so
+the `ssh_ip` fallback checks the same key), a connect timeout and keepalives: a link that stops
+answering fails after `alive_interval_s x alive_count_max` seconds instead of hanging for tens
+of minutes. `ssh_fqdn` is tried first, `ssh_ip` when the name does not resolve or does not
+connect; a changed host key never falls back.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from axe_pipelines.config import Customer, RingBackup, RingTier, Site
+from axe_pipelines.errors import ItemFailed
+from axe_pipelines.restic import Repository, Restic
+from axe_pipelines.secrets import SecretSource
+
+NEXT_STEP = "retry at the next scheduled run or run `axe backup --ring`; `axe doctor` checks ssh"
+
+class RingError(ItemFailed):
+    """Tier B failed. `retryable` says whether trying again later can help (a link or a peer
+    that is down) or not (wrong password, damaged repository, changed host key)."""
+
+    def __init__(self, message: str, *, retryable: bool, ssh_exit: int | None = None,
+                 host: str | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.ssh_exit = ssh_exit
+        self.host = host
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """What one ssh call to the peer found."""
+
+    host: str  # the address that worked (fqdn or ssh_ip)
+    via_fallback: bool
+    free_bytes: int | None
+    restic_version: str | None
+    seconds: float
+
+
+def ring_settings(customer: Customer) -> RingTier:
+    """The customer's tier-B settings (defaults when `tiers.ring` is absent)."""
+    return (customer.tiers.ring if customer.tiers and customer.tiers.ring else None) or \
+        RingTier()
+
+
+def peer_password(customer: Customer, block: RingBackup) -> SecretSource:
+    """Password of our repository at the peer: tiers.ring.password, the peer block's
+    password, else tier A's (the copy is as secret as the original)."""
+    assert customer.tiers is not None
+    ring = customer.tiers.ring
+    return (ring.password if ring and ring.password else None) or block.password or \
+        customer.tiers.local.password
+
+
+_RESOLVE = ("could not resolve hostname", "name or service not known",
+            "temporary failure in name resolution", "nodename nor servname")
+_CONNECT = ("connection refused", "connection timed out", "no route to host",
+            "network is unreachable", "timed out during banner exchange",
+            "operation timed out", "connection reset", "connection closed by")
+_HOSTKEY = ("host key verification failed", "remote host identification has changed",
+            "no ed25519 host key is known", "host key for", "no matching host key")
+_AUTH = ("permission denied",)
+
+
+def _reason(stderr: str) -> tuple[str, str]:
+    """(kind, one-line reason) of an ssh failure; kind is resolve/connect/hostkey/auth/other."""
+    low = stderr.lower()
+    for kind, needles in (("hostkey", _HOSTKEY), ("resolve", _RESOLVE), ("auth", _AUTH),
+                          ("connect", _CONNECT)):
+        for needle in needles:
+            if needle in low:
+                line = next((ln.strip() for ln in stderr.splitlines() if needle in ln.lower()),
+                            needle)
+                return kind, line
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@")]
+    return "other", (lines[-1] if lines else "no message")
+
+
+class PeerLink:
+    """How to reach one peer: ssh argv, the sftp repository, a probe."""
+
+    def __init__(self, customer_name: str, customer: Customer, peer: str, block: RingBackup,
+                 *, binary: str | None = None):
+        self.customer_name = customer_name
+        self.customer = customer
+        self.peer = peer
+        self.block = block
+        self.settings = ring_settings(customer)
+        self.binary = binary
+        for path in (self.key, self.known_hosts):
+            if any(c in str(path) for c in "'\"\\"):
+                raise RingError(f"tier B: path {path} contains a quote or backslash, which "
+                                f"restic's sftp.command cannot carry; move the file",
+                                retryable=False)
+
+    @property
+    def key(self) -> Path:
+        return self.block.ssh_key.expanduser()
+
+    @property
+    def known_hosts(self) -> Path:
+        return (self.block.known_hosts or Path("~/.ssh/known_hosts")).expanduser()
+
+    def hosts(self) -> list[str]:
+        """fqdn first, then the fallback address."""
+        return [h for h in (self.block.ssh_fqdn, self.block.ssh_ip) if h]
+
+    def ssh_argv(self, host: str) -> list[str]:
+        """ssh to `host` with every option that keeps it non-interactive and bounded."""
+        s = self.settings
+        return ["ssh", "-p", str(self.block.ssh_port), "-i", str(self.key),
+                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
+                "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no",
+                # The key is pinned under the fqdn, so the ip fallback checks the same key.
+                "-o", f"HostKeyAlias={self.block.ssh_fqdn}", "-o", "CheckHostIP=no",
+                "-o", f"ConnectTimeout={s.connect_timeout_s}",
+                "-o", f"ServerAliveInterval={s.alive_interval_s}",
+                "-o", f"ServerAliveCountMax={s.alive_count_max}",
+                "-o", "LogLevel=ERROR", "-l", self.block.ssh_user, host]
+
+    def where(self) -> str:
+        hosts = " then ".join(self.hosts())
+        return f"{self.peer} ({hosts}, port {self.block.ssh_port})"
+
+    # --- ssh ---------------------------------------------------------------------------------
+
+    def _ssh(self, host: str, remote: str) -> subprocess.CompletedProcess[str]:
+        budget = self.settings.connect_timeout_s + \
+            self.settings.alive_interval_s * self.settings.alive_count_max + 30
+        try:
+            return subprocess.run([*self.ssh_argv(host), remote], capture_output=True,
+                                  text=True, timeout=budget, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess([], 255, "", f"connection timed out: no answer "
+                                               f"within {budget} s")
+
+    def probe(self) -> PeerStatus:
+        """One ssh call: reachability, free disk under receive_dir_at_peer, restic version.
+        Tries the fqdn, then ssh_ip when the name does not resolve or connect. Raises
+        RingError naming the host, ssh's exit status and what to do next."""
+        target = self.block.receive_dir_at_peer.rstrip("/") or "/"
+        parent = str(Path(target).parent)
+        remote = (f"df -Pk -- {shlex.quote(target)} 2>/dev/null || "
+                  f"df -Pk -- {shlex.quote(parent)}; echo ::axe::; "
+                  'PATH="$PATH:/opt/homebrew/bin:/usr/local/bin"; '
+                  "restic version 2>/dev/null || echo 'restic not found'")
+        failures: list[str] = []
+        hosts = self.hosts()
+        for index, host in enumerate(hosts):
+            started = time.monotonic()
+            proc = self._ssh(host, remote)
+            if proc.returncode == 0 and "::axe::" in proc.stdout:
+                disk, _, version = proc.stdout.partition("::axe::")
+                return PeerStatus(host=host, via_fallback=index > 0,
+                                  free_bytes=_df_free(disk), restic_version=_version(version),
+                                  seconds=time.monotonic() - started)
+            kind, why = _reason(proc.stderr)
+            failures.append(f"{host}: ssh exit {proc.returncode}, {why}")
+            if kind == "hostkey":
+                raise RingError(
+                    f"tier B: host key of {self.peer} at {host} does not match the pinned key in "
+                    f"{self.known_hosts} (ssh exit {proc.returncode}, {why}); refusing to "
+                    f"connect, not retried. If the peer's machine was really reinstalled, "
+                    f"confirm its new key with its operator and replace the line for "
+                    f"{self.block.ssh_fqdn}; local tier unaffected",
+                    retryable=False, ssh_exit=proc.returncode, host=host)
+            if kind == "auth":
+                raise RingError(
+                    f"tier B: {self.peer} at {host} refused our key {self.key} (ssh exit "
+                    f"{proc.returncode}, {why}); ask the peer's operator to add its .pub to "
+                    f"~{self.block.ssh_user}/.ssh/authorized_keys; local tier unaffected; "
+                    f"{NEXT_STEP}", retryable=True, ssh_exit=proc.returncode, host=host)
+            if kind not in ("resolve", "connect"):
+                break  # only a name that does not resolve or connect moves on to ssh_ip
+        raise RingError(f"tier B: cannot reach {self.peer} ({'; '.join(failures)}); local tier "
+                        f"unaffected; {NEXT_STEP}", retryable=True,
+                        ssh_exit=255, host=hosts[-1] if hosts else None)
+
+    # --- repository --------------------------------------------------------------------------
+
+    def location(self, host: str) -> str:
+        return f"sftp:{self.block.ssh_user}@{host}:{self.block.receive_dir_at_peer}"
+
+    def repository(self, host: str) -> Repository:
+        sftp_command = shlex.join([*self.ssh_argv(host), "-s", "sftp"])
+        return Repository(location=self.location(host),
+                          password=peer_password(self.customer, self.block),
+                          label=f"tier B repository of {self.customer_name} at {self.peer} "
+                                f"({self.location(host)})",
+                          extra_args=("-o", f"sftp.command={sftp_command}"))
+
+    def restic(self, host: str) -> Restic:
+        return Restic(self.repository(host), binary=self.binary,
+                      timeout=self.settings.timeout_s)
+
+
+def _df_free(text: str) -> int | None:
+    """Available bytes from `df -Pk` output (macOS and Linux print the same columns)."""
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 4 and parts[3].isdigit():
+            return int(parts[3]) * 1024
+    return None
+
+
+def _version(text: str) -> str | None:
+    m = re.search(r"restic (\d+\.\d+\.\d+)", text)
+    return m[1] if m else None
+
+
+def link(config: Site, customer_name: str, peer: str, *,
+         binary: str | None = None) -> PeerLink:
+    """The PeerLink from `customer_name` to `peer`; RingError when `peer` has no ring block."""
+    peers = config.peers()
+    if peer not in peers:
+        raise RingError(f"tier B: {peer} has no ring_backup block in customers.yaml (peers: "
+                        f"{', '.join(sorted(peers)) or '-'})", retryable=False)
+    return PeerLink(customer_name, config.customer(customer_name), peer, peers[peer],
+                    binary=binary)

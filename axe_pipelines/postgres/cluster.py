@@ -91,7 +91,8 @@ class LocalCluster:
         return self
 
     def stop(self) -> None:
-        """Stop the server if it runs (fast shutdown); a failure to stop is ignored."""
+        """Stop the server if it runs (fast shutdown); pg_ctl's own failure is ignored.
+        Raise PostgresError if it does not stop within 60 s."""
         if (self.data / "postmaster.pid").exists():
             run_tool(self._as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
                                      "-m", "fast", "-w", "stop"]),

@@ -3,8 +3,8 @@
 `plan_tier_a` lists what goes into the set (one item per database dump, per server's roles and
 optional pg_dumpall, per folder). `run_tier_a` backs the items up into the local repository —
 servers in parallel lanes, one item at a time per server — and reports progress. `coverage`
-says what the set lacks. `verify_dump` reads a dump back and compares it with the row counts
-taken when it was made.
+says what the set lacks. Reading a dump back (the restorable check) is readback.py; progress
+reporters and the result table are progress.py.
 """
 
 from __future__ import annotations
@@ -13,22 +13,26 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from axe_pipelines.config import Customer, tier_timezone
+from axe_pipelines.errors import ItemFailed
 from axe_pipelines.postgres.client import Connection, PostgresError
-from axe_pipelines.postgres.dump import (
-    SnapshotSession,
-    pg_dump_argv,
-    pg_dumpall_argv,
-    read_dump,
+from axe_pipelines.postgres.dump import SnapshotSession, pg_dump_argv, pg_dumpall_argv
+from axe_pipelines.progress import NullReporter, Reporter
+from axe_pipelines.restic import (
+    BackupIncomplete,
+    BackupSummary,
+    Repository,
+    Restic,
+    ResticError,
+    Snapshot,
 )
-from axe_pipelines.restic import BackupIncomplete, Repository, Restic, ResticError, Snapshot
 from axe_pipelines.secrets import SecretError
 
 ItemKind = Literal["pgdump", "roles", "dumpall", "files"]
@@ -45,6 +49,7 @@ class Item:
 
     @property
     def label(self) -> str:
+        """Return the item as the operator reads it: `db/frame`, `roles/frame-postgres`."""
         return {"pgdump": "db", "roles": "roles", "dumpall": "dumpall", "files": "files"}[
             self.kind] + f"/{self.name}"
 
@@ -54,6 +59,8 @@ class Item:
         return f"server:{self.server}" if self.server else "folders"
 
     def tags(self, customer: str, run_id: str) -> list[str]:
+        """Given the customer and the Dagster run, return the item's snapshot tags (a set is
+        one run's snapshots; restore and coverage find members by these)."""
         key = {"pgdump": "database", "roles": "server", "dumpall": "server",
                "files": "folder"}[self.kind]
         return [TAG_TOOL, f"customer={customer}", f"kind={self.kind}", f"{key}={self.name}",
@@ -62,12 +69,14 @@ class Item:
 
 @dataclass
 class ItemResult:
+    """How one item's backup went: its snapshot and bytes, or its one-line error; `skipped`
+    for an optional folder that is absent. A dump also records its exact row counts."""
+
     item: Item
     ok: bool
     snapshot_id: str | None = None
     bytes_read: int = 0
     bytes_added: int = 0
-    bytes_stored: int = 0
     duration_s: float = 0.0
     error: str | None = None
     path: str | None = None  # the file name inside the snapshot (dumps) or the folder
@@ -79,6 +88,8 @@ class ItemResult:
 
 @dataclass
 class TierAResult:
+    """One tier-A run: every item's result and the snapshots the repository holds for it."""
+
     customer: str
     run_id: str
     at: datetime
@@ -89,31 +100,17 @@ class TierAResult:
 
     @property
     def failed(self) -> list[ItemResult]:
+        """Return the items that failed (a skipped optional folder did not)."""
         return [r for r in self.results if not r.ok and not r.skipped]
 
     @property
     def ok(self) -> bool:
+        """True when no item failed."""
         return not self.failed
 
 
-class Reporter(Protocol):
-    def start(self, item: Item) -> None: ...
-    def progress(self, item: Item, bytes_done: int) -> None: ...
-    def finish(self, result: ItemResult) -> None: ...
-
-
-class NullReporter:
-    def start(self, item: Item) -> None:
-        pass
-
-    def progress(self, item: Item, bytes_done: int) -> None:
-        pass
-
-    def finish(self, result: ItemResult) -> None:
-        pass
-
-
 def local_repository(customer_name: str, customer: Customer) -> Repository:
+    """Given a customer with tier A, return its tier-A repository (location, password)."""
     assert customer.tiers is not None
     tier = customer.tiers.local
     return Repository(location=str(tier.repository.expanduser()), password=tier.password,
@@ -121,13 +118,15 @@ def local_repository(customer_name: str, customer: Customer) -> Repository:
                             f"({tier.repository.expanduser()})")
 
 
-def local_restic(customer_name: str, customer: Customer, **kwargs: object) -> Restic:
-    return Restic(local_repository(customer_name, customer), timezone=tier_timezone(customer),
-                  **kwargs)  # type: ignore[arg-type]
+def local_restic(customer_name: str, customer: Customer) -> Restic:
+    """Given a customer with tier A, return a Restic for its tier-A repository, stamping
+    snapshot times in the tier's zone. Raise ResticNotFound without a usable restic."""
+    return Restic(local_repository(customer_name, customer), timezone=tier_timezone(customer))
 
 
 def plan_tier_a(customer: Customer) -> list[Item]:
-    """Every item the night's set must hold, in a stable order."""
+    """Given a customer, return every item the night's set must hold, in a stable order:
+    each server's roles (and dumpall), each database, each folder."""
     items: list[Item] = []
     for server_name, server in customer.servers.items():
         if not any(db.server == server_name for db in customer.databases.values()):
@@ -144,6 +143,8 @@ def plan_tier_a(customer: Customer) -> list[Item]:
 
 
 def dump_filename(customer: Customer, item: Item) -> str:
+    """Given a dump item, return its file name inside the snapshot (`frame.pgdump`,
+    `hive.sql` for a plain dump, `frame-postgres.roles.sql`)."""
     if item.kind == "pgdump":
         fmt = customer.databases[item.name].format
         return f"{item.name}.pgdump" if fmt == "custom" else f"{item.name}.sql"
@@ -169,67 +170,97 @@ def _dump_command(argv: Sequence[str], conn: Connection, errfile: Path,
             {**conn.libpq_env(), "AXE_DUMP_STDERR": str(errfile)})
 
 
+class ItemError(ItemFailed):
+    """An item cannot be backed up as configured (a required folder or its excludes file is
+    missing); the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What backing up one item needs besides the item: where, with which tags and time, and
+    where its progress and the dump tool's stderr go."""
+
+    restic: Restic
+    customer: Customer
+    tags: list[str]
+    at: datetime
+    progress: Callable[[int], None]
+    errfile: Path
+
+
+def _backup_folder(job: _Job, item: Item, result: ItemResult) -> BackupSummary | None:
+    """restic backup of one folder with its excludes; None when an optional folder is absent."""
+    folder = job.customer.folders[item.name]
+    path = folder.path.expanduser()
+    result.path = str(path)
+    if not path.exists():
+        if folder.required:
+            raise ItemError(f"required folder {path} does not exist (is its volume mounted?); "
+                            f"nothing was backed up for it")
+        result.skipped, result.error = True, f"optional folder {path} does not exist"
+        return None
+    excludes = folder.excludes_file.expanduser() if folder.excludes_file else None
+    if excludes is not None and not excludes.is_file():
+        raise ItemError(f"excludes file {excludes} for folder {item.name} does not exist; "
+                        f"create it (it may be empty) or remove the setting")
+    return job.restic.backup_paths([path], tags=job.tags, at=job.at, exclude_file=excludes,
+                                   on_progress=job.progress)
+
+
+def _backup_database(job: _Job, item: Item, result: ItemResult) -> BackupSummary:
+    """pg_dump of one database inside an exported snapshot whose row counts it records,
+    streamed into restic."""
+    assert item.server is not None
+    customer = job.customer
+    db = customer.databases[item.name]
+    conn = Connection(item.server, customer.servers[item.server],
+                      customer.database_name(item.name))
+    result.format = db.format
+    result.path = dump_filename(customer, item)
+    with SnapshotSession(conn) as session:
+        info = session.export()
+        result.server_version = info.server_version
+        result.row_counts = info.row_counts
+        argv, env = _dump_command(pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format),
+                                  conn, job.errfile)
+        return job.restic.backup_command(argv, filename=result.path, tags=job.tags, at=job.at,
+                                         on_progress=job.progress, env_extra=env)
+
+
+def _backup_server(job: _Job, item: Item, result: ItemResult) -> BackupSummary:
+    """pg_dumpall of a server (its roles only, or everything), streamed into restic."""
+    assert item.server is not None
+    conn = _server_connection(job.customer, item.server)
+    # restic would only say "command failed"; asking first gives the server's reason.
+    conn.psql("SELECT 1;")
+    result.format = "plain"
+    result.path = dump_filename(job.customer, item)
+    argv, env = _dump_command(pg_dumpall_argv(conn, globals_only=item.kind == "roles"), conn,
+                              job.errfile)
+    return job.restic.backup_command(argv, filename=result.path, tags=job.tags, at=job.at,
+                                     on_progress=job.progress, env_extra=env)
+
+
 def backup_item(restic: Restic, customer_name: str, customer: Customer, item: Item, *,
                 at: datetime, run_id: str, reporter: Reporter) -> ItemResult:
-    """Backs up one item into the repository; never raises for an operational failure."""
+    """Given one item of the plan, back it up into the repository with the run's tags and
+    logical time `at` and return its ItemResult. Never raise for an operational failure: it
+    is the result's one-line `error` (an incomplete folder snapshot is tagged `incomplete`)."""
     started = time.monotonic()
     result = ItemResult(item=item, ok=False)
-    tags = item.tags(customer_name, run_id)
     errfd, errname = tempfile.mkstemp(prefix="axe-dump-", suffix=".stderr")
     os.close(errfd)
-    errfile = Path(errname)
-
-    def progress(n: int) -> None:
-        reporter.progress(item, n)
-
+    job = _Job(restic, customer, item.tags(customer_name, run_id), at,
+               lambda n: reporter.progress(item, n), Path(errname))
+    backup = {"files": _backup_folder, "pgdump": _backup_database}.get(item.kind,
+                                                                       _backup_server)
     try:
-        if item.kind == "files":
-            folder = customer.folders[item.name]
-            path = folder.path.expanduser()
-            result.path = str(path)
-            if not path.exists():
-                if folder.required:
-                    raise PostgresError(f"required folder {path} does not exist (is its volume "
-                                        f"mounted?); nothing was backed up for it")
-                result.skipped, result.error = True, f"optional folder {path} does not exist"
-                return result
-            excludes = folder.excludes_file.expanduser() if folder.excludes_file else None
-            if excludes is not None and not excludes.is_file():
-                raise PostgresError(f"excludes file {excludes} for folder {item.name} does not "
-                                    f"exist; create it (it may be empty) or remove the setting")
-            summary = restic.backup_paths([path], tags=tags, at=at, exclude_file=excludes,
-                                          on_progress=progress)
-        else:
-            assert item.server is not None
-            if item.kind == "pgdump":
-                db = customer.databases[item.name]
-                conn = Connection(item.server, customer.servers[item.server],
-                                  customer.database_name(item.name))
-                result.format = db.format
-                result.path = dump_filename(customer, item)
-                with SnapshotSession(conn) as session:
-                    info = session.export()
-                    result.server_version = info.server_version
-                    result.row_counts = info.row_counts
-                    argv, env = _dump_command(
-                        pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format), conn, errfile)
-                    summary = restic.backup_command(argv, filename=result.path, tags=tags,
-                                                    at=at, on_progress=progress, env_extra=env)
-            else:
-                conn = _server_connection(customer, item.server)
-                # restic would only say "command failed"; asking first gives the server's reason.
-                conn.psql("SELECT 1;")
-                result.format = "plain"
-                result.path = dump_filename(customer, item)
-                argv, env = _dump_command(
-                    pg_dumpall_argv(conn, globals_only=item.kind == "roles"), conn, errfile)
-                summary = restic.backup_command(argv, filename=result.path, tags=tags, at=at,
-                                                on_progress=progress, env_extra=env)
-        result.ok = True
-        result.snapshot_id = summary.snapshot_id
-        result.bytes_read = summary.bytes_read
-        result.bytes_added = summary.bytes_added
-        result.bytes_stored = summary.bytes_stored
+        summary = backup(job, item, result)
+        if summary is not None:
+            result.ok = True
+            result.snapshot_id = summary.snapshot_id
+            result.bytes_read = summary.bytes_read
+            result.bytes_added = summary.bytes_added
     except BackupIncomplete as exc:
         # restic wrote a snapshot that lacks files: mark it so nothing treats it as good.
         result.error = str(exc)
@@ -238,10 +269,10 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
                 restic.tag(exc.snapshot_id, ["incomplete"])
             except ResticError:
                 pass
-    except (ResticError, PostgresError, SecretError, OSError) as exc:
-        result.error = _one_line(exc, item, errfile.read_text(errors="replace"))
+    except (ResticError, PostgresError, ItemError, SecretError, OSError) as exc:
+        result.error = _one_line(exc, item, job.errfile.read_text(errors="replace"))
     finally:
-        errfile.unlink(missing_ok=True)
+        job.errfile.unlink(missing_ok=True)
         result.duration_s = time.monotonic() - started
     return result
 
@@ -264,8 +295,10 @@ def _one_line(exc: BaseException, item: Item, child_stderr: str = "") -> str:
 def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: str,
                items: Iterable[Item] | None = None, reporter: Reporter | None = None,
                restic: Restic | None = None) -> TierAResult:
-    """Backs up `items` (default: the whole plan) and returns per-item results plus the
-    snapshots the repository now holds for this run (read back, not assumed)."""
+    """Given the logical time and run id, back up `items` (default: the whole plan), servers
+    in parallel lanes, and return the TierAResult: per-item results plus the snapshots the
+    repository now holds for this run (read back, not assumed). Items fail one by one; this
+    raises only when the repository cannot be listed afterwards."""
     assert customer.tiers is not None
     reporter = reporter or NullReporter()
     restic = restic or local_restic(customer_name, customer)
@@ -301,13 +334,16 @@ def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: 
 
 @dataclass(frozen=True)
 class Gap:
+    """A configured item the set lacks, and the operator's sentence for it."""
+
     item: Item
     reason: str
 
 
 def coverage(customer: Customer, snapshots: Iterable[Snapshot]) -> list[Gap]:
-    """What the set lacks: every configured database, roles/dumpall item and required folder
-    must have a complete snapshot among `snapshots`."""
+    """Given a customer and a set's snapshots, return what the set lacks: every configured
+    database, roles/dumpall item and required folder must have a complete (not `incomplete`)
+    snapshot among them."""
     present = {(s.tag("kind"), s.tag("database") or s.tag("server") or s.tag("folder"))
                for s in snapshots if "incomplete" not in s.tags}
     gaps = []
@@ -327,45 +363,3 @@ def coverage(customer: Customer, snapshots: Iterable[Snapshot]) -> list[Gap]:
             reason = f"{item.kind} of server {item.server} is not in the set"
         gaps.append(Gap(item, reason))
     return gaps
-
-
-@dataclass
-class DumpCheck:
-    ok: bool
-    tables_in_dump: int
-    rows_in_dump: int
-    bytes: int
-    problems: list[str]
-
-
-def verify_dump(restic: Restic, snapshot_id: str, path: str, *, fmt: str,
-                expected_counts: dict[str, int], bin_dir: Path | None = None) -> DumpCheck:
-    """Reads the dump out of the repository and checks that it is complete and holds every
-    counted table with exactly the counted number of rows."""
-    with restic.dump(snapshot_id, "/" + path.lstrip("/")) as stream:
-        contents = read_dump(stream, fmt=fmt, bin_dir=bin_dir)
-    problems = []
-    for table, want in sorted(expected_counts.items()):
-        got = contents.tables.get(table)
-        if got is None:
-            problems.append(f"{table}: missing from the dump")
-        elif got != want:
-            problems.append(f"{table}: {got} rows in the dump, {want} counted at dump time")
-    return DumpCheck(ok=not problems, tables_in_dump=len(contents.tables),
-                     rows_in_dump=sum(contents.tables.values()), bytes=contents.bytes,
-                     problems=problems)
-
-
-def summarize(results: Sequence[ItemResult], wall_s: float) -> list[dict[str, object]]:
-    """Rows for the result table: one per item plus a total."""
-    rows: list[dict[str, object]] = []
-    for r in results:
-        rows.append({"item": r.item.label, "status": "ok" if r.ok else
-                     ("skipped" if r.skipped else "FAILED"),
-                     "snapshot": (r.snapshot_id or "")[:8], "read": r.bytes_read,
-                     "added": r.bytes_added, "seconds": round(r.duration_s, 2)})
-    failed = sum(1 for r in results if not r.ok and not r.skipped)
-    rows.append({"item": "total", "status": f"{failed} failed" if failed else "ok",
-                 "snapshot": "", "read": sum(r.bytes_read for r in results),
-                 "added": sum(r.bytes_added for r in results), "seconds": round(wall_s, 2)})
-    return rows

@@ -43,6 +43,7 @@ def _note(text: str) -> None:
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
+    """`axe config validate`: say 'valid' with what is configured (a bad file raises)."""
     config = load_config(args.config)
     backed = config.backed_up_customers()
     peers = sorted(config.peers())
@@ -52,6 +53,7 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """`axe init`: the Dagster home, then each tier-A repository unless it exists."""
     from axe_pipelines.actions.backup import init
 
     site = load_config(args.config)
@@ -93,6 +95,8 @@ def _print_copy(outcome: CopyOutcome) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    """`axe backup --local/--ring/--cold`: each tier asked for, in that order; the worst
+    exit code of all."""
     from axe_pipelines.actions.backup import backup_cold, backup_local, backup_ring
     from axe_pipelines.runs import InProcessRunner
 
@@ -118,29 +122,21 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Newest tier-A set per customer: time, age, members, gaps. Exit 1 when stale/incomplete."""
+    """`axe status`: newest tier-A set per customer, its age and gaps; exit 1 when stale or
+    incomplete, 3 when a repository cannot be read."""
     from axe_pipelines.actions.status import tier_a_status
 
     site = load_config(args.config)
     worst = EXIT_OK
     for name in site.to_back_up(args.customer):
         st = tier_a_status(site, name)
-        if st.state == "UNAVAILABLE":
-            print(f"{name} tier A: UNAVAILABLE: {st.error}")
-        elif st.state == "NO BACKUP":
-            print(f"{name} tier A: NO BACKUP yet in {st.repository}")
-        else:
-            assert st.newest is not None
-            print(f"{name} tier A: {st.state}: newest set {st.newest:%Y-%m-%d %H:%M %Z} "
-                  f"({st.age_hours:.1f} h ago), {st.snapshots} snapshot(s), "
-                  f"{st.sets} set(s) kept")
-            for gap in st.gaps:
-                print(f"  missing: {gap}")
+        print("\n".join(st.lines()))
         worst = max(worst, st.exit_code)
     return worst
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """`axe doctor`: one line per finding as it is made; exit 1 on a FAIL, 3 without restic."""
     from axe_pipelines.actions.doctor import doctor
 
     worst = EXIT_OK
@@ -270,20 +266,15 @@ def _tier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", help="the same words as --tier, or a ring peer")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="axe", description="Backups and restores, by tier.")
-    parser.add_argument("--config", type=Path, help="customers.yaml (default: $AXE_CONFIG, "
-                        "./customers.yaml, ~/.axe/customers.yaml)")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of a failure (also AXE_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _backup_commands(sub: argparse._SubParsersAction) -> None:
+    """config validate, init, backup, status, doctor."""
     cfg = sub.add_parser("config", help="check customers.yaml")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     cfg_sub.add_parser("validate", help="say 'valid' or name every bad field"
                        ).set_defaults(func=cmd_config_validate)
 
-    init = sub.add_parser("init", help="create the tier A repository (idempotent)")
+    init = sub.add_parser("init", help="create the tier A repositories and the Dagster home "
+                          "where runs are recorded (idempotent)")
     init.add_argument("--customer")
     init.set_defaults(func=cmd_init)
 
@@ -308,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check tools, config, repositories, databases")
     doctor.set_defaults(func=cmd_doctor)
 
+
+def _restore_commands(sub: argparse._SubParsersAction) -> None:
+    """restore, integrity-check, find-last-valid."""
     restore = sub.add_parser("restore", help="restore a database, table or folder as of a time")
     _tier_args(restore)
     restore.add_argument("--as-of", default="latest",
@@ -351,6 +345,18 @@ def build_parser() -> argparse.ArgumentParser:
     last_valid.add_argument("--check", required=True)
     last_valid.add_argument("--before", help="only sets at or before this time")
     last_valid.set_defaults(func=cmd_find_last_valid)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the whole command line; each command's `func` runs it."""
+    parser = argparse.ArgumentParser(prog="axe", description="Backups and restores, by tier.")
+    parser.add_argument("--config", type=Path, help="customers.yaml (default: $AXE_CONFIG, "
+                        "./customers.yaml, ~/.axe/customers.yaml)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of a failure (also AXE_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _backup_commands(sub)
+    _restore_commands(sub)
     return parser
 
 
@@ -367,25 +373,24 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("AXE_DEBUG") == "1"
     try:
         return args.func(args)
-    except AxeError as exc:
+    except (AxeError, KeyboardInterrupt, OSError) as exc:
         if debug:
             traceback.print_exc()
-        _err(str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        if debug:
-            traceback.print_exc()
-        _err("interrupted")
-        return EXIT_SIGINT
-    except OSError as exc:
-        # A read-only DAGSTER_HOME, a full disk, a missing binary: the operator's to fix.
-        if debug:
-            traceback.print_exc()
-        where = f" ({exc.filename})" if exc.filename else ""
-        _err(f"{exc.strerror or exc}{where}; fix that and run the command again "
-             "(--debug shows where it happened)")
-        return EXIT_UNUSABLE
+        message, code = _failure(exc)
+        _err(message)
+        return code
 
+
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """The `axe:` line and exit code of a failure that reached main."""
+    if isinstance(exc, AxeError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError):
+        # A full disk, a file that went away: the operator's to fix.
+        where = f" ({exc.filename})" if exc.filename else ""
+        return (f"{exc.strerror or exc}{where}; fix that and run the command again (--debug "
+                "shows where it happened)", EXIT_UNUSABLE)
+    return "interrupted", EXIT_SIGINT
 
 if __name__ == "__main__":
     sys.exit(main())

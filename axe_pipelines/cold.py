@@ -36,7 +36,7 @@ from axe_pipelines.backup import local_repository
 from axe_pipelines.config import ColdTier, Customer, Site
 from axe_pipelines.copying import NoSetToCopy, copy_set, newest_finished_set
 from axe_pipelines.errors import ItemFailed
-from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot, WrongPassword
+from axe_pipelines.restic import Repository, Restic, ResticError, WrongPassword
 from axe_pipelines.secrets import SecretError
 from axe_pipelines.sets import BackupSet
 
@@ -51,6 +51,9 @@ class ColdError(ItemFailed):
 
 @dataclass(frozen=True)
 class Volume:
+    """A cold volume present now: where it is and its repository, whether it is a real mount
+    point, the token of this mount, its number in the rotation and its identity marker."""
+
     path: Path
     repo_path: Path
     mounted: bool  # a real mount point (False: a plain folder accepted by config)
@@ -60,6 +63,7 @@ class Volume:
 
     @property
     def name(self) -> str:
+        """Return the volume's folder name (`axe-cold-2`)."""
         return self.path.name
 
     @property
@@ -68,12 +72,16 @@ class Volume:
         return str((self.marker or {}).get("id") or self.name)
 
     def label(self) -> str:
+        """Return the volume as messages name it: `cold volume axe-cold-2 (#2) at /Volumes/..`."""
         num = f" (#{self.number})" if self.number else ""
         return f"cold volume {self.name}{num} at {self.path}"
 
 
 @dataclass
 class SyncResult:
+    """What one sync did: the set, what was copied or already there, and when the sync was
+    recorded in the volume's marker."""
+
     customer: str
     volume: Volume
     run_id: str
@@ -86,7 +94,6 @@ class SyncResult:
     cleared_locks: int = 0
     synced_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     the_set: BackupSet | None = None
-    on_volume: list[Snapshot] = field(default_factory=list)
 
 
 def cold_settings(customer_name: str, customer: Customer) -> ColdTier:
@@ -134,6 +141,9 @@ def _mount_id(path: Path) -> str | None:
 
 
 def mount_token(path: Path, mounted: bool) -> str:
+    """Given a volume's folder, return a token that changes when it is unmounted and mounted
+    again: Linux's mount id and the device for a mount point, device and inode for a plain
+    folder. Raise OSError when the folder is gone."""
     st = path.stat()
     if mounted:
         return f"mnt{_mount_id(path) or ''}-dev{st.st_dev}"
@@ -141,6 +151,8 @@ def mount_token(path: Path, mounted: bool) -> str:
 
 
 def read_marker(volume_path: Path) -> dict[str, Any] | None:
+    """Given a volume's folder, return its identity marker, or None when it has none (or an
+    unreadable one)."""
     try:
         data = json.loads((volume_path / MARKER).read_text())
     except (OSError, ValueError):
@@ -216,19 +228,17 @@ def volume_lock(volume: Volume, timeout: float) -> Iterator[None]:
         handle.close()  # closing releases the lock
 
 
-def _restic(volume: Volume, cold: ColdTier, path: Path | None = None,
-            binary: str | None = None) -> Restic:
+def _restic(volume: Volume, cold: ColdTier, path: Path | None = None) -> Restic:
     repo = path or volume.repo_path
     return Restic(Repository(str(repo), cold.password, f"tier C repository on {volume.label()}"),
-                  binary=binary, timeout=cold.timeout_s)
+                  timeout=cold.timeout_s)
 
 
-def _init_atomically(volume: Volume, cold: ColdTier, source: Repository,
-                     binary: str | None) -> None:
+def _init_atomically(volume: Volume, cold: ColdTier, source: Repository) -> None:
     """restic init into a temporary folder, then rename it into place."""
     tmp = volume.path / f"{INIT_PREFIX}{uuid.uuid4().hex[:8]}"
     try:
-        _restic(volume, cold, tmp, binary).init(copy_chunker_params_from=source)
+        _restic(volume, cold, tmp).init(copy_chunker_params_from=source)
         os.rename(tmp, volume.repo_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -272,8 +282,7 @@ def _remove_debris(volume: Volume, root_id: tuple[int, int] | None) -> str:
 
 
 def _prepare_repository(volume: Volume, cold: ColdTier, source: Repository, restic: Restic,
-                        result: SyncResult, say: Callable[[str], None],
-                        binary: str | None) -> dict[str, Any]:
+                        result: SyncResult, say: Callable[[str], None]) -> dict[str, Any]:
     """Create the volume's repository on first use (or clear its provably stale locks) and
     give the volume its identity marker; return the marker. Raise ColdError when the
     repository folder holds something that is not a restic repository."""
@@ -285,7 +294,7 @@ def _prepare_repository(volume: Volume, cold: ColdTier, source: Repository, rest
                 f"away and mount the volume again; nothing was written")
         if volume.repo_path.exists():
             volume.repo_path.rmdir()
-        _init_atomically(volume, cold, source, binary)
+        _init_atomically(volume, cold, source)
         result.created_repository = True
         say(f"tier C: created the repository on {volume.label()}")
     else:
@@ -316,7 +325,7 @@ def _failure(exc: ResticError | OSError | SecretError, volume: Volume, cold: Col
 
 
 def sync_volume(config: Site, customer_name: str, volume: Volume, *,
-                binary: str | None = None, now: datetime | None = None,
+                now: datetime | None = None,
                 log: Callable[[str], None] | None = None,
                 in_progress: Callable[[str], bool] | None = None) -> SyncResult:
     """Given a mounted volume, copy every snapshot of the latest finished tier-A set that it
@@ -336,7 +345,7 @@ def sync_volume(config: Site, customer_name: str, volume: Volume, *,
     with volume_lock(volume, cold.timeout_s):
         try:
             the_set = newest_finished_set(customer_name, customer, tier="tier C",
-                                          in_progress=in_progress, say=say, binary=binary)
+                                          in_progress=in_progress, say=say)
         except NoSetToCopy as exc:
             raise ColdError(str(exc) + ("; mount the volume again (or run `axe backup "
                                         "--cold`) when it has finished" if exc.waiting
@@ -345,10 +354,10 @@ def sync_volume(config: Site, customer_name: str, volume: Volume, *,
             shutil.rmtree(leftover, ignore_errors=True)  # an initialisation cut short
         result = SyncResult(customer=customer_name, volume=volume, run_id=the_set.run_id,
                             set_time=the_set.time, the_set=the_set)
-        restic = _restic(volume, cold, binary=binary)
+        restic = _restic(volume, cold)
         root_id = _dir_id(volume.path)
         try:
-            marker = _prepare_repository(volume, cold, source, restic, result, say, binary)
+            marker = _prepare_repository(volume, cold, source, restic, result, say)
             copied = copy_set(restic, source, the_set, customer_name, tier="tier C",
                               to=volume.label(), say=say)
             if not copied.still_missing:
@@ -362,15 +371,16 @@ def sync_volume(config: Site, customer_name: str, volume: Volume, *,
                             f"{the_set.run_id[:8]} still missing on {volume.label()} after "
                             f"the copy; try again")
         result.copied, result.already_present = copied.copied, copied.already_present
-        result.on_volume, result.bytes = copied.after, copied.bytes
+        result.bytes = copied.bytes
         result.volume = Volume(volume.path, volume.repo_path, volume.mounted, volume.mount_token,
                                volume.number or marker.get("number"), marker)
         result.duration_s = time.monotonic() - started
         return result
 
 
-def open_cold(config: Site, customer_name: str, *, binary: str | None = None) -> Restic:
-    """A Restic for the customer's copy on a mounted volume (the most recently synced one)."""
+def open_cold(config: Site, customer_name: str) -> Restic:
+    """Given a customer with tier C, return a Restic for its copy on a mounted volume (the
+    most recently synced one). Raise ColdError when no volume with a repository is mounted."""
     customer = config.customer(customer_name)
     cold = cold_settings(customer_name, customer)
     volumes = [v for v in find_volumes(cold) if (v.repo_path / "config").is_file()]
@@ -381,4 +391,4 @@ def open_cold(config: Site, customer_name: str, *, binary: str | None = None) ->
     def last(v: Volume) -> str:
         return str(((v.marker or {}).get("last_sync") or {}).get(customer_name, ""))
 
-    return _restic(max(volumes, key=last), cold, binary=binary)
+    return _restic(max(volumes, key=last), cold)

@@ -1,23 +1,10 @@
-"""`customers.yaml`: the model, loading and validation with errors that name the field.
+"""`customers.yaml`: the model (`Site`), loading and validation with errors that name the
+field.
 
-The file is a mapping of customer name to customer. A customer we back up has `servers`,
-`databases`, `folders` and `tiers`; a ring peer has the seed's `ring_backup:` block, which parses
-unchanged. Unknown keys are errors.
-
-    axe:
-      timezone: Asia/Seoul
-      servers:
-        frame-postgres: {host: 127.0.0.1, port: 5432, user: frame, password: {env: FRAME_PW}}
-      databases:
-        frame: {server: frame-postgres}
-      folders:
-        files: {path: /Users/axe/.local/files, excludes_file: ~/.axe/bin/restic-excludes,
-                required: true}
-      tiers:
-        local: {repository: ~/.axe/backups/local,
-                password: {keychain: axe.backup.restic.local}}
-    realchoice:
-      ring_backup: {ssh_user: realchoice, ...}
+The file is a mapping of customer name to customer (README "customers.yaml" shows one). A
+customer we back up has `servers`, `databases`, `folders` and `tiers`; a ring peer has the
+seed's `ring_backup:` block, which parses unchanged. Unknown keys are errors. Cron and time
+zone checks are in cron.py.
 """
 
 from __future__ import annotations
@@ -28,7 +15,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -40,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from axe_pipelines.errors import EXIT_CONFIG, AxeError
+from axe_pipelines.config_errors import ConfigError, format_error
+from axe_pipelines.cron import check_cron, check_timezone
 from axe_pipelines.secrets import SecretSource
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -48,53 +35,8 @@ DEFAULT_TIMEZONE = "Asia/Seoul"
 DEFAULT_CONFIG_PATHS = (Path("customers.yaml"), Path("~/.axe/customers.yaml"))
 
 
-class ConfigError(AxeError):
-    """customers.yaml is missing or invalid; `problems` holds one line per bad field."""
-
-    exit_code = EXIT_CONFIG
-
-    def __init__(self, path: Path | str, problems: list[str]):
-        self.path = str(path)
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{self.path}: {len(problems)} problem(s):\n{lines}")
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)") from None
-    return value
-
-
-_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-                ("day of week", 0, 7))
-
-
-def _check_cron(value: str) -> str:
-    """Validates a five-field cron expression (numbers, *, ranges, lists, steps)."""
-    fields = value.split()
-    if len(fields) != 5:
-        raise ValueError(f"cron {value!r} must have 5 fields (minute hour day month weekday)")
-    for text, (what, low, high) in zip(fields, _CRON_FIELDS, strict=True):
-        for part in text.split(","):
-            base, _, step = part.partition("/")
-            if step and (not step.isdigit() or int(step) == 0):
-                raise ValueError(f"cron {value!r}: bad step {step!r} in the {what} field")
-            if base == "*":
-                continue
-            bounds = base.split("-")
-            if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
-                raise ValueError(f"cron {value!r}: cannot read {part!r} in the {what} field")
-            if any(not low <= int(b) <= high for b in bounds):
-                raise ValueError(f"cron {value!r}: {part!r} is outside {low}-{high} ({what})")
-    return value
 
 
 class Server(_Model):
@@ -136,6 +78,9 @@ class IntegrityCommand(_Model):
 
 
 class Database(_Model):
+    """A database to dump nightly, on one of the customer's servers, with its integrity
+    checks and what to run after a restore."""
+
     server: str
     dbname: str | None = Field(None, description="database name; default: the entry's name")
     format: Literal["custom", "plain"] = "custom"
@@ -151,12 +96,16 @@ class Database(_Model):
 
 
 class Folder(_Model):
+    """A folder to back up; a `required` one missing is a failed item and a coverage gap."""
+
     path: Path
     excludes_file: Path | None = None
     required: bool = True
 
 
 class LocalTier(_Model):
+    """Tier A: the local repository, its password, the nightly schedule and freshness."""
+
     repository: Path
     password: SecretSource
     schedule: str = "0 3 * * *"
@@ -164,12 +113,12 @@ class LocalTier(_Model):
     freshness_hours: float = Field(26, gt=0)
     parallel_servers: int = Field(2, ge=1, le=16)
 
-    _v_cron = field_validator("schedule")(_check_cron)
+    _v_cron = field_validator("schedule")(check_cron)
 
     @field_validator("timezone")
     @classmethod
     def _v_tz(cls, value: str | None) -> str | None:
-        return None if value is None else _check_timezone(value)
+        return None if value is None else check_timezone(value)
 
 
 class RingTier(_Model):
@@ -194,7 +143,7 @@ class RingTier(_Model):
     retry_delay_s: float = Field(300, ge=0)
     inbound_freshness_hours: float = Field(26, gt=0)
 
-    _v_cron = field_validator("schedule", "peer_check_schedule")(_check_cron)
+    _v_cron = field_validator("schedule", "peer_check_schedule")(check_cron)
 
 
 QUARTER_DAYS = 92  # the longest quarter (Jul-Sep, Oct-Dec)
@@ -229,10 +178,13 @@ class ColdTier(_Model):
 
     @property
     def overdue_days(self) -> float:
+        """Return after how many days without a sync a volume is overdue."""
         return self.rotation_days or self.rotation_period_days + self.rotation_grace_days
 
 
 class Tiers(_Model):
+    """The tiers of a customer we back up: local always, ring and cold when configured."""
+
     local: LocalTier
     ring: RingTier | None = None
     cold: ColdTier | None = None
@@ -266,6 +218,8 @@ class RingBackup(_Model):
 
 
 class Customer(_Model):
+    """One entry of customers.yaml: a customer this site backs up, or a ring peer."""
+
     timezone: str = DEFAULT_TIMEZONE
     servers: dict[str, Server] = Field(default_factory=dict)
     databases: dict[str, Database] = Field(default_factory=dict)
@@ -273,7 +227,7 @@ class Customer(_Model):
     tiers: Tiers | None = None
     ring_backup: RingBackup | None = None
 
-    _v_tz = field_validator("timezone")(_check_timezone)
+    _v_tz = field_validator("timezone")(check_timezone)
 
     @field_validator("servers", "databases", "folders")
     @classmethod
@@ -303,15 +257,19 @@ class Customer(_Model):
         return self.tiers is not None
 
     def database_name(self, db: str) -> str:
+        """Given a database's config name, return its name on the server (`dbname`)."""
         return self.databases[db].dbname or db
 
 
 class Site(_Model):
+    """The whole customers.yaml of this site (and where it was read from)."""
+
     customers: dict[str, Customer]
     path: Path | None = None
 
     def customer(self, name: str) -> Customer:
-        """Returns the named customer or raises ConfigError listing the known ones."""
+        """Given a customer name, return that customer. Raise ConfigError listing the known
+        ones when there is none by that name."""
         if name not in self.customers:
             known = ", ".join(sorted(self.customers))
             raise ConfigError(self.path or "customers.yaml",
@@ -337,48 +295,31 @@ class Site(_Model):
         return names
 
     def peers(self) -> dict[str, RingBackup]:
+        """Return every ring peer (a customer with a ring_backup block) by name."""
         return {n: c.ring_backup for n, c in self.customers.items() if c.ring_backup}
 
 
 def tier_timezone(customer: Customer) -> str:
+    """Given a customer with tier A, return the zone its schedules and logical times use."""
     assert customer.tiers is not None
     return customer.tiers.local.timezone or customer.timezone
 
 
 def freshness_window(customer: Customer) -> timedelta:
+    """Given a customer with tier A, return how old its newest set may be before it is stale."""
     assert customer.tiers is not None
     return timedelta(hours=customer.tiers.local.freshness_hours)
 
 
 def repository_id(location: str | Path) -> str:
-    """A short stable id for a repository location, used for Dagster pools and run tags."""
+    """Given a repository location, return a short stable id for it (Dagster pools and run
+    tags)."""
     return hashlib.sha1(str(location).encode()).hexdigest()[:10]
 
 
-_SOURCE_TAGS = {"keychain", "command", "env", "file"}
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    # pydantic puts the chosen union tag after the field (password.env.env); drop the tag.
-    raw = [str(p) for p in loc]
-    parts = [p for i, p in enumerate(raw)
-             if not (p in _SOURCE_TAGS and i > 0 and raw[i - 1] == "password")]
-    return ".".join(parts) or "(top level)"
-
-
-def _format_error(err: dict[str, Any]) -> str:
-    loc = _format_loc(tuple(err["loc"]))
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"{loc}: unknown key (check the spelling; see README 'customers.yaml')"
-    if kind == "missing":
-        return f"{loc}: required field is missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}"
-
-
 def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
-    """Validates already-loaded YAML data; returns Site or raises ConfigError."""
+    """Given already-loaded YAML data, return the Site. Raise ConfigError with one line per
+    bad field (its dotted path and what is wrong)."""
     if not isinstance(data, dict) or not data:
         raise ConfigError(path, ["the file must be a mapping of customer name to settings"])
     problems: list[str] = []
@@ -392,7 +333,7 @@ def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
         except ValidationError as exc:
             seen: set[str] = set()
             for err in exc.errors():
-                line = f"{name}.{_format_error(err)}"
+                line = f"{name}.{format_error(err)}"
                 if line not in seen:
                     seen.add(line)
                     problems.append(line)
@@ -402,7 +343,9 @@ def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
 
 
 def load_config(path: Path | str | None = None) -> Site:
-    """Loads customers.yaml from `path`, $AXE_CONFIG, ./customers.yaml or ~/.axe/customers.yaml."""
+    """Given `--config` (or None), load customers.yaml from it, else $AXE_CONFIG,
+    ./customers.yaml or ~/.axe/customers.yaml, and return the Site. Raise ConfigError when
+    none is found, it is not YAML (with line and column), or a field is bad."""
     candidates = [Path(path)] if path else []
     if not candidates and os.environ.get("AXE_CONFIG"):
         candidates = [Path(os.environ["AXE_CONFIG"])]

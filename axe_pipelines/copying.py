@@ -55,13 +55,13 @@ def finished_sets(sets: list[BackupSet],
 
 def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
                         in_progress: Callable[[str], bool] | None = None,
-                        say: Say | None = None, binary: str | None = None) -> BackupSet:
+                        say: Say | None = None) -> BackupSet:
     """Given a customer and the copying tier's name ("tier B"), return the newest tier-A set
     whose run has finished, saying which sets were left out. Raise NoSetToCopy when tier A
     cannot be read or holds no finished set."""
     try:
-        sets = list_sets(Restic(local_repository(customer_name, customer), binary=binary,
-                                timeout=600), customer_name)
+        sets = list_sets(Restic(local_repository(customer_name, customer), timeout=600),
+                         customer_name)
     except ResticError as exc:
         raise NoSetToCopy(f"{tier} of {customer_name}: cannot read tier A: {exc}") from None
     done, busy = finished_sets(sets, in_progress)

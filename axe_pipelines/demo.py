@@ -68,27 +68,31 @@ HIVE_EMPLOYEES_SQL = ("SELECT 'axec' AS tenant, COUNT(*) FROM axec.employees "
 
 def create_sample_databases(cluster: LocalCluster, names: list[str], *, rows: int = 20000,
                             blob_repeat: int = 2000) -> None:
-    """Creates (or re-creates) the named sample databases on a running cluster."""
+    """Given a running cluster, create (or re-create) the named sample databases with `rows`
+    journal lines (frame) and blobs of `blob_repeat` x 16 bytes (index)."""
     for name in names:
         cluster.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE); CREATE DATABASE "{name}";')
         cluster.psql(SAMPLE_SQL[name].format(rows=rows, blob_repeat=blob_repeat), dbname=name)
         cluster.psql("ANALYZE;", dbname=name)
 
 
+def _secret_file(path: Path, nbytes: int) -> Path:
+    """A random password in a 0600 file, made once."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(nbytes) + "\n")
+        path.chmod(0o600)
+    return path
+
+
 def write_demo(root: Path) -> tuple[Path, list[LocalCluster]]:
-    """Starts two throwaway servers with the sample databases and writes customers.yaml."""
+    """Given the demo folder, start two throwaway servers with the sample databases (created
+    on first use), write .demo/customers.yaml and return (its path, the running servers)."""
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     secrets_dir = root / "secrets"
     secrets_dir.mkdir(exist_ok=True, mode=0o700)
-    repo_pw = secrets_dir / "tier-a.password"
-    if not repo_pw.exists():
-        repo_pw.write_text(secrets.token_urlsafe(24) + "\n")
-        repo_pw.chmod(0o600)
-    db_pw_file = secrets_dir / "postgres.password"
-    if not db_pw_file.exists():
-        db_pw_file.write_text(secrets.token_urlsafe(18) + "\n")
-        db_pw_file.chmod(0o600)
+    repo_pw = _secret_file(secrets_dir / "tier-a.password", 24)
+    db_pw_file = _secret_file(secrets_dir / "postgres.password", 18)
     db_pw = db_pw_file.read_text().strip()
 
     clusters = []
@@ -140,6 +144,8 @@ def write_demo(root: Path) -> tuple[Path, list[LocalCluster]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Given the command line, run the demo (or stop servers left running); return the exit
+    code of the first `axe` step that failed, else 0."""
     parser = argparse.ArgumentParser(description="Run tier A once on the embedded default.")
     parser.add_argument("--root", type=Path, default=Path(".demo"))
     parser.add_argument("--keep-running", action="store_true",

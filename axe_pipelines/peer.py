@@ -90,14 +90,12 @@ def _reason(stderr: str) -> tuple[str, str]:
 class PeerLink:
     """How to reach one peer: ssh argv, the sftp repository, a probe."""
 
-    def __init__(self, customer_name: str, customer: Customer, peer: str, block: RingBackup,
-                 *, binary: str | None = None):
+    def __init__(self, customer_name: str, customer: Customer, peer: str, block: RingBackup):
         self.customer_name = customer_name
         self.customer = customer
         self.peer = peer
         self.block = block
         self.settings = ring_settings(customer)
-        self.binary = binary
         for path in (self.key, self.known_hosts):
             if any(c in str(path) for c in "'\"\\"):
                 raise RingError(f"tier B: path {path} contains a quote or backslash, which "
@@ -106,10 +104,12 @@ class PeerLink:
 
     @property
     def key(self) -> Path:
+        """Return our ssh private key for this peer."""
         return self.block.ssh_key.expanduser()
 
     @property
     def known_hosts(self) -> Path:
+        """Return the known_hosts file holding the peer's pinned host key."""
         return (self.block.known_hosts or Path("~/.ssh/known_hosts")).expanduser()
 
     def hosts(self) -> list[str]:
@@ -131,10 +131,6 @@ class PeerLink:
                 "-o", f"ServerAliveInterval={s.alive_interval_s}",
                 "-o", f"ServerAliveCountMax={s.alive_count_max}",
                 "-o", "LogLevel=ERROR", "-l", self.block.ssh_user, host]
-
-    def where(self) -> str:
-        hosts = " then ".join(self.hosts())
-        return f"{self.peer} ({hosts}, port {self.block.ssh_port})"
 
     # --- ssh ---------------------------------------------------------------------------------
 
@@ -193,9 +189,12 @@ class PeerLink:
     # --- repository --------------------------------------------------------------------------
 
     def location(self, host: str) -> str:
+        """Given the address that answered, return our repository's `sftp:` location."""
         return f"sftp:{self.block.ssh_user}@{host}:{self.block.receive_dir_at_peer}"
 
     def repository(self, host: str) -> Repository:
+        """Given the address that answered, return our repository there; the ssh options go
+        through restic's `sftp.command` (no secret in argv)."""
         sftp_command = shlex.join([*self.ssh_argv(host), "-s", "sftp"])
         return Repository(location=self.location(host),
                           password=peer_password(self.customer, self.block),
@@ -204,8 +203,9 @@ class PeerLink:
                           extra_args=("-o", f"sftp.command={sftp_command}"))
 
     def restic(self, host: str) -> Restic:
-        return Restic(self.repository(host), binary=self.binary,
-                      timeout=self.settings.timeout_s)
+        """Given the address that answered, return a Restic for our repository there, every
+        call bounded by `tiers.ring.timeout_s`."""
+        return Restic(self.repository(host), timeout=self.settings.timeout_s)
 
 
 def _df_free(text: str) -> int | None:
@@ -222,12 +222,11 @@ def _version(text: str) -> str | None:
     return m[1] if m else None
 
 
-def link(config: Site, customer_name: str, peer: str, *,
-         binary: str | None = None) -> PeerLink:
-    """The PeerLink from `customer_name` to `peer`; RingError when `peer` has no ring block."""
+def link(config: Site, customer_name: str, peer: str) -> PeerLink:
+    """Given a customer and a peer, return the PeerLink between them. Raise RingError when the
+    peer has no ring_backup block, or a key path restic's sftp.command cannot carry."""
     peers = config.peers()
     if peer not in peers:
         raise RingError(f"tier B: {peer} has no ring_backup block in customers.yaml (peers: "
                         f"{', '.join(sorted(peers)) or '-'})", retryable=False)
-    return PeerLink(customer_name, config.customer(customer_name), peer, peers[peer],
-                    binary=binary)
+    return PeerLink(customer_name, config.customer(customer_name), peer, peers[peer])

@@ -33,12 +33,14 @@ from axe_pipelines.sets import BackupSet
 
 @dataclass
 class PushResult:
+    """What one push did: the set copied, what was copied or already there, the peer's
+    snapshots read back afterwards, and what ssh found (PeerStatus)."""
+
     customer: str
     peer: str
     host: str
     run_id: str
     set_time: datetime
-    set_ids: list[str]
     copied: list[str] = field(default_factory=list)  # tier-A ids copied in this run
     already_present: list[str] = field(default_factory=list)
     bytes: int = 0  # bytes of the copied snapshots' source data
@@ -90,7 +92,7 @@ def _classify(exc: ResticError, where: str, host: str) -> RingError:
                      retryable=not isinstance(exc, ResticFatal), host=host)
 
 
-def latest_set(customer_name: str, customer: Customer, *, binary: str | None = None,
+def latest_set(customer_name: str, customer: Customer, *,
                in_progress: Callable[[str], bool] | None = None,
                log: Callable[[str], None] | None = None) -> BackupSet:
     """Given a customer, return the newest tier-A set whose run has finished (a set still
@@ -98,14 +100,14 @@ def latest_set(customer_name: str, customer: Customer, *, binary: str | None = N
     none (retryable while the only set is still being written)."""
     try:
         return newest_finished_set(customer_name, customer, tier="tier B",
-                                   in_progress=in_progress, say=log, binary=binary)
+                                   in_progress=in_progress, say=log)
     except NoSetToCopy as exc:
         raise RingError(str(exc) + ("; nothing copied, retried later" if exc.waiting else ""),
                         retryable=exc.waiting) from None
 
 
 def push_set(config: Site, customer_name: str, peer: str, *,
-             binary: str | None = None, log: Callable[[str], None] | None = None,
+             log: Callable[[str], None] | None = None,
              in_progress: Callable[[str], bool] | None = None) -> PushResult:
     """Given a customer and a peer, copy every snapshot of the latest finished tier-A set to
     our repository at the peer and return the PushResult.
@@ -117,9 +119,9 @@ def push_set(config: Site, customer_name: str, peer: str, *,
     """
     say = log or (lambda _msg: None)
     started = time.monotonic()
-    pl = link(config, customer_name, peer, binary=binary)
+    pl = link(config, customer_name, peer)
     source = local_repository(customer_name, pl.customer)
-    the_set = latest_set(customer_name, pl.customer, binary=binary, in_progress=in_progress,
+    the_set = latest_set(customer_name, pl.customer, in_progress=in_progress,
                          log=say)
     status = pl.probe()
     say(f"tier B: {peer} reachable at {status.host}"
@@ -127,7 +129,7 @@ def push_set(config: Site, customer_name: str, peer: str, *,
     restic = pl.restic(status.host)
     where = f"{peer} at {status.host}"
     result = PushResult(customer=customer_name, peer=peer, host=status.host,
-                        run_id=the_set.run_id, set_time=the_set.time, set_ids=the_set.ids,
+                        run_id=the_set.run_id, set_time=the_set.time,
                         status=status, the_set=the_set)
     try:
         try:
@@ -160,10 +162,12 @@ def push_set(config: Site, customer_name: str, peer: str, *,
     return result
 
 
-def peer_snapshots(config: Site, customer_name: str, peer: str, *,
-                   binary: str | None = None) -> tuple[PeerStatus, list[Snapshot]]:
-    """The customer's snapshots at the peer (for the set-present check and restores)."""
-    pl = link(config, customer_name, peer, binary=binary)
+def peer_snapshots(config: Site, customer_name: str,
+                   peer: str) -> tuple[PeerStatus, list[Snapshot]]:
+    """Given a customer and a peer, return (what ssh found, the customer's snapshots in our
+    repository there), for the peer_now check. Raise RingError when the peer or the
+    repository cannot be reached."""
+    pl = link(config, customer_name, peer)
     status = pl.probe()
     try:
         return status, pl.restic(status.host).snapshots(tags=[f"customer={customer_name}"])
@@ -171,8 +175,8 @@ def peer_snapshots(config: Site, customer_name: str, peer: str, *,
         raise _classify(exc, f"{peer} at {status.host}", status.host) from None
 
 
-def open_ring(config: Site, customer_name: str, peer: str, *,
-              binary: str | None = None) -> Restic:
-    """A Restic for our repository at the peer, at the first address that answers."""
-    pl = link(config, customer_name, peer, binary=binary)
+def open_ring(config: Site, customer_name: str, peer: str) -> Restic:
+    """Given a customer and a peer, return a Restic for our repository there, at the first
+    address that answers (restores read tier B through it). Raise RingError when none does."""
+    pl = link(config, customer_name, peer)
     return pl.restic(pl.probe().host)

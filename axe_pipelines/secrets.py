@@ -28,13 +28,17 @@ class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def describe(self) -> str:  # pragma: no cover - overridden
+        """Return where the password comes from, for messages (never the value)."""
         raise NotImplementedError
 
     def resolve(self) -> str:  # pragma: no cover - overridden
+        """Return the password. Raise SecretError (without the value) when the source fails."""
         raise NotImplementedError
 
     def restic_env(self) -> dict[str, str]:
-        """Environment variables that make restic read this password (no value in argv)."""
+        """Return the environment variables that make restic read this password (no value in
+        argv; for a command or Keychain source not even in this process). Raise SecretError
+        when the source is unusable."""
         raise NotImplementedError  # pragma: no cover
 
 

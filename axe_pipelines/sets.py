@@ -24,12 +24,16 @@ class AsOfError(UsageError, ValueError):
 
 @dataclass(frozen=True)
 class BackupSet:
+    """One tier-A run's snapshots (or their copies in tier B or C), at the run's logical
+    time (the earliest member's)."""
+
     run_id: str
     time: datetime
     snapshots: tuple[Snapshot, ...]
 
     def member(self, kind: str, name: str) -> Snapshot | None:
-        """The snapshot of one item (kind pgdump/roles/dumpall/files, config name)."""
+        """Given an item's kind (pgdump/roles/dumpall/files) and config name, return its
+        snapshot in this set, or None."""
         for s in self.snapshots:
             if s.tag("kind") == kind and name in (s.tag("database"), s.tag("server"),
                                                   s.tag("folder")):
@@ -38,12 +42,14 @@ class BackupSet:
 
     @property
     def ids(self) -> list[str]:
+        """Return the members' snapshot ids."""
         return [s.id for s in self.snapshots]
 
 
 def group_sets(snapshots: list[Snapshot]) -> list[BackupSet]:
-    """Groups tier-A snapshots by run, oldest set first. Snapshots tagged `incomplete` are
-    left out. For copies (tiers B/C) restic keeps the tags, so the grouping is the same."""
+    """Given snapshots, return them grouped by their `run=` tag into sets, oldest set first.
+    Snapshots tagged `incomplete` are left out. For copies (tiers B/C) restic keeps the tags,
+    so the grouping is the same."""
     runs: dict[str, list[Snapshot]] = {}
     for s in snapshots:
         run = s.tag("run")
@@ -55,7 +61,8 @@ def group_sets(snapshots: list[Snapshot]) -> list[BackupSet]:
 
 
 def list_sets(restic: Restic, customer_name: str) -> list[BackupSet]:
-    """Every set of the customer in the repository, oldest first."""
+    """Given a repository, return every set of the customer in it, oldest first. Raise the
+    mapped ResticError when the repository cannot be listed."""
     return group_sets(restic.snapshots(tags=[TAG_TOOL, f"customer={customer_name}"]))
 
 
@@ -63,8 +70,10 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_as_of(text: str, timezone: str, *, now: datetime | None = None) -> datetime:
-    """`2026-05-20` (end of that day), `2026-05-20T03:00`, `2026-05-20 03:00+09:00`, or
-    `latest`/`now`. A value without zone is in `timezone`."""
+    """Given `--as-of` and the customer's zone, return the moment it means: `2026-05-20` is
+    the end of that day, `2026-05-20T03:00` the whole minute (up to 03:00:59.999999),
+    `2026-05-20 03:00:00+09:00` exactly that, `latest`/`now` now. A value without zone is in
+    `timezone`. Raise AsOfError when the text is not a time."""
     zone = ZoneInfo(timezone)
     text = text.strip()
     if text in ("latest", "now"):
@@ -92,7 +101,8 @@ _CLOCK = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:?\d{2}(:?\d{2}(?:[.,]\d+)?)?(?:Z|
 
 
 def select_as_of(sets: list[BackupSet], as_of: datetime, *, where: str) -> BackupSet:
-    """The newest set whose logical time is at or before `as_of`; AsOfError otherwise."""
+    """Given sets oldest first and a moment, return the newest set whose logical time is at
+    or before it. Raise AsOfError naming `where` and the range that exists otherwise."""
     eligible = [s for s in sets if s.time <= as_of]
     if eligible:
         return eligible[-1]

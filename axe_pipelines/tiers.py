@@ -24,8 +24,9 @@ class TierUnavailable(Unusable):
 
 def resolve_tier(config: Site, tier: str | None,
                  source: str | None) -> tuple[TierName, str | None]:
-    """Maps `--tier`/`--from` to (tier, peer). `--from` takes the tier words or a peer name
-    (which means the ring tier held by that peer)."""
+    """Given `--tier` and `--from`, return (tier, peer). `--from` takes the tier words or a
+    peer name (which means the ring tier held by that peer); without either, local. Raise
+    ConfigError when they disagree, name nothing known, or the ring needs a peer named."""
     peers = config.peers()
     words = [w for w in (tier, source) if w]
     if not words:
@@ -65,7 +66,9 @@ def resolve_tier(config: Site, tier: str | None,
 
 def open_tier(config: Site, customer_name: str, tier: TierName,
               peer: str | None = None) -> Restic:
-    """A Restic for the customer's repository in that tier; raises TierUnavailable."""
+    """Given a customer and a tier (and peer), return a Restic for the customer's repository
+    there. Raise TierUnavailable when it cannot be opened now (peer unreachable, no volume
+    mounted, not configured)."""
     customer = config.customer(customer_name)
     if tier == "local":
         if not customer.backs_up:

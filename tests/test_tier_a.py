@@ -10,17 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from axe_pipelines.backup import (
-    coverage,
-    local_restic,
-    plan_tier_a,
-    run_tier_a,
-    verify_dump,
-)
+from axe_pipelines.backup import coverage, local_restic, plan_tier_a, run_tier_a
 from axe_pipelines.postgres.client import Connection
 from axe_pipelines.postgres.cluster import LocalCluster, free_port
 from axe_pipelines.postgres.dump import SnapshotSession
 from axe_pipelines.progress import PlainReporter
+from axe_pipelines.readback import verify_dump
 
 from .conftest import server_entry
 

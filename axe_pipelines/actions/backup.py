@@ -78,11 +78,16 @@ class Runner(Protocol):
     """Runs one tier's assets as a recorded Dagster run (runs.InProcessRunner)."""
 
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
-               skip_restore_check: bool) -> RunOutcome: ...
+               skip_restore_check: bool) -> RunOutcome:
+        """Given a customer, back its tier A up now, progress to `reporter`; return how the
+        run ended."""
 
-    def tier_b(self, site: Site, customer_name: str, peer: str) -> RunOutcome: ...
+    def tier_b(self, site: Site, customer_name: str, peer: str) -> RunOutcome:
+        """Given a customer and a peer, push the latest set there now; return how it ended."""
 
-    def tier_c(self, site: Site, customer_name: str, volume: Volume) -> RunOutcome: ...
+    def tier_c(self, site: Site, customer_name: str, volume: Volume) -> RunOutcome:
+        """Given a customer and a mounted volume, sync the latest set onto it now; return
+        how it ended."""
 
 
 def init(site: Site, names: list[str]) -> Iterator[tuple[str, str]]:

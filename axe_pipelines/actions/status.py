@@ -35,6 +35,17 @@ class TierAStatus:
             return EXIT_UNUSABLE
         return EXIT_OK if self.state == "ok" else EXIT_FAILED
 
+    def lines(self) -> list[str]:
+        """Return the report as `axe status` prints it: a headline, then one line per gap."""
+        head = f"{self.customer} tier A: {self.state}"
+        if self.state == "UNAVAILABLE":
+            return [f"{head}: {self.error}"]
+        if self.newest is None:
+            return [f"{head} yet in {self.repository}"]
+        return [f"{head}: newest set {self.newest:%Y-%m-%d %H:%M %Z} ({self.age_hours:.1f} h "
+                f"ago), {self.snapshots} snapshot(s), {self.sets} set(s) kept",
+                *(f"  missing: {gap}" for gap in self.gaps)]
+
 
 def tier_a_status(site: Site, name: str, now: datetime | None = None) -> TierAStatus:
     """Given a customer with tier A, return its TierAStatus as of `now` (default: the

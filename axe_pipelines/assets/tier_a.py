@@ -20,7 +20,6 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from axe_pipelines.backup import (
-    DumpCheck,
     Item,
     ItemResult,
     TierAResult,
@@ -28,7 +27,6 @@ from axe_pipelines.backup import (
     local_restic,
     plan_tier_a,
     run_tier_a,
-    verify_dump,
 )
 from axe_pipelines.checks.tier_a import (
     coverage_result,
@@ -50,6 +48,7 @@ from axe_pipelines.names import (
 )
 from axe_pipelines.postgres.client import PostgresError
 from axe_pipelines.progress import LogReporter
+from axe_pipelines.readback import DumpCheck, verify_dump
 from axe_pipelines.restic import Restic, ResticError
 
 

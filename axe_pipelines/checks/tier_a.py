@@ -10,13 +10,15 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from axe_pipelines.backup import DumpCheck, Gap
+from axe_pipelines.backup import Gap
+from axe_pipelines.readback import DumpCheck
 
 COVERAGE = "coverage"
 RESTORABLE = "restorable"
 
 
 def coverage_spec(set_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """Return the spec of `coverage` on the night's set."""
     return dg.AssetCheckSpec(
         COVERAGE, asset=set_key,
         description="Every configured database, server's roles and required folder has a "
@@ -25,6 +27,7 @@ def coverage_spec(set_key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 
 def restorable_spec(dump_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """Return the spec of `restorable` on one dump."""
     return dg.AssetCheckSpec(
         RESTORABLE, asset=dump_key,
         description="The dump is read back out of the repository through pg_restore: the "
@@ -33,6 +36,7 @@ def restorable_spec(dump_key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 
 def coverage_result(set_key: dg.AssetKey, gaps: Iterable[Gap], members: int) -> dg.AssetCheckResult:
+    """Given what the set lacks and how many members it has, return `coverage` (ERROR)."""
     gaps = list(gaps)
     return dg.AssetCheckResult(
         asset_key=set_key, check_name=COVERAGE, passed=not gaps,
@@ -44,6 +48,8 @@ def coverage_result(set_key: dg.AssetKey, gaps: Iterable[Gap], members: int) -> 
 
 def restorable_result(dump_key: dg.AssetKey, snapshot_id: str | None,
                       check: DumpCheck | None, error: str | None = None) -> dg.AssetCheckResult:
+    """Given what reading the dump back found (or, without `check`, why it could not be
+    read), return `restorable` (ERROR)."""
     if check is None:
         return dg.AssetCheckResult(
             asset_key=dump_key, check_name=RESTORABLE, passed=False,

@@ -35,6 +35,7 @@ from axe_pipelines.restic.model import (
     from_repo_env,
 )
 from axe_pipelines.restic.process import (
+    Finished,
     ProcessDeadline,
     find_restic,
     interrupt_and_drain,
@@ -186,67 +187,66 @@ class Restic:
 
     def _backup(self, args: list[str], on_progress: Callable[[int], None] | None,
                 env_extra: dict[str, str], *, what: str) -> BackupSummary:
-        def once() -> BackupSummary:
-            summary: dict[str, Any] = {}
+        summary: dict[str, Any] = {}
 
-            def on_line(line: str) -> None:
-                if not line.startswith("{"):
-                    return
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    return
-                kind = msg.get("message_type")
-                if kind == "status" and on_progress is not None:
-                    on_progress(int(msg.get("bytes_done") or 0))
-                elif kind == "summary":
-                    summary.update(msg)
+        def on_line(line: str) -> None:
+            if not line.startswith("{"):
+                return
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                return
+            kind = msg.get("message_type")
+            if kind == "status" and on_progress is not None:
+                on_progress(int(msg.get("bytes_done") or 0))
+            elif kind == "summary":
+                summary.update(msg)
 
+        done = self.stream(args, what=what, on_line=on_line, env_extra=env_extra, ok=(0, 3),
+                           after_timeout=" (no snapshot written)")
+        if done.code == 3:
+            snap = summary.get("snapshot_id")
+            errors = [ln for ln in done.stderr.splitlines() if '"error"' in ln][:3]
+            raise BackupIncomplete(f"{self.repo.label}: {what}: some files could not be read; "
+                                   f"snapshot {str(snap)[:8]} is incomplete",
+                                   snapshot_id=snap, detail="\n".join(errors))
+        if not summary.get("snapshot_id"):
+            raise ResticFatal(f"{self.repo.label}: {what}: restic reported no snapshot")
+        return BackupSummary.from_json(summary)
+
+    def stream(self, args: Sequence[str], *, what: str, on_line: Callable[[str], None],
+               env_extra: dict[str, str] | None = None, ok: Sequence[int] = (0,),
+               after_timeout: str = "") -> Finished:
+        """Given restic arguments, run them bounded by this repository's timeout (SIGINT, then
+        SIGKILL), handing every stdout line to `on_line`, and return how restic ended when its
+        exit status is one of `ok`. A provably stale lock is cleared once. Raise ResticTimeout
+        (its message ending in `after_timeout`), else the mapped ResticError."""
+
+        def once() -> Finished:
             done = run_bounded(self._argv(args), self.env(env_extra), timeout=self.timeout,
                                on_line=on_line)
             if done.timed_out:
                 raise ResticTimeout(f"{self.repo.label}: {what} did not finish within "
-                                    f"{self.timeout:.0f} s; it was stopped (no snapshot written)")
-            if done.code == 3:
-                snap = summary.get("snapshot_id")
-                errors = [ln for ln in done.stderr.splitlines() if '"error"' in ln][:3]
-                raise BackupIncomplete(f"{self.repo.label}: {what}: some files could not be "
-                                       f"read; snapshot {str(snap)[:8]} is incomplete",
-                                       snapshot_id=snap, detail="\n".join(errors))
-            if done.code != 0:
+                                    f"{self.timeout:.0f} s; it was stopped{after_timeout}",
+                                    detail=done.stderr[-2000:])
+            if done.code not in ok:
                 raise_for(done.code, done.stderr, self.repo, what)
-            if not summary.get("snapshot_id"):
-                raise ResticFatal(f"{self.repo.label}: {what}: restic reported no snapshot")
-            return BackupSummary.from_json(summary)
+            return done
 
         return self._clearing_stale_lock(once)
 
     # --- copying between repositories (tiers B and C) ----------------------------------------
 
-    def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> str:
-        """Copy `snapshot_ids` of `source` into this repository (`restic copy --from-repo`)
-        and return restic's output.
+    def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> None:
+        """Copy `snapshot_ids` of `source` into this repository (`restic copy --from-repo`).
 
         restic skips snapshots already here (it matches their `original` id) and ignores ids
         it cannot find, so callers confirm the result by listing snapshots (copying.copy_set).
         Raise ResticTimeout after this repository's timeout, else the mapped ResticError.
         """
-        args = ["copy", "--from-repo", source.location, "--", *snapshot_ids]
-        what = f"copying {len(snapshot_ids)} snapshot(s) from {source.label}"
-
-        def once() -> str:
-            out: list[str] = []
-            done = run_bounded(self._argv(args), self.env(from_repo_env(source)),
-                               timeout=self.timeout, on_line=out.append)
-            if done.timed_out:
-                raise ResticTimeout(f"{self.repo.label}: copying {len(snapshot_ids)} "
-                                    f"snapshot(s) did not finish within {self.timeout:.0f} s; "
-                                    f"it was stopped", detail=done.stderr[-2000:])
-            if done.code != 0:
-                raise_for(done.code, done.stderr, self.repo, what)
-            return "".join(out)
-
-        return self._clearing_stale_lock(once)
+        self.stream(["copy", "--from-repo", source.location, "--", *snapshot_ids],
+                    what=f"copying {len(snapshot_ids)} snapshot(s) from {source.label}",
+                    on_line=lambda _line: None, env_extra=from_repo_env(source))
 
     # --- locks -------------------------------------------------------------------------------
 

@@ -68,9 +68,7 @@ class BackupSummary:
     snapshot_id: str
     bytes_read: int
     bytes_added: int
-    bytes_stored: int
     duration_s: float
-    files: int
 
     @classmethod
     def from_json(cls, summary: dict[str, Any]) -> BackupSummary:
@@ -79,9 +77,7 @@ class BackupSummary:
             snapshot_id=summary["snapshot_id"],
             bytes_read=int(summary.get("total_bytes_processed") or 0),
             bytes_added=int(summary.get("data_added") or 0),
-            bytes_stored=int(summary.get("data_added_packed") or 0),
             duration_s=float(summary.get("total_duration") or 0.0),
-            files=int(summary.get("total_files_processed") or 0),
         )
 
 

@@ -1,0 +1,42 @@
+"""Reading a tier-A dump back out of the repository: the evaluation of the `restorable` check
+(the archive is complete, and every table counted at dump time is in it with exactly that
+many rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from axe_pipelines.postgres.dump import read_dump
+from axe_pipelines.restic import Restic
+
+
+@dataclass
+class DumpCheck:
+    """What reading a dump back found: tables and rows in it, bytes read, and every problem
+    (a counted table missing, or with another number of rows)."""
+
+    ok: bool
+    tables_in_dump: int
+    rows_in_dump: int
+    bytes: int
+    problems: list[str]
+
+
+def verify_dump(restic: Restic, snapshot_id: str, path: str, *, fmt: str,
+                expected_counts: dict[str, int]) -> DumpCheck:
+    """Given a dump's snapshot and the row counts taken when it was made, read the dump out
+    of the repository and return the DumpCheck: complete, and every counted table with
+    exactly the counted number of rows. Raise the mapped ResticError or PostgresError when
+    the dump cannot be read at all."""
+    with restic.dump(snapshot_id, "/" + path.lstrip("/")) as stream:
+        contents = read_dump(stream, fmt=fmt)
+    problems = []
+    for table, want in sorted(expected_counts.items()):
+        got = contents.tables.get(table)
+        if got is None:
+            problems.append(f"{table}: missing from the dump")
+        elif got != want:
+            problems.append(f"{table}: {got} rows in the dump, {want} counted at dump time")
+    return DumpCheck(ok=not problems, tables_in_dump=len(contents.tables),
+                     rows_in_dump=sum(contents.tables.values()), bytes=contents.bytes,
+                     problems=problems)

@@ -16,8 +16,7 @@ from axe_pipelines.postgres.cluster import LocalCluster, free_port
 from axe_pipelines.postgres.dump import SnapshotSession
 from axe_pipelines.progress import PlainReporter
 from axe_pipelines.readback import verify_dump
-
-from .conftest import server_entry
+from tests.conftest import server_entry
 
 KST = ZoneInfo("Asia/Seoul")
 AT = datetime(2026, 5, 20, 3, 0, tzinfo=KST)

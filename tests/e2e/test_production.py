@@ -23,8 +23,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from .conftest import PG_PASSWORD
-from .ui_support import (
+from tests.conftest import PG_PASSWORD
+from tests.ui_support import (
     BIN,
     DEPLOY,
     ROOT,

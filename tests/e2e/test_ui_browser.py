@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import PG_PASSWORD_ENV, REPO_PASSWORD_ENV, server_entry
-from .ui_support import BIN, Dagster, artifacts_dir, running_dagster, wait_for
+from tests.conftest import PG_PASSWORD_ENV, REPO_PASSWORD_ENV, server_entry
+from tests.ui_support import BIN, Dagster, artifacts_dir, running_dagster, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As root (no sandbox), and quiet: the machine's closed network refuses Chromium's own calls.

@@ -11,10 +11,9 @@ import dagster as dg
 from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.backup import local_restic
 from axe_pipelines.names import PROGRESS_RESOURCE
+from tests.conftest import PG_PASSWORD
 
-from .conftest import PG_PASSWORD
-
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 
 
 def test_production_instance_on_dagster_postgres(tmp_path, monkeypatch, server_a, make_config,

@@ -40,7 +40,7 @@ from axe_pipelines.restic import Repository, Restic
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sets import list_sets
 from axe_pipelines.tiers import open_tier
-from tests.test_tier_b import _customers, tier_a_template  # noqa: F401 - shared fixture
+from tests.e2e.test_tier_b import _customers, tier_a_template  # noqa: F401 - shared fixture
 
 COLD_PASSWORD_ENV = "AXE_TEST_COLD_PASSWORD"
 

@@ -17,8 +17,8 @@ from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.backup import local_restic
 from axe_pipelines.instance import ensure_dagster_home
 from axe_pipelines.names import PROGRESS_RESOURCE, repository_pool
+from tests.conftest import server_entry
 
-from .conftest import server_entry
 from .test_tier_a import table_counts
 
 KST = ZoneInfo("Asia/Seoul")
@@ -74,7 +74,7 @@ def test_the_ui_loads_the_workspace(make_config, tmp_path):
     path, _ = make_config()
     home = tmp_path / "dagster_home"
     home.mkdir()
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
          str(root / "workspace.yaml")], cwd=root, capture_output=True, text=True, timeout=240,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .conftest import PG_PASSWORD, server_entry
+from tests.conftest import PG_PASSWORD, server_entry
 
 
 def run_axe(config_path: Path, home: Path, *args: str,

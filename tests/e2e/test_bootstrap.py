@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bootstrap-restic"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap-restic"
 
 
 def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from axe_pipelines import cli
 from axe_pipelines.backup import local_restic, run_tier_a
-from tests.test_restore import EXTRA_SQL, table_md5
+from tests.e2e.test_restore import EXTRA_SQL, table_md5
 
 SEOUL = ZoneInfo("Asia/Seoul")
 T0 = datetime(2026, 5, 10, 3, 0, tzinfo=SEOUL)

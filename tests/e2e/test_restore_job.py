@@ -11,7 +11,7 @@ import yaml
 from axe_pipelines.assets.restore import RestoreConfig
 from axe_pipelines.backup import local_restic, run_tier_a
 from axe_pipelines.definitions import build_definitions
-from tests.test_restore import EXTRA_SQL, T1, db_fingerprint, table_md5
+from tests.e2e.test_restore import EXTRA_SQL, T1, db_fingerprint, table_md5
 
 
 def _output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:

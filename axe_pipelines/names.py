@@ -62,6 +62,38 @@ def tier_c_key(customer_name: str) -> dg.AssetKey:
     return dg.AssetKey([customer_name, "tier_c", "cold"])
 
 
+def tier_asset_key(customer_name: str, tier: str, peer: str | None = None) -> dg.AssetKey:
+    """Given a tier (local, ring with its peer, cold), return the asset that holds that tier's
+    copy of the customer's set: set_key, tier_b_key or tier_c_key."""
+    if tier == "ring":
+        assert peer is not None
+        return tier_b_key(customer_name, peer)
+    return tier_c_key(customer_name) if tier == "cold" else set_key(customer_name)
+
+
+def drill_key(customer_name: str) -> dg.AssetKey:
+    """Return the key of the customer's restore drill, `<customer>/drill/restore_drill`."""
+    return dg.AssetKey([customer_name, "drill", "restore_drill"])
+
+
+# --- asset checks read back by `axe status` ----------------------------------------------------
+
+RESTIC_CHECK = "restic_check"  # the weekly `restic check` on each tier's asset (issue 10)
+RESTORABLE_EVERYWHERE = "restorable_everywhere"  # the drill's verdict (issue 9)
+
+
+def restic_check_key(customer_name: str, tier: str, peer: str | None = None,
+                     ) -> dg.AssetCheckKey:
+    """Given a tier (and peer), return the key of the weekly `restic check` of the customer's
+    repository there, on that tier's asset (tier_asset_key)."""
+    return dg.AssetCheckKey(tier_asset_key(customer_name, tier, peer), RESTIC_CHECK)
+
+
+def drill_check_key(customer_name: str) -> dg.AssetCheckKey:
+    """Return the key of the drill's `restorable_everywhere` check."""
+    return dg.AssetCheckKey(drill_key(customer_name), RESTORABLE_EVERYWHERE)
+
+
 # --- groups and ops ----------------------------------------------------------------------------
 
 

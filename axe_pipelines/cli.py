@@ -49,6 +49,9 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     peers = sorted(config.peers())
     print(f"{config.path}: valid ({len(backed)} customer(s) backed up: {', '.join(backed) or '-'};"
           f" ring peers: {', '.join(peers) or '-'})")
+    from axe_pipelines.config_rules import site_warnings
+    for line in site_warnings(config):
+        print(f"warn {line}")
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from axe_pipelines import config_rules as rules
 from axe_pipelines.config_errors import ConfigError, format_error
 from axe_pipelines.cron import check_cron, check_timezone
 from axe_pipelines.secrets import SecretSource
@@ -82,7 +83,7 @@ class Database(_Model):
     checks and what to run after a restore."""
 
     server: str
-    dbname: str | None = Field(None, description="database name; default: the entry's name")
+    dbname: rules.DbName = Field(None, description="database name; default: the entry's name")
     format: Literal["custom", "plain"] = "custom"
     integrity: list[IntegrityQuery | IntegrityCommand] = Field(default_factory=list)
     aliases: list[str] = Field(
@@ -98,15 +99,15 @@ class Database(_Model):
 class Folder(_Model):
     """A folder to back up; a `required` one missing is a failed item and a coverage gap."""
 
-    path: Path
-    excludes_file: Path | None = None
+    path: rules.AbsolutePath
+    excludes_file: rules.AbsolutePath | None = None
     required: bool = True
 
 
 class LocalTier(_Model):
     """Tier A: the local repository, its password, the nightly schedule and freshness."""
 
-    repository: Path
+    repository: rules.AbsolutePath
     password: SecretSource
     schedule: str = "0 3 * * *"
     timezone: str | None = None
@@ -154,9 +155,9 @@ class ColdTier(_Model):
 
     password: SecretSource = Field(description="kept apart from tier A's (the runbook keeps "
                                    "it on paper, not in the vault)")
-    mount_glob: str = "/Volumes/axe-cold-*"
+    mount_glob: rules.AbsoluteGlob = "/Volumes/axe-cold-*"
     volumes: int = Field(3, ge=1, le=12)
-    repo_subdir: str = Field("restic-repo", pattern=r"^[A-Za-z0-9._-]+$")
+    repo_subdir: rules.SubdirName = "restic-repo"
     accept_plain_folders: bool = Field(
         False, description="count a folder that is not a mount point as a volume (tests, demo)")
     rotation_start_year: int = Field(
@@ -191,7 +192,7 @@ class Tiers(_Model):
 
     @model_validator(mode="after")
     def _v_cold_password(self) -> Tiers:
-        if self.cold is not None and self.cold.password == self.local.password:
+        if self.cold is not None and rules.same_source(self.cold.password, self.local.password):
             raise ValueError(
                 f"cold.password is the same source as local.password "
                 f"({self.local.password.describe()}); the cold SSDs' password must be kept "
@@ -203,11 +204,11 @@ class Tiers(_Model):
 class RingBackup(_Model):
     """The seed's `ring_backup:` block, verbatim, plus optional ssh settings."""
 
-    ssh_user: str
-    ssh_fqdn: str
-    ssh_ip: str | None = None
+    ssh_user: rules.UserName
+    ssh_fqdn: rules.HostName
+    ssh_ip: rules.IpAddress | None = None
     receive_dir_at_peer: str
-    receive_dir_at_self: Path
+    receive_dir_at_self: rules.AbsolutePath
     restic_version: str | None = None
     disk_available_gib: float | None = None
     bidirectional_ssh: bool = False
@@ -337,7 +338,7 @@ def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
                 if line not in seen:
                     seen.add(line)
                     problems.append(line)
-    if problems:
+    if problems or (problems := rules.site_problems(customers)):
         raise ConfigError(path, problems)
     return Site(customers=customers, path=Path(path))
 
@@ -359,7 +360,7 @@ def load_config(path: Path | str | None = None) -> Site:
         tried = ", ".join(str(c) for c in candidates)
         raise ConfigError(tried, ["no customers.yaml found; pass --config or set AXE_CONFIG"])
     try:
-        data = yaml.safe_load(candidate.read_text())
+        data = rules.load_yaml(candidate.read_text(), candidate)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
@@ -369,3 +370,6 @@ def load_config(path: Path | str | None = None) -> Site:
     except OSError as exc:
         raise ConfigError(candidate, [f"cannot read: {exc.strerror}"]) from None
     return parse_config(data, candidate)
+        if misplaced := rules.top_level_problem(name, body):
+            problems.append(misplaced)
+            continue

@@ -116,8 +116,9 @@ class PeerLink:
         """fqdn first, then the fallback address."""
         return [h for h in (self.block.ssh_fqdn, self.block.ssh_ip) if h]
 
-    def ssh_argv(self, host: str) -> list[str]:
-        """ssh to `host` with every option that keeps it non-interactive and bounded."""
+    def ssh_argv(self, host: str, *options: str) -> list[str]:
+        """ssh to `host` with every option that keeps it non-interactive and bounded (and
+        `options`); `--` before the host, so no host can be read as an option."""
         s = self.settings
         return ["ssh", "-p", str(self.block.ssh_port), "-i", str(self.key),
                 "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
@@ -130,7 +131,7 @@ class PeerLink:
                 "-o", f"ConnectTimeout={s.connect_timeout_s}",
                 "-o", f"ServerAliveInterval={s.alive_interval_s}",
                 "-o", f"ServerAliveCountMax={s.alive_count_max}",
-                "-o", "LogLevel=ERROR", "-l", self.block.ssh_user, host]
+                "-o", "LogLevel=ERROR", "-l", self.block.ssh_user, *options, "--", host]
 
     # --- ssh ---------------------------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class PeerLink:
     def repository(self, host: str) -> Repository:
         """Given the address that answered, return our repository there; the ssh options go
         through restic's `sftp.command` (no secret in argv)."""
-        sftp_command = shlex.join([*self.ssh_argv(host), "-s", "sftp"])
+        sftp_command = shlex.join([*self.ssh_argv(host, "-s"), "sftp"])
         return Repository(location=self.location(host),
                           password=peer_password(self.customer, self.block),
                           label=f"tier B repository of {self.customer_name} at {self.peer} "

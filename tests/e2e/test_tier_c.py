@@ -539,9 +539,12 @@ def test_definitions_load_with_tiers_b_and_c(site: Site):
 def test_config_sections_reject_unknown_keys_and_need_a_cold_password():
     from axe_pipelines.config import ConfigError, parse_config
 
+    peer = {"ring_backup": {"ssh_user": "u", "ssh_fqdn": "p.invalid",
+                            "receive_dir_at_peer": "/in/", "receive_dir_at_self": "/in"}}
     base = {"tiers": {"local": {"repository": "/r", "password": {"env": "X"}}}}
     ok = parse_config({"axe": {**base, "tiers": {**base["tiers"], "ring": {},
-                                                "cold": {"password": {"file": "/p"}}}}})
+                                                "cold": {"password": {"file": "/p"}}}},
+                       "realchoice": peer})
     cold = ok.customer("axe").tiers.cold
     assert cold.mount_glob == "/Volumes/axe-cold-*" and cold.volumes == 3
     assert cold.repo_subdir == "restic-repo" and not cold.accept_plain_folders

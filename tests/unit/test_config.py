@@ -20,7 +20,8 @@ def problems(data: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("cron", ["0 3 * * *", "30 3 * * 1-5", "15 */6 * * *",
-                                  "0,30 0-23/2 1,15 1-12 0-7"])
+                                  "0,30 0-23/2 1,15 1-12 0-7", "0 3 * * mon-fri",
+                                  "0 3 1 JAN,apr-jun sun"])
 def test_good_cron_expressions(cron):
     assert check_cron(cron) == cron
 
@@ -33,7 +34,8 @@ def test_good_cron_expressions(cron):
     ("0 3 * 13 *", "'13' is outside 1-12 (month)"),
     ("0 3 * * 8", "'8' is outside 0-7 (day of week)"),
     ("*/0 3 * * *", "bad step '0' in the minute field"),
-    ("0 3 * * mon", "cannot read 'mon' in the day of week field"),
+    ("0 3 * * mun", "cannot read 'mun' in the day of week field (numbers 0-7; names: "
+                    "sun-sat)"),
     ("0 1-2-3 * * *", "cannot read '1-2-3' in the hour field"),
 ])
 def test_bad_cron_expressions_name_the_field(cron, says):

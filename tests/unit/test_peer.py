@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from axe_pipelines.config import parse_config
+from axe_pipelines.config import ConfigError, parse_config
 from axe_pipelines.peer import RingError, _df_free, _reason, _version, link
 from axe_pipelines.ring import ring_peers
 
@@ -67,7 +67,9 @@ def test_which_peers_a_customer_pushes_to():
     assert ring_peers(both, "axe") == ["other", "realchoice"]
     assert ring_peers(site(ring={"peers": ["realchoice"]}, realchoice=PEER, other=PEER),
                       "axe") == ["realchoice"]
-    with pytest.raises(RingError, match=r"tiers.ring.peers names \['gone'\]"):
-        ring_peers(site(ring={"peers": ["gone"]}, realchoice=PEER), "axe")
+    # A peer without a ring_backup block is refused when customers.yaml is read.
+    with pytest.raises(ConfigError, match=r"axe.tiers.ring.peers: unknown peer\(s\) 'gone' "
+                                          r"\(ring peers: realchoice\)"):
+        site(ring={"peers": ["gone"]}, realchoice=PEER)
     with pytest.raises(RingError, match="nope has no ring_backup block"):
         link(both, "axe", "nope")

@@ -1,6 +1,6 @@
 """Tier C, cold SSDs: find mounted volumes, sync the latest tier-A set onto one with
-`restic copy`, quarter rotation. Plain functions; the Dagster layer is assets/tier_c.py and
-sensors/cold.py.
+`restic copy`. Plain functions; the quarter rotation is rotation.py, the Dagster layer
+assets/tier_c.py and sensors/cold.py.
 
 A volume is a directory matching `tiers.cold.mount_glob` (default `/Volumes/axe-cold-*`) that
 is a mount point — or any directory when `accept_plain_folders` is on (tests, demo). Its
@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import local_repository
 from axe_pipelines.config import ColdTier, Customer, Site
@@ -102,27 +101,6 @@ def cold_settings(customer_name: str, customer: Customer) -> ColdTier:
         raise ColdError(f"tier C of {customer_name}: no tiers.cold in customers.yaml (add a "
                         f"cold section with its own password source)")
     return customer.tiers.cold
-
-
-def expected_volume(when: datetime, volumes: int, start_year: int = 2026) -> int:
-    """The runbook's rotation: Q1 of `start_year` -> #1, Q2 -> #2, ..., wrapping over
-    `volumes` and carrying on across years (quarters are counted from `start_year`, not from
-    each January), so every volume's turn comes back after exactly `volumes` quarters. With 3
-    volumes: Q1 2026 #1, Q2 #2, Q3 #3, Q4 #1, Q1 2027 #2, ... `when` is in the tier's zone."""
-    quarters = (when.year - start_year) * 4 + (when.month - 1) // 3
-    return quarters % volumes + 1
-
-
-def first_turn_ends(volumes: int, start_year: int, zone: str) -> dict[int, datetime]:
-    """When each volume's first turn in the rotation ends (the end of the quarter that first
-    expects it): a volume never synced is overdue only from then on, so a new site is not
-    told on day one that SSDs whose quarter has not come yet are missing."""
-    tz = ZoneInfo(zone)
-    ends = {}
-    for n in range(1, volumes + 1):
-        q = n  # quarter index (0-based) right after the first quarter expecting #n (n - 1)
-        ends[n] = datetime(start_year + q // 4, (q % 4) * 3 + 1, 1, tzinfo=tz)
-    return ends
 
 
 def _mount_id(path: Path) -> str | None:
@@ -226,6 +204,12 @@ def volume_lock(volume: Volume, timeout: float) -> Iterator[None]:
         yield
     finally:
         handle.close()  # closing releases the lock
+
+
+def volume_restic(volume: Volume, cold: ColdTier) -> Restic:
+    """Given a present volume, return a Restic for the repository on it (tier C's password,
+    every call bounded by `timeout_s`)."""
+    return _restic(volume, cold)
 
 
 def _restic(volume: Volume, cold: ColdTier, path: Path | None = None) -> Restic:

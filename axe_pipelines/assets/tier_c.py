@@ -18,13 +18,13 @@ from axe_pipelines.cold import (
     ColdError,
     SyncResult,
     cold_settings,
-    expected_volume,
     find_volumes,
     sync_volume,
     volume_at,
 )
 from axe_pipelines.config import Site, tier_timezone
 from axe_pipelines.names import TIER_TAG, repository_pool, set_key, tier_c_group, tier_c_key
+from axe_pipelines.rotation import expected_volume
 
 
 class ColdSyncConfig(dg.Config):
@@ -90,7 +90,7 @@ def build_tier_c_asset(site: Site, customer_name: str) -> dg.AssetsDefinition:
                 context.log.error(str(exc))
                 errors.append(str(exc))
         expected = expected_volume(datetime.now(ZoneInfo(zone)), cold.volumes,
-                                   cold.rotation_start_year)
+                                   cold.rotation_origin)
         if results:
             yield dg.MaterializeResult(metadata=sync_metadata(results, expected))
             yield rotation_result(key, [r.volume.number for r in results], expected,

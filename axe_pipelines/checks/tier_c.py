@@ -5,13 +5,13 @@ synced within its rotation period — a forgotten SSD in a drawer shows up in th
 """
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from axe_pipelines.cold import first_turn_ends
 from axe_pipelines.config import ColdTier
 from axe_pipelines.names import tier_c_key
+from axe_pipelines.rotation import first_turn_ends, overdue_volumes
 
 ROTATION = "rotation"
 VOLUMES_CURRENT = "volumes_current"
@@ -25,7 +25,8 @@ def rotation_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         ROTATION, asset=key,
         description="The volume synced is the one this quarter's rotation expects (quarters "
-                    "counted from Q1 of rotation_start_year -> #1, wrapping over the volumes "
+                    "counted from rotation_start, or Q1 of rotation_start_year, -> #1, "
+                    "wrapping over the volumes "
                     "across years); another volume still syncs, with a warning.")
 
 
@@ -67,18 +68,8 @@ def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volum
     synced within `overdue_days`. `first_turn_ends`: when each volume's first quarter ends
     (cold.first_turn_ends); a volume never synced before then is not yet due. Without it,
     never synced is overdue."""
-    now = now or datetime.now(UTC)
-    limit = timedelta(days=overdue_days)
-    late, not_yet = [], []
-    for n in range(1, volumes + 1):
-        when = last.get(n)
-        first_end = (first_turn_ends or {}).get(n)
-        if when is None and first_end is not None and now < first_end:
-            not_yet.append(f"#{n} (its first quarter ends {first_end:%Y-%m-%d})")
-        elif when is None:
-            late.append(f"#{n} never synced")
-        elif now - when > limit:
-            late.append(f"#{n} last synced {when:%Y-%m-%d} ({(now - when).days} days ago)")
+    late, not_yet = overdue_volumes(last, volumes, overdue_days, now or datetime.now(UTC),
+                                    first_turn_ends)
     return dg.AssetCheckResult(
         asset_key=key, check_name=VOLUMES_CURRENT, passed=not late,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -114,6 +105,6 @@ def build_volumes_current_check(customer_name: str, cold: ColdTier,
         last = last_sync_by_volume(_history(context.instance, key))
         return volumes_current_result(
             key, last, cold.volumes, cold.overdue_days,
-            first_turn_ends=first_turn_ends(cold.volumes, cold.rotation_start_year, zone))
+            first_turn_ends=first_turn_ends(cold.volumes, cold.rotation_origin, zone))
 
     return volumes_current

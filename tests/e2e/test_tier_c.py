@@ -25,9 +25,7 @@ from axe_pipelines.checks.tier_c import volumes_current_result
 from axe_pipelines.cold import (
     MARKER,
     ColdError,
-    expected_volume,
     find_volumes,
-    first_turn_ends,
     sync_volume,
     volume_at,
     volume_lock,
@@ -37,6 +35,7 @@ from axe_pipelines.config import load_config
 from axe_pipelines.definitions import tier_c_definitions
 from axe_pipelines.names import tier_c_key, tier_c_op
 from axe_pipelines.restic import Repository, Restic
+from axe_pipelines.rotation import expected_volume, first_turn_ends
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sets import list_sets
 from axe_pipelines.tiers import open_tier

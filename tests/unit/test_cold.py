@@ -12,12 +12,11 @@ import pytest
 from axe_pipelines.cold import (
     MARKER,
     ColdError,
-    expected_volume,
     find_volumes,
-    first_turn_ends,
     volume_at,
 )
 from axe_pipelines.config import ColdTier
+from axe_pipelines.rotation import expected_volume, first_turn_ends
 
 KST = ZoneInfo("Asia/Seoul")
 

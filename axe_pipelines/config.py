@@ -163,6 +163,10 @@ class ColdTier(_Model):
     rotation_start_year: int = Field(
         2026, ge=2000, le=2100, description="Q1 of this year expects volume #1; from then on "
         "every quarter moves on to the next volume, wrapping over `volumes`")
+    rotation_start: str | None = Field(
+        None, pattern=r"^\d{4}-Q[1-4]$", description="the quarter that expects volume #1, "
+        "e.g. 2026-Q4 for a site whose first sync is in Oct-Dec 2026 (instead of "
+        "rotation_start_year, which means its Q1)")
     rotation_grace_days: float = Field(
         14, ge=0, description="slack on top of the rotation period before a volume is overdue")
     rotation_days: float | None = Field(
@@ -181,6 +185,19 @@ class ColdTier(_Model):
     def overdue_days(self) -> float:
         """Return after how many days without a sync a volume is overdue."""
         return self.rotation_days or self.rotation_period_days + self.rotation_grace_days
+
+    @property
+    def rotation_origin(self) -> str:
+        """Return the quarter that expects volume #1, `YYYY-Qn`: `rotation_start`, else Q1 of
+        `rotation_start_year`."""
+        return self.rotation_start or f"{self.rotation_start_year}-Q1"
+
+    @model_validator(mode="after")
+    def _v_one_start(self) -> ColdTier:
+        if {"rotation_start", "rotation_start_year"} <= self.model_fields_set:
+            raise ValueError("give rotation_start (e.g. 2026-Q4) or rotation_start_year, not "
+                             "both: they say the same thing")
+        return self
 
 
 class Tiers(_Model):

@@ -1,16 +1,19 @@
 """Password sources: where a secret comes from, and how to hand it to a child process.
 
-A secret is never put in a process argument, a log line or Dagster metadata. restic gets it by
-`RESTIC_PASSWORD_COMMAND` (Keychain, command) or `RESTIC_PASSWORD_FILE` (file) — restic runs or
-reads the source itself, so the value never passes through this process — or, for an environment
-variable source, by `RESTIC_PASSWORD` in the child's environment. PostgreSQL clients get
-`PGPASSWORD` in their environment.
+A secret is never put in a process argument, a log line or Dagster metadata. Every source has
+one value, `resolve()`: for a Keychain item, a command or a file it is the first line, without
+surrounding whitespace (for a one-line source exactly what restic itself would read). restic
+gets that same value as `RESTIC_PASSWORD` in its own environment, never
+`RESTIC_PASSWORD_COMMAND`/`_FILE`: restic reads a command's or file's *whole* trimmed output, so a
+two-line file would be one password for axe (and PostgreSQL) and another for restic. PostgreSQL
+clients get it as `PGPASSWORD` in theirs. (Only processes of the same user, or root, can read
+another process's environment; restic's own children, such as the command of
+`--stdin-from-command`, inherit it.)
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,10 +39,9 @@ class _Source(BaseModel):
         raise NotImplementedError
 
     def restic_env(self) -> dict[str, str]:
-        """Return the environment variables that make restic read this password (no value in
-        argv; for a command or Keychain source not even in this process). Raise SecretError
-        when the source is unusable."""
-        raise NotImplementedError  # pragma: no cover
+        """Return the environment that hands restic exactly `resolve()`'s value (never in
+        argv). Raise SecretError (without the value) when the source fails."""
+        return {"RESTIC_PASSWORD": self.resolve()}
 
 
 class KeychainSource(_Source):
@@ -60,12 +62,9 @@ class KeychainSource(_Source):
     def resolve(self) -> str:
         return _run_password_command(self._argv(), self.describe())
 
-    def restic_env(self) -> dict[str, str]:
-        return {"RESTIC_PASSWORD_COMMAND": shlex.join(self._argv())}
-
 
 class CommandSource(_Source):
-    """A command whose standard output (first line) is the password."""
+    """A command whose standard output's first line is the password."""
 
     command: list[str] = Field(min_length=1)
 
@@ -74,9 +73,6 @@ class CommandSource(_Source):
 
     def resolve(self) -> str:
         return _run_password_command(self.command, self.describe())
-
-    def restic_env(self) -> dict[str, str]:
-        return {"RESTIC_PASSWORD_COMMAND": shlex.join(self.command)}
 
 
 class EnvSource(_Source):
@@ -93,9 +89,6 @@ class EnvSource(_Source):
             raise SecretError(f"{self.describe()} is not set (or empty); export it before running")
         return value
 
-    def restic_env(self) -> dict[str, str]:
-        return {"RESTIC_PASSWORD": self.resolve()}
-
 
 class FileSource(_Source):
     """A file holding the password on its first line (keep it mode 0600)."""
@@ -111,16 +104,10 @@ class FileSource(_Source):
             text = path.read_text()
         except OSError as exc:
             raise SecretError(f"cannot read {self.describe()}: {exc.strerror}") from None
-        value = text.splitlines()[0] if text else ""
+        value = first_line(text)
         if not value:
-            raise SecretError(f"{self.describe()} is empty")
+            raise SecretError(f"{self.describe()} is empty (its first line holds the password)")
         return value
-
-    def restic_env(self) -> dict[str, str]:
-        path = self.file.expanduser()
-        if not path.is_file():
-            raise SecretError(f"{self.describe()} does not exist")
-        return {"RESTIC_PASSWORD_FILE": str(path)}
 
 
 SOURCE_KINDS: tuple[Literal["keychain", "command", "env", "file"], ...] = (
@@ -157,6 +144,13 @@ SecretSource = Annotated[
 ]
 
 
+def first_line(text: str) -> str:
+    """Given a password file's or command's output, return its first line without surrounding
+    whitespace (the password; what follows it is not part of it)."""
+    lines = text.splitlines()
+    return lines[0].strip() if lines else ""
+
+
 def _run_password_command(argv: list[str], what: str) -> str:
     """Runs a password command and returns the first line of its output; never logs the value."""
     try:
@@ -167,7 +161,7 @@ def _run_password_command(argv: list[str], what: str) -> str:
         raise SecretError(f"{what}: command timed out after 30 s") from None
     if proc.returncode != 0:
         raise SecretError(f"{what}: command exited {proc.returncode}: {proc.stderr.strip()[:200]}")
-    value = proc.stdout.splitlines()[0] if proc.stdout else ""
+    value = first_line(proc.stdout)
     if not value:
-        raise SecretError(f"{what}: command printed nothing")
+        raise SecretError(f"{what}: command printed nothing on its first line")
     return value

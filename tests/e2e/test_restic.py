@@ -90,6 +90,33 @@ def test_password_file_and_command_sources(tmp_path: Path):
     assert by_command.snapshots() == []
 
 
+def test_a_multi_line_password_source_means_its_first_line_to_restic_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """README: a file or command source's password is its first line. restic reads the whole
+    trimmed output of RESTIC_PASSWORD_FILE/_COMMAND (0.18: "s3cret\\nrotated ..." is another
+    password, exit 12), so axe hands restic the value it resolved itself: a repository
+    initialised from a two-line file opens with its first line, by hand and by every source."""
+    pw = tmp_path / "pw"
+    pw.write_text("  s3cret  \nrotated 2026-05-20 by kim; the old one was in the safe\n")
+    repo = str(tmp_path / "r")
+    assert Restic(Repository(repo, FileSource(file=pw), "r")).init() is True
+    by_hand = subprocess.run([find_restic(), "-r", repo, "cat", "config", "--no-lock"],
+                             env={**os.environ, "RESTIC_PASSWORD": "s3cret"},
+                             capture_output=True, text=True, timeout=60)
+    assert by_hand.returncode == 0, by_hand.stderr
+    monkeypatch.setenv("AXE_T_FIRST_LINE", "s3cret")
+    script = "printf 's3cret\\nsecond line\\n'"
+    for source in (FileSource(file=pw), CommandSource(command=["cat", str(pw)]),
+                   CommandSource(command=["sh", "-c", script]), EnvSource(env="AXE_T_FIRST_LINE")):
+        assert source.resolve() == "s3cret"
+        assert Restic(Repository(repo, source, "r")).snapshots() == []  # opens, not exit 12
+    # The value reaches restic through its environment only: nothing in argv names it.
+    restic = Restic(Repository(repo, FileSource(file=pw), "r"))
+    assert restic.env()["RESTIC_PASSWORD"] == "s3cret"
+    assert not {k for k in restic.env() if k.startswith(("RESTIC_PASSWORD_", "RESTIC_FROM"))}
+    assert "s3cret" not in " ".join(restic._argv(["snapshots"]))
+
+
 def _hold_exclusive_lock(restic: Restic) -> subprocess.Popen:
     """Starts `forget --prune` (exclusive lock) and freezes it once its lock file exists."""
     for i in range(3):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -271,21 +272,54 @@ def test_volume_gone_at_the_final_marker_write_fails_cleanly(site: Site):
 
 
 def test_a_hanging_restic_call_is_stopped_and_reported(site: Site):
-    """The cold password comes from a command that answers once and then hangs (a Keychain
-    prompt nobody answers): `restic init` of a new volume is stopped after timeout_s and the
-    sync fails with a clear message instead of hanging."""
-    flag = site.root / "asked-once"
-    script = (f'if [ -e {flag} ]; then exec sleep 20; fi; touch {flag}; '
-              f'echo "${COLD_PASSWORD_ENV}"')
-    config = site.config(password={"command": ["sh", "-c", script]}, timeout_s=2)
+    """`restic init` of a new volume hangs for real (frozen with SIGSTOP as soon as it starts,
+    as a process stuck on a vanished USB disk would be): it is stopped after timeout_s and the
+    sync fails with a clear message instead of hanging, leaving nothing that looks valid."""
+    config = site.config(timeout_s=2)
     path = site.volume(1)
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=sync)
     started = time.monotonic()
-    with pytest.raises(ColdError) as err:
-        sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
+    worker.start()
+    frozen = _freeze_restic(worker, "init", str(path))
+    worker.join(60)
     elapsed = time.monotonic() - started
-    assert "creating the repository did not finish within 2 s" in str(err.value)
-    assert elapsed < 15, f"took {elapsed:.1f} s"  # bounded by timeout_s, not by the hang
+    assert not worker.is_alive()
+    assert frozen, "restic init was never caught running"
+    assert errors and isinstance(errors[0], ColdError), errors
+    assert "creating the repository did not finish within 2 s" in str(errors[0])
+    assert elapsed < 20, f"took {elapsed:.1f} s"  # bounded by timeout_s, not by the hang
+    with pytest.raises(ProcessLookupError):
+        os.kill(frozen, 0)  # the frozen restic was killed, not left behind
     assert not (path / "restic-repo").exists() and not list(path.glob(".axe-init-*"))
+
+
+def _freeze_restic(worker: threading.Thread, command: str, under: str) -> int | None:
+    """SIGSTOPs the first `restic <command>` whose repository (RESTIC_REPOSITORY in its
+    environment) lies under `under`, polled from /proc while `worker` runs (other tests'
+    restic processes are never touched); returns its pid, or None when none appeared."""
+    while worker.is_alive():
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if not (argv[0].endswith(b"restic") and command.encode() in argv):
+                    continue
+                env = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(e.startswith(b"RESTIC_REPOSITORY=" + under.encode()) for e in env):
+                os.kill(int(entry.name), signal.SIGSTOP)
+                return int(entry.name)
+    return None
 
 
 def test_one_failing_volume_does_not_skip_the_others(site: Site, dagster_home):
@@ -538,9 +572,9 @@ def test_definitions_load_with_tiers_b_and_c(site: Site):
 def test_config_sections_reject_unknown_keys_and_need_a_cold_password():
     from axe_pipelines.config import ConfigError, parse_config
 
+    base = {"tiers": {"local": {"repository": "/r", "password": {"env": "X"}}}}
     peer = {"ring_backup": {"ssh_user": "u", "ssh_fqdn": "p.invalid",
                             "receive_dir_at_peer": "/in/", "receive_dir_at_self": "/in"}}
-    base = {"tiers": {"local": {"repository": "/r", "password": {"env": "X"}}}}
     ok = parse_config({"axe": {**base, "tiers": {**base["tiers"], "ring": {},
                                                 "cold": {"password": {"file": "/p"}}}},
                        "realchoice": peer})

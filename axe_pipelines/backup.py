@@ -83,6 +83,7 @@ class ItemResult:
     format: str | None = None
     server_version: str | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
+    table_digests: dict[str, str | None] = field(default_factory=dict)  # checksum_tables
     skipped: bool = False
 
 
@@ -218,9 +219,10 @@ def _backup_database(job: _Job, item: Item, result: ItemResult) -> BackupSummary
     result.format = db.format
     result.path = dump_filename(customer, item)
     with SnapshotSession(conn) as session:
-        info = session.export()
+        info = session.export(digest_tables=db.checksum_tables)
         result.server_version = info.server_version
         result.row_counts = info.row_counts
+        result.table_digests = info.table_digests
         argv, env = _dump_command(pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format),
                                   conn, job.errfile)
         return job.restic.backup_command(argv, filename=result.path, tags=job.tags, at=job.at,

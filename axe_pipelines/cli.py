@@ -360,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _backup_commands(sub)
     _restore_commands(sub)
+    from axe_pipelines.cli_drill import add_drill_command  # its printing lives there
+
+    add_drill_command(sub)
     return parser
 
 

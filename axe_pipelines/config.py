@@ -29,6 +29,7 @@ from pydantic import (
 from axe_pipelines import config_rules as rules
 from axe_pipelines.config_errors import ConfigError, format_error
 from axe_pipelines.cron import check_cron, check_timezone
+from axe_pipelines.notify.slack import SlackDestination
 from axe_pipelines.secrets import SecretSource
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -94,6 +95,8 @@ class Database(_Model):
         default_factory=list,
         description="commands (argv lists) run after a restore of this database, e.g. "
         "[docker, compose, restart, frame-mcp-blue, frame-mcp-green]")
+    checksum_tables: list[str] = Field(default_factory=list, description="tables whose "
+                                       "content digest the dump records (drill compares)")
 
 
 class Folder(_Model):
@@ -218,6 +221,24 @@ class Tiers(_Model):
         return self
 
 
+class Drill(_Model):
+    """The restore drill (issue 9): when, where it restores (default: a throwaway server it
+    starts and removes), where its evidence goes, whom it tells; README "Restore drill"."""
+
+    schedule: str = "0 3 15 1,4,7,10 *"  # Jan/Apr/Jul/Oct 15 03:00 in the tier's zone
+    staging: Server | None = Field(None, description="an existing staging server instead")
+    staging_port: int | None = Field(None, ge=1, le=65535)
+    work_dir: Path | None = Field(None, description="staging and fetched copies; default: "
+                                  "the system temp folder")
+    evidence_dir: Path = Path("~/.axe/drills")
+    slack: SlackDestination | None = None
+    sample_files: int = Field(20, ge=1, description="folders: files hashed when the folder "
+                              "is larger than sample_bytes (else every file)")
+    sample_bytes: int = Field(256 << 20, ge=0)
+
+    _v_cron = field_validator("schedule")(check_cron)
+
+
 class RingBackup(_Model):
     """The seed's `ring_backup:` block, verbatim, plus optional ssh settings."""
 
@@ -244,6 +265,7 @@ class Customer(_Model):
     folders: dict[str, Folder] = Field(default_factory=dict)
     tiers: Tiers | None = None
     ring_backup: RingBackup | None = None
+    drill: Drill = Field(default_factory=Drill)
 
     _v_tz = field_validator("timezone")(check_timezone)
 

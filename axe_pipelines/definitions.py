@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from axe_pipelines.assets.drill import build_drill_asset, build_drill_job
 from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
 from axe_pipelines.assets.tier_c import build_tier_c_asset
@@ -17,10 +18,15 @@ from axe_pipelines.checks.tier_c import build_volumes_current_check
 from axe_pipelines.cold import cold_settings
 from axe_pipelines.config import Site, load_config, tier_timezone
 from axe_pipelines.jobs import restore_job, tier_a_backup_job, tier_b_jobs, tier_c_jobs
-from axe_pipelines.names import PROGRESS_RESOURCE, tier_c_op
+from axe_pipelines.names import DRILL_LISTENER_RESOURCE, PROGRESS_RESOURCE, tier_c_op
 from axe_pipelines.peer import ring_settings
 from axe_pipelines.ring import ring_peers
-from axe_pipelines.schedules import cold_rotation_daily, tier_a_nightly, tier_b_schedules
+from axe_pipelines.schedules import (
+    cold_rotation_daily,
+    restore_drill_quarterly,
+    tier_a_nightly,
+    tier_b_schedules,
+)
 from axe_pipelines.sensors.cold import build_cold_sensor
 from axe_pipelines.sensors.inbound import build_inbound_sensor
 
@@ -79,16 +85,27 @@ def tier_c_definitions(site: Site, customer_name: str) -> dg.Definitions:
         sensors=[build_cold_sensor(customer_name, cold, sync, tier_c_op(customer_name))])
 
 
+def drill_definitions(site: Site, customer_name: str) -> dg.Definitions:
+    """Given a customer with tier A, return its restore drill: the asset with its
+    restorable_everywhere check, its job and its quarterly schedule."""
+    job = build_drill_job(customer_name, site)
+    return dg.Definitions(
+        assets=[build_drill_asset(site, customer_name)], jobs=[job],
+        schedules=[restore_drill_quarterly(customer_name, site.customer(customer_name), job)])
+
+
 def build_definitions(site: Site) -> dg.Definitions:
     """Given customers.yaml, return the code location: every tier of every customer this
     site backs up, the peers' inbound pushes and the restore job."""
     names = site.backed_up_customers()
     parts = [dg.Definitions(
         # Runs launched by the CLI pass a terminal reporter; runs from the UI log instead.
-        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)})]
+        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None),
+                   DRILL_LISTENER_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)})]
     parts += [tier_a_definitions(site, n) for n in names]
     parts += [tier_b_definitions(site, n) for n in names]
     parts += [tier_c_definitions(site, n) for n in names]
+    parts += [drill_definitions(site, n) for n in names]
     parts.append(inbound_definitions(site))
     if names:
         parts.append(dg.Definitions(jobs=[restore_job(site)]))

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from axe_pipelines.config import Database, IntegrityCommand, IntegrityQuery
 from axe_pipelines.postgres.client import Connection, PostgresError
-from axe_pipelines.postgres.dump import count_rows
+from axe_pipelines.postgres.dump import count_rows, digest_settings_sql, table_digests
 
 ROW_COUNTS = "row-counts"
+CHECKSUM_TABLES = "checksum-tables"
 OUTPUT_LIMIT = 4000  # characters of a command's output kept with its result
 
 
@@ -44,8 +45,10 @@ class CheckResult:
 
 
 def check_names(database: Database) -> list[str]:
-    """Given a database's configuration, return the names of its checks (row-counts first)."""
-    return [ROW_COUNTS, *(c.name for c in database.integrity)]
+    """Given a database's configuration, return the names of its checks (row-counts first,
+    then checksum-tables when it lists any)."""
+    digest = [CHECKSUM_TABLES] if database.checksum_tables else []
+    return [ROW_COUNTS, *digest, *(c.name for c in database.integrity)]
 
 
 class DumpHistory(Protocol):
@@ -131,6 +134,54 @@ def row_count_check(conn: Connection, expected: dict[str, int], *,
     detail = (f"{len(wanted)} table(s), {sum(wanted.values())} rows as {source}"
               if not problems else "; ".join(problems[:10]))
     return CheckResult(ROW_COUNTS, "builtin", not problems, detail,
+                       seconds=time.monotonic() - started)
+
+
+def recorded_digests(history: object, customer_name: str, db_name: str,
+                     snapshot_id: str) -> dict[str, str | None] | None:
+    """Given a history (one with `digests_for`, like resources.DagsterDumpHistory) and a
+    dump's tier-A snapshot id, return the checksum_tables digests recorded for it, or None
+    when the history has none or cannot be read."""
+    reader = getattr(history, "digests_for", None)
+    if reader is None:
+        return None
+    try:
+        return reader(customer_name, db_name, snapshot_id)
+    except Exception:  # noqa: BLE001 - history is optional; an unreadable one is none
+        return None
+
+
+def digest_check(conn: Connection, tables: Sequence[str],
+                 recorded: dict[str, str | None] | None) -> CheckResult:
+    """Content round trip of `checksum_tables`: each table's digest in the restored copy
+    (postgres.dump.table_digests) equals the one taken inside the dump's own snapshot. A
+    table without a recorded digest fails: the drill never claims a proof it did not make."""
+    started = time.monotonic()
+    if recorded is None:
+        return CheckResult(CHECKSUM_TABLES, "builtin", False,
+                           "no digest was recorded for this dump (dumped before "
+                           "checksum_tables named these tables, or its Dagster history is "
+                           "gone)", seconds=time.monotonic() - started)
+    try:
+        got = table_digests(lambda sql: conn.psql(digest_settings_sql(local=False) + sql,
+                                                  timeout=3600), tables)
+    except PostgresError as exc:
+        return CheckResult(CHECKSUM_TABLES, "builtin", False, f"cannot digest: {exc}",
+                           seconds=time.monotonic() - started)
+    problems = []
+    for table in tables:
+        want, have = recorded.get(table, ""), got.get(table)
+        if table not in recorded:
+            problems.append(f"{table}: no digest recorded at dump time")
+        elif want is None:
+            problems.append(f"{table}: did not exist at dump time")
+        elif have != want:
+            problems.append(f"{table}: digest {have or 'missing'} after the restore, {want} "
+                            f"at dump time")
+    detail = ("; ".join(problems) if problems else
+              f"{len(tables)} table(s) with the digest taken in the dump's snapshot")
+    return CheckResult(CHECKSUM_TABLES, "builtin", not problems, detail,
+                       output="; ".join(f"{t}={got.get(t)}" for t in tables),
                        seconds=time.monotonic() - started)
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from axe_pipelines.backup import Item
 
 PROGRESS_RESOURCE = "axe_progress"  # the tier-A reporter (the CLI's live table, else the log)
+DRILL_LISTENER_RESOURCE = "axe_drill_listener"  # the CLI follows a drill; else the log
 SCHEDULED_TIME_TAG = "dagster/scheduled_execution_time"  # set by Dagster on scheduled runs
 REPOSITORY_TAG = "axe/repository"  # run queue: one run at a time per tier-A repository
 TIER_TAG = "axe/tier"
@@ -122,6 +123,11 @@ def tier_c_op(customer_name: str) -> str:
     return tier_c_key(customer_name).to_python_identifier()
 
 
+def drill_group(customer_name: str) -> str:
+    """Return the asset group of the customer's restore drill."""
+    return _name(customer_name, "drill")
+
+
 # --- jobs, schedules, sensors ------------------------------------------------------------------
 
 
@@ -173,6 +179,12 @@ def cold_rotation_schedule(customer_name: str) -> str:
 def cold_sensor(customer_name: str) -> str:
     """Return the name of the sensor that starts a tier-C sync when a volume is mounted."""
     return _name(customer_name, "cold_volumes")
+
+
+def drill_job(customer_name: str) -> str:
+    """Return the name of the customer's restore-drill job (and of its quarterly schedule),
+    `axe_restore_drill` for the runbook's customer `axe`."""
+    return _name(customer_name, "restore_drill")
 
 
 # --- pools and run tags ------------------------------------------------------------------------

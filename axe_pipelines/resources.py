@@ -1,9 +1,9 @@
 """Runtime dependencies the Dagster layer hands to plain code.
 
-DagsterDumpHistory: the row counts tier A took inside each dump's own snapshot, read from the
-dump assets' materializations. The restore and integrity actions take it as an
-integrity.DumpHistory, so they never import Dagster: the CLI builds one on $DAGSTER_HOME,
-a Dagster op on its run's instance.
+DagsterDumpHistory: the row counts (and checksum_tables digests) tier A took inside each
+dump's own snapshot, read from the dump assets' materializations. The restore, integrity and
+drill actions take it as an integrity.DumpHistory, so they never import Dagster: the CLI
+builds one on $DAGSTER_HOME, a Dagster op on its run's instance.
 """
 
 from __future__ import annotations
@@ -37,25 +37,39 @@ class DagsterDumpHistory:
         """Given a customer, a database and a dump's snapshot id, return the row counts of
         the `<customer>/db/<database>/dump` materialization that recorded that snapshot, or
         None when there is none or the instance cannot be read."""
+        found = self._read(customer, database, snapshot_id, "row_counts")
+        return None if found is None else {str(k): int(v) for k, v in found.items()}
+
+    def digests_for(self, customer: str, database: str,
+                    snapshot_id: str) -> dict[str, str | None] | None:
+        """Given a customer, a database and a dump's snapshot id, return the checksum_tables
+        digests recorded for that dump (table -> digest, None for a table that did not
+        exist), or None when there is no such record or the instance cannot be read."""
+        found = self._read(customer, database, snapshot_id, "table_digests")
+        return None if found is None else {str(k): None if v is None else str(v)
+                                           for k, v in found.items()}
+
+    def _read(self, customer: str, database: str, snapshot_id: str,
+              field: str) -> dict | None:
         key = item_key(customer, Item("pgdump", database))
         try:
             if self.instance is not None:
-                return _recorded(self.instance, key, snapshot_id)
+                return _recorded(self.instance, key, snapshot_id, field)
             if not (self.home / "dagster.yaml").is_file():
                 return None
             with dg.DagsterInstance.from_config(str(self.home)) as instance:
-                return _recorded(instance, key, snapshot_id)
+                return _recorded(instance, key, snapshot_id, field)
         except Exception:  # noqa: BLE001 - history is optional; an unreadable one is none
             return None
 
 
-def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey,
-              snapshot_id: str) -> dict[str, int] | None:
+def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey, snapshot_id: str,
+              field: str) -> dict | None:
     records = instance.fetch_materializations(key, limit=HISTORY_LIMIT).records
     for record in records:
         mat = record.asset_materialization
         if mat is None or "snapshot_id" not in mat.metadata:
             continue
-        if mat.metadata["snapshot_id"].value == snapshot_id and "row_counts" in mat.metadata:
-            return {str(k): int(v) for k, v in dict(mat.metadata["row_counts"].value).items()}
+        if mat.metadata["snapshot_id"].value == snapshot_id and field in mat.metadata:
+            return dict(mat.metadata[field].value)
     return None

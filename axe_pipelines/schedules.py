@@ -10,6 +10,7 @@ import dagster as dg
 from axe_pipelines.config import Customer, tier_timezone
 from axe_pipelines.names import (
     cold_rotation_schedule,
+    drill_job,
     peer_check_job,
     tier_a_schedule,
     tier_b_schedule,
@@ -57,3 +58,15 @@ def cold_rotation_daily(customer_name: str, customer: Customer,
         execution_timezone=tier_timezone(customer), job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Daily: fail when a cold SSD has not been synced within its rotation.")
+
+
+def restore_drill_quarterly(customer_name: str, customer: Customer,
+                            job: AssetJob) -> dg.ScheduleDefinition:
+    """Return the restore drill's schedule, `<customer>_restore_drill` (drill.schedule:
+    Jan/Apr/Jul/Oct 15 at 03:00 in the tier's zone unless customers.yaml says otherwise)."""
+    return dg.ScheduleDefinition(
+        name=drill_job(customer_name), cron_schedule=customer.drill.schedule,
+        execution_timezone=tier_timezone(customer), job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Quarterly restore drill of {customer_name}: yesterday's backup into "
+                    f"staging, checked, from tier A or (falling back) C or B; Slack report.")

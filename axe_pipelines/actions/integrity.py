@@ -22,12 +22,15 @@ from axe_pipelines.actions.selection import (
 )
 from axe_pipelines.config import Customer, Site, tier_timezone
 from axe_pipelines.integrity import (
+    CHECKSUM_TABLES,
     NO_HISTORY,
     CheckResult,
     DumpHistory,
     check_names,
+    digest_check,
     expected_counts,
     recorded_counts_soon,
+    recorded_digests,
     run_checks,
 )
 from axe_pipelines.postgres.client import connection_for
@@ -59,6 +62,11 @@ def stage_and_check(customer_name: str, customer: Customer, db_name: str, snap: 
         conn, problems = staging.load(name, dump_file, db.format)
         results = run_checks(conn, db, expected_counts=expected, only=only,
                              counts_source=source)
+        if db.checksum_tables and (only is None or CHECKSUM_TABLES in only):
+            # Copies in tiers B and C keep the tier-A snapshot id as `original`.
+            recorded = recorded_digests(history, customer_name, db_name, snap.original or snap.id)
+            after_counts = int(bool(results) and results[0].kind == "builtin")
+            results.insert(after_counts, digest_check(conn, db.checksum_tables, recorded))
         if problems:
             results.insert(0, CheckResult("restore", "builtin", False,
                                           f"pg_restore reported: {problems}"))

@@ -98,6 +98,8 @@ def item_metadata(result: ItemResult, run: TierAResult) -> dict[str, object]:
             schema=dg.TableSchema(columns=[dg.TableColumn("table", "string"),
                                            dg.TableColumn("rows", "int")]))
         meta["total_rows"] = dg.MetadataValue.int(sum(result.row_counts.values()))
+        if result.table_digests:  # checksum_tables: compared by the drill after a restore
+            meta["table_digests"] = dg.MetadataValue.json(result.table_digests)
     return meta
 
 

@@ -5,10 +5,11 @@ back through pg_restore.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -53,6 +54,60 @@ def count_rows(conn: Connection, tables: Iterable[str] | None = None) -> dict[st
     return {name: int(n) for name, n in conn.psql(count_rows_sql(names))}
 
 
+# --- content digests (checksum_tables) ---------------------------------------------------------
+
+# A row's text form depends on these settings (timestamptz on TimeZone, floats on
+# extra_float_digits …): the dump side and a restored copy pin the same values, so the
+# same rows give the same digest on any server.
+DIGEST_SETTINGS = ("TimeZone = 'UTC'", "DateStyle = 'ISO, YMD'", "IntervalStyle = 'postgres'",
+                   "bytea_output = 'hex'", "extra_float_digits = 1", "lc_monetary = 'C'")
+Query = Callable[[str], "list[list[str]]"]
+
+
+def digest_settings_sql(*, local: bool) -> str:
+    """Given whether the caller is inside a transaction (`SET LOCAL`, ended with it) or owns
+    its session (`SET`), return the statements that pin the settings a digest depends on."""
+    verb = "SET LOCAL" if local else "SET"
+    return "".join(f"{verb} {setting};\n" for setting in DIGEST_SETTINGS)
+
+
+def resolve_table_sql(name: str) -> str:
+    """Given a table as customers.yaml names it (`evidence_blob`, `public.evidence_blob`),
+    return the query yielding it as pg_dump names it (`public.evidence_blob`), quoted — no row
+    when there is no such table. Only that quoted form ever reaches a FROM clause."""
+    return ("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE c.oid = to_regclass({quote_literal(name)});")
+
+
+def table_digest_sql(table: str) -> str:
+    """Given a quoted table name (resolve_table_sql), return the query yielding its rows and
+    the sums of the first and the second half of every row's md5.
+
+    An order-free sum of per-row hashes: no primary key, sort or memory for the whole table
+    is needed, and the same rows give the same sums in any physical order. It is a check
+    against damage and lost rows, not against someone forging rows on purpose."""
+    return ("SELECT count(*), coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0), "
+            "coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0) "
+            f"FROM (SELECT md5(t::text) AS h FROM {table} t) s;")
+
+
+def table_digests(query: Query, names: Iterable[str]) -> dict[str, str | None]:
+    """Given a way to run SQL (a SnapshotSession's query inside the dump's snapshot, or a
+    restored copy's psql — with the digest settings pinned) and the configured table names,
+    return each name's digest (`<rows>:<32 hex>`), or None for a table that does not exist.
+    Raise PostgresError if a query fails."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        found = query(resolve_table_sql(name))
+        if not found:
+            out[name] = None
+            continue
+        count, high, low = query(table_digest_sql(found[0][0]))[0]
+        out[name] = f"{count}:" + hashlib.sha256(f"{count}:{high}:{low}".encode()).hexdigest()[:32]
+    return out
+
+
 # --- dumping -----------------------------------------------------------------------------------
 
 
@@ -84,6 +139,7 @@ class SnapshotInfo:
     snapshot: str
     server_version: str
     row_counts: dict[str, int] = field(default_factory=dict)
+    table_digests: dict[str, str | None] = field(default_factory=dict)
 
 
 class SnapshotSession:
@@ -127,9 +183,11 @@ class SnapshotSession:
         proc.wait()
         raise PostgresError(f"{self.conn.where}/{self.conn.dbname}: {first_error(err)}")
 
-    def export(self, *, count_rows: bool = True) -> SnapshotInfo:
+    def export(self, *, count_rows: bool = True,
+               digest_tables: Iterable[str] = ()) -> SnapshotInfo:
         """Start the transaction, export its snapshot and (optionally) count every table's
-        rows inside it; return them. Raise PostgresError if a query fails."""
+        rows and digest `digest_tables` (see table_digests) inside it; return them. Raise
+        PostgresError if a query fails."""
         self.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")
         snapshot = self.query("SELECT pg_export_snapshot();")[0][0]
         version = self.query("SHOW server_version;")[0][0]
@@ -139,6 +197,10 @@ class SnapshotSession:
             if tables:
                 for name, count in self.query(count_rows_sql(tables)):
                     info.row_counts[name] = int(count)
+        digest_tables = list(digest_tables)
+        if digest_tables:
+            self.query(digest_settings_sql(local=True))
+            info.table_digests = table_digests(self.query, digest_tables)
         return info
 
     def __exit__(self, *exc: object) -> None:

@@ -21,7 +21,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from axe_pipelines.config import ColdTier, Customer, Site
 from axe_pipelines.copying import NoSetToCopy, copy_set, newest_finished_set
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic, ResticError, WrongPassword
+from axe_pipelines.safe_paths import UnsafeRemoval, proven_inside, remove_tree
 from axe_pipelines.secrets import SecretError
 from axe_pipelines.sets import BackupSet
 
@@ -225,7 +225,7 @@ def _init_atomically(volume: Volume, cold: ColdTier, source: Repository) -> None
         _restic(volume, cold, tmp).init(copy_chunker_params_from=source)
         os.rename(tmp, volume.repo_path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, inside=volume.path)
 
 
 def _gone(volume: Volume, cold: ColdTier) -> bool:
@@ -258,8 +258,12 @@ def _remove_debris(volume: Volume, root_id: tuple[int, int] | None) -> str:
     if any(e.name != volume.repo_path.name for e in entries) or (
             volume.repo_path / "config").exists():
         return ""
-    files = sum(1 for p in volume.repo_path.rglob("*") if p.is_file())
-    shutil.rmtree(volume.repo_path, ignore_errors=True)
+    try:
+        proven_inside(volume.repo_path, path)
+        files = sum(1 for p in volume.repo_path.rglob("*") if p.is_file())
+        remove_tree(volume.repo_path, inside=path)
+    except UnsafeRemoval as exc:
+        return f" (what restic wrote there is left: {exc})"
     if not volume.mounted and not any(path.iterdir()):
         path.rmdir()  # a plain folder restic made anew: it was not there before
     return f" (removed {files} file(s) restic wrote to {path} after the volume had gone)"
@@ -335,7 +339,7 @@ def sync_volume(config: Site, customer_name: str, volume: Volume, *,
                                         "--cold`) when it has finished" if exc.waiting
                                         else "")) from None
         for leftover in volume.path.glob(f"{INIT_PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True)  # an initialisation cut short
+            remove_tree(leftover, inside=volume.path)  # an initialisation cut short
         result = SyncResult(customer=customer_name, volume=volume, run_id=the_set.run_id,
                             set_time=the_set.time, the_set=the_set)
         restic = _restic(volume, cold)

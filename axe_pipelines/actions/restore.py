@@ -15,7 +15,6 @@ Rules it keeps:
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +57,7 @@ from axe_pipelines.postgres.restore import describe_database, read_toc, swap_bac
 from axe_pipelines.postgres.table import describe_table
 from axe_pipelines.progress import human_bytes
 from axe_pipelines.restic import Restic, ResticError
+from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.sets import BackupSet
 
 LAST_VALID = "last-valid"
@@ -234,7 +234,7 @@ def _restore_all(ctx: ItemContext, opts: RestoreOptions, the_set: BackupSet,
                                                    error=message))
                 continue
             finally:
-                shutil.rmtree(sub, ignore_errors=True)
+                remove_tree(sub, inside=workdir)
             report.targets.append(result)
             if kind in ("database", "table"):
                 after_restore(ctx, name, result)
@@ -345,7 +345,7 @@ def locate_table(customer_name: str, customer: Customer, the_set: BackupSet, tab
             sub.mkdir(exist_ok=True)
             entries, _ = read_toc(fetch_file(restic, snap, sub), where=f"database {db_name}")
             tables = [(e.schema, e.name) for e in entries if e.desc == "TABLE"]
-            shutil.rmtree(sub, ignore_errors=True)
+            remove_tree(sub, inside=workdir)
         else:
             continue  # a plain dump cannot give one table back anyway
         if any(table_matches(table, sch, name) for sch, name in tables):

@@ -7,7 +7,6 @@ anything is changed, and says so.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from axe_pipelines.config import Customer, Site
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.postgres.client import first_line
 from axe_pipelines.restic import Restic, ResticError, Snapshot
+from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.sets import AsOfError, BackupSet, list_sets, parse_as_of, select_as_of
 from axe_pipelines.tiers import TierName, TierUnavailable, open_tier, resolve_tier
 
@@ -153,4 +153,4 @@ def scratch_dir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path, inside=Path(tempfile.gettempdir()))

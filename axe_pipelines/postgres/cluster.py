@@ -1,11 +1,16 @@
 """Throwaway PostgreSQL clusters: LocalCluster (initdb + pg_ctl in a folder, on a free loopback
 port; used by the tests, the demo and the benchmarks) and Staging, the cluster integrity
 checks and last-valid searches restore into, removed afterwards.
+
+Staging holds a restored production copy, so no other local user may reach it: its folder is
+mode 0700 (the data, and the socket folder inside it) and TCP logins need a random password
+checked with scram-sha-256, kept in a 0600 file in that folder for our own clients.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -22,6 +27,8 @@ from axe_pipelines.postgres.client import (
     quote_ident,
     run_tool,
 )
+from axe_pipelines.safe_paths import remove_tree
+from axe_pipelines.secrets import FileSource
 
 
 def free_port() -> int:
@@ -131,6 +138,7 @@ class Staging:
     it. Nothing of it survives the block."""
 
     SERVER_NAME = "staging"
+    PASSWORD_FILE = "client.password"
 
     def __init__(self, bin_dir: Path | None = None):
         self.bin_dir = bin_dir
@@ -138,22 +146,33 @@ class Staging:
         self.cluster: LocalCluster | None = None
 
     def __enter__(self) -> Staging:
-        # Not a 0700 folder: as root the server runs as the postgres user, which must reach it.
+        # mkdtemp makes it 0700; as root the server runs as `postgres`, which must own it.
         self.root = Path(tempfile.mkdtemp(prefix="axe-staging-"))
-        self.root.chmod(0o755)
-        self.cluster = LocalCluster(self.root / "pg", bin_dir=self.bin_dir)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+        password = secrets.token_urlsafe(24)
+        pwfile = self.root / self.PASSWORD_FILE
+        pwfile.touch(mode=0o600)
+        pwfile.write_text(password + "\n")
+        self.cluster = LocalCluster(self.root / "pg", password=password, bin_dir=self.bin_dir)
         try:
             self.cluster.start()
-        except Exception:
-            shutil.rmtree(self.root, ignore_errors=True)
+        except BaseException:
+            self._remove()
             raise
         return self
+
+    def _remove(self) -> None:
+        if self.root is not None:
+            remove_tree(self.root, inside=Path(tempfile.gettempdir()))
 
     @property
     def server(self) -> Server:
         """The staging server as a customers.yaml server entry (no roles: a scratch copy)."""
         assert self.cluster is not None
+        assert self.root is not None
         return Server(host="127.0.0.1", port=self.cluster.port, user=self.cluster.user,
+                      password=FileSource(file=self.root / self.PASSWORD_FILE),
                       bin_dir=self.cluster.bin_dir, roles=False)
 
     def connection(self, dbname: str) -> Connection:
@@ -190,5 +209,4 @@ class Staging:
     def __exit__(self, *exc: object) -> None:
         if self.cluster is not None:
             self.cluster.stop()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+        self._remove()

@@ -185,7 +185,8 @@ def test_base_url_redirects_a_real_looking_webhook_to_loopback(monkeypatch) -> N
     ("webhook", f"not-a-url-{HOOK_SECRET}"),
     ("webhook", f"http://127.0.0.1:9/services/{HOOK_SECRET}\r\nX-Evil: 1"),
     ("token", f"{BOT_TOKEN}\r\nX-Evil: 1"),
-])
+], ids=["unset", "not-a-url", "crlf-in-url", "crlf-in-token"])  # ids: the values are random, and
+# xdist workers must collect the same names
 def test_unusable_secret_is_a_failed_delivery_not_an_exception(
         monkeypatch, caplog_all, kind: str, value: str | None) -> None:
     if value is None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from axe_pipelines.cli_status import status_commands
 from axe_pipelines.config import load_config
 from axe_pipelines.errors import (
     EXIT_CONFIG,
@@ -116,36 +117,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
             _print_local(local)
             worst = max(worst, local.exit_code)
     copies = itertools.chain(
-        backup_ring(site, names, runner, peer=args.peer, say=_note) if args.ring else (),
+        backup_ring(site, names, runner, peer=args.peer, retry=not args.no_retry, say=_note)
+        if args.ring else (),
         backup_cold(site, names, runner) if args.cold else ())
     for copy in copies:
         _print_copy(copy)
         worst = max(worst, copy.exit_code)
-    return worst
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    """`axe status`: newest tier-A set per customer, its age and gaps; exit 1 when stale or
-    incomplete, 3 when a repository cannot be read."""
-    from axe_pipelines.actions.status import tier_a_status
-
-    site = load_config(args.config)
-    worst = EXIT_OK
-    for name in site.to_back_up(args.customer):
-        st = tier_a_status(site, name)
-        print("\n".join(st.lines()))
-        worst = max(worst, st.exit_code)
-    return worst
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    """`axe doctor`: one line per finding as it is made; exit 1 on a FAIL, 3 without restic."""
-    from axe_pipelines.actions.doctor import doctor
-
-    worst = EXIT_OK
-    for finding in doctor(args.config):
-        print(f"{finding.status:<4} {finding.text}", flush=True)
-        worst = max(worst, finding.exit_code)
     return worst
 
 
@@ -286,6 +263,8 @@ def _backup_commands(sub: argparse._SubParsersAction) -> None:
     backup.add_argument("--ring", action="store_true",
                         help="tier B: copy the latest set to the ring peer(s) over sftp")
     backup.add_argument("--peer", help="with --ring: only this peer (default: all)")
+    backup.add_argument("--no-retry", action="store_true", help="with --ring: fail at once "
+                        "instead of retrying a peer that is down (tiers.ring.retries)")
     backup.add_argument("--cold", action="store_true",
                         help="tier C: sync the latest sets to every mounted cold volume")
     backup.add_argument("--customer", help="only this customer (default: all)")
@@ -294,13 +273,7 @@ def _backup_commands(sub: argparse._SubParsersAction) -> None:
                         help="do not read every dump back through pg_restore now (the "
                         "restorable check can be run later from the UI)")
     backup.set_defaults(func=cmd_backup)
-
-    status = sub.add_parser("status", help="newest backup set per customer, its age and gaps")
-    status.add_argument("--customer")
-    status.set_defaults(func=cmd_status)
-
-    doctor = sub.add_parser("doctor", help="check tools, config, repositories, databases")
-    doctor.set_defaults(func=cmd_doctor)
+    status_commands(sub)  # status, snapshots, doctor (cli_status.py)
 
 
 def _restore_commands(sub: argparse._SubParsersAction) -> None:

@@ -55,7 +55,17 @@ def outcome(result: dg.ExecuteInProcessResult) -> RunOutcome:
         metadata = {k: v.value for k, v in
                     materialized[0].materialization.metadata.items()}
     return RunOutcome(result.run_id, result.success,
-                      "" if result.success else run_failure(result), checks, metadata)
+                      "" if result.success else run_failure(result), checks, metadata,
+                      retryable=not result.success and _retryable(result))
+
+
+def _retryable(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether the last failed step said that trying again can help (its Failure's
+    `retryable` metadata, as tier B's push sets it)."""
+    fails = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = fails[-1].step_failure_data.user_failure_data if fails else None
+    flag = data.metadata.get("retryable") if data is not None else None
+    return bool(flag.value) if flag is not None else False
 
 
 class InProcessRunner:

@@ -19,7 +19,7 @@ from axe_pipelines.cold import Volume, find_volumes
 from axe_pipelines.config import Site
 from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE
 from axe_pipelines.instance import ensure_dagster_home
-from axe_pipelines.peer import RingError, link
+from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.progress import Reporter, human_bytes
 from axe_pipelines.restic import ResticError
 from axe_pipelines.ring import ring_peers
@@ -61,6 +61,7 @@ class RunOutcome:
     failure: str = ""
     checks: list[CheckOutcome] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    retryable: bool = False  # failed, and its failure says trying again can help (tier B)
 
     @property
     def checks_ok(self) -> bool:
@@ -205,11 +206,34 @@ def _copied(meta: dict[str, Any]) -> str:
             f"there, {human_bytes(int(meta['bytes_copied']))}, {meta['duration_s']} s")
 
 
+def push_with_retries(site: Site, name: str, peer: str, runner: Runner, *, retry: bool,
+                      say: Say, sleep: Callable[[float], None] = time.sleep) -> RunOutcome:
+    """Given a customer and a peer, push the latest set there in one run; when it fails in a
+    way that trying again can help (peer down, link dropped) and `retry`, try again as the
+    schedule does: `tiers.ring.retries` more runs, Dagster's exponential backoff apart
+    (retry_delay_s, then 3x, 7x, ...), each announced through `say`. Return the last run."""
+    settings = ring_settings(site.customer(name))
+    retries = settings.retries if retry else 0
+    attempt = 0
+    while True:
+        run = runner.tier_b(site, name, peer)
+        attempt += 1
+        if run.success or not run.retryable or attempt > retries:
+            return run
+        wait = settings.retry_delay_s * (2 ** attempt - 1)  # dg.Backoff.EXPONENTIAL
+        reason = (run.failure.strip().splitlines() or ["failed"])[0]
+        say(f"tier B of {name}: {peer} failed ({reason}); retry {attempt} of {retries} in "
+            f"{wait:g} s (tiers.ring.retries; --no-retry fails at once)")
+        sleep(wait)
+
+
 def backup_ring(site: Site, names: list[str], runner: Runner, *, peer: str | None = None,
-                say: Say) -> Iterator[CopyOutcome]:
+                retry: bool = True, say: Say,
+                sleep: Callable[[float], None] = time.sleep) -> Iterator[CopyOutcome]:
     """Given the customers, push each one's latest tier-A set to `peer` (default: its ring
-    peers), one run per peer without the schedule's retries; yield a CopyOutcome each. A
-    customer whose peers cannot be named gets one outcome with exit 2."""
+    peers), one run per peer and attempt, retried as the schedule retries unless `retry` is
+    False (push_with_retries); yield a CopyOutcome each. A customer whose peers cannot be
+    named gets one outcome with exit 2."""
     for name in names:
         try:
             peers = [peer] if peer else ring_peers(site, name)
@@ -223,7 +247,7 @@ def backup_ring(site: Site, names: list[str], runner: Runner, *, peer: str | Non
             continue
         for p in peers:
             say(f"tier B of {name}: latest set to {p}")
-            run = runner.tier_b(site, name, p)
+            run = push_with_retries(site, name, p, runner, retry=retry, say=say, sleep=sleep)
             outcome = CopyOutcome("B", name, p, run)
             if run.success:
                 m = run.metadata

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import UTC
 from pathlib import Path
 
 import dagster as dg
@@ -213,36 +212,3 @@ def test_locked_repository_is_one_line_and_exit_3(make_config, tmp_path, restic_
     (line,) = proc.stderr.strip().splitlines()
     assert f"is locked by PID {holder.pid} on " in line
     assert "wait for it to finish" in line
-
-
-def test_status_reports_the_newest_set_and_its_gaps(make_config, tmp_path, restic_bin):
-    from datetime import datetime, timedelta
-
-    from axe_pipelines.backup import local_restic, plan_tier_a, run_tier_a
-
-    path, config = make_config(databases={"hive": {"server": "frame-postgres"}})
-    axe = config.customer("axe")
-    home = tmp_path / "home"
-    run_axe(path, home, "init")
-    proc = run_axe(path, home, "status")
-    assert proc.returncode == 1 and "axe tier A: NO BACKUP yet" in proc.stdout
-
-    local_restic("axe", axe).init()
-    now = datetime.now(UTC).replace(microsecond=0)
-    run_tier_a("axe", axe, at=now - timedelta(hours=30), run_id="old")
-    proc = run_axe(path, home, "status")
-    assert proc.returncode == 1 and proc.stdout.startswith("axe tier A: STALE: newest set")
-
-    hive_only = [i for i in plan_tier_a(axe)
-                 if i.kind == "pgdump"]
-    run_tier_a("axe", axe, at=now - timedelta(hours=1), run_id="partial", items=hive_only)
-    proc = run_axe(path, home, "status")
-    assert proc.returncode == 1
-    assert proc.stdout.splitlines()[0].startswith("axe tier A: INCOMPLETE: newest set")
-    assert "  missing: roles of server frame-postgres is not in the set" in proc.stdout
-    assert f"  missing: required folder {tmp_path / 'files'} is not in the set" in proc.stdout
-
-    run_tier_a("axe", axe, at=now, run_id="full")
-    proc = run_axe(path, home, "status")
-    assert proc.returncode == 0, proc.stdout
-    assert "axe tier A: ok: newest set" in proc.stdout and "3 set(s) kept" in proc.stdout

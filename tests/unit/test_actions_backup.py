@@ -1,9 +1,8 @@
-"""actions/backup.py and actions/status.py with a stand-in runner: what the CLI prints and
-which exit code it gives, decided without Dagster, servers or restic."""
+"""actions/backup.py with a stand-in runner: what the CLI prints and which exit code it
+gives, decided without Dagster, servers or restic (actions/status.py: test_status.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from axe_pipelines.actions.backup import (
@@ -14,7 +13,6 @@ from axe_pipelines.actions.backup import (
     backup_cold,
     backup_ring,
 )
-from axe_pipelines.actions.status import TierAStatus
 from axe_pipelines.backup import Item, ItemResult
 from axe_pipelines.config import parse_config
 
@@ -112,16 +110,3 @@ def test_a_failed_copy_run_shows_its_failure_and_no_checks():
     outcome = CopyOutcome("B", "axe", "realchoice", run)
     assert outcome.errors == ["tier B: cannot reach realchoice"]
     assert outcome.shown_checks == [] and outcome.exit_code == 1
-
-
-def test_status_lines_and_exit_codes():
-    newest = datetime(2026, 5, 20, 3, tzinfo=UTC)
-    ok = TierAStatus("axe", "/r", "ok", newest=newest, age_hours=2.25, snapshots=7, sets=3)
-    assert ok.lines() == ["axe tier A: ok: newest set 2026-05-20 03:00 UTC (2.2 h ago), 7 "
-                          "snapshot(s), 3 set(s) kept"] and ok.exit_code == 0
-    gaps = TierAStatus("axe", "/r", "INCOMPLETE", newest=newest, gaps=["database x is not in "
-                                                                         "the set"])
-    assert gaps.lines()[1] == "  missing: database x is not in the set" and gaps.exit_code == 1
-    assert TierAStatus("axe", "/r", "NO BACKUP").lines() == ["axe tier A: NO BACKUP yet in /r"]
-    down = TierAStatus("axe", "/r", "UNAVAILABLE", error="wrong password")
-    assert down.lines() == ["axe tier A: UNAVAILABLE: wrong password"] and down.exit_code == 3

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from axe_pipelines.cli_status import status_commands
+from axe_pipelines.cli_care import care_commands
 from axe_pipelines.config import load_config
 from axe_pipelines.errors import (
     EXIT_CONFIG,
@@ -333,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _backup_commands(sub)
     _restore_commands(sub)
+    care_commands(sub)  # prune, check (cli_care.py)
     from axe_pipelines.cli_drill import add_drill_command  # its printing lives there
 
     add_drill_command(sub)

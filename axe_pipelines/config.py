@@ -28,6 +28,7 @@ from pydantic import (
 
 from axe_pipelines import config_rules as rules
 from axe_pipelines.config_errors import ConfigError, format_error
+from axe_pipelines.config_ops import CareSettings, Notify
 from axe_pipelines.cron import check_cron, check_timezone
 from axe_pipelines.notify.slack import SlackDestination
 from axe_pipelines.secrets import SecretSource
@@ -107,7 +108,7 @@ class Folder(_Model):
     required: bool = True
 
 
-class LocalTier(_Model):
+class LocalTier(_Model, CareSettings):
     """Tier A: the local repository, its password, the nightly schedule and freshness."""
 
     repository: rules.AbsolutePath
@@ -125,7 +126,7 @@ class LocalTier(_Model):
         return None if value is None else check_timezone(value)
 
 
-class RingTier(_Model):
+class RingTier(_Model, CareSettings):
     """Tier B: `restic copy` of the night's set to ring peers over sftp (issue 3)."""
 
     schedule: str = "30 3 * * *"
@@ -153,7 +154,7 @@ class RingTier(_Model):
 QUARTER_DAYS = 92  # the longest quarter (Jul-Sep, Oct-Dec)
 
 
-class ColdTier(_Model):
+class ColdTier(_Model, CareSettings):
     """Tier C: rotating cold SSDs, synced by a sensor when mounted (issue 3)."""
 
     password: SecretSource = Field(description="kept apart from tier A's (the runbook keeps "
@@ -265,6 +266,7 @@ class Customer(_Model):
     folders: dict[str, Folder] = Field(default_factory=dict)
     tiers: Tiers | None = None
     ring_backup: RingBackup | None = None
+    notify: Notify = Field(default_factory=Notify)  # alerts (config_ops.py)
     drill: Drill = Field(default_factory=Drill)
 
     _v_tz = field_validator("timezone")(check_timezone)

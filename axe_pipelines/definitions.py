@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from axe_pipelines.assets.care import care_definitions
 from axe_pipelines.assets.drill import build_drill_asset, build_drill_job
 from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
@@ -27,6 +28,7 @@ from axe_pipelines.schedules import (
     tier_a_nightly,
     tier_b_schedules,
 )
+from axe_pipelines.sensors.alerts import alert_definitions
 from axe_pipelines.sensors.cold import build_cold_sensor
 from axe_pipelines.sensors.inbound import build_inbound_sensor
 
@@ -105,11 +107,13 @@ def build_definitions(site: Site) -> dg.Definitions:
     parts += [tier_a_definitions(site, n) for n in names]
     parts += [tier_b_definitions(site, n) for n in names]
     parts += [tier_c_definitions(site, n) for n in names]
+    parts += [care_definitions(site, n) for n in names]  # retention, restic check
     parts += [drill_definitions(site, n) for n in names]
     parts.append(inbound_definitions(site))
     if names:
         parts.append(dg.Definitions(jobs=[restore_job(site)]))
-    return dg.Definitions.merge(*parts)
+    watched = dg.Definitions.merge(*parts)
+    return dg.Definitions.merge(watched, alert_definitions(site, watched))
 
 
 def load_definitions() -> dg.Definitions:

@@ -8,6 +8,7 @@ the customer's own spelling (`axe-b/db/frame/dump`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -26,10 +27,20 @@ VOLUME_TAG = "axe/volume"
 PEER_TAG = "axe/peer"
 KIND_TAG = "axe/kind"
 INBOUND_GROUP = "peers"
+RESTIC_CHECK = "restic_check"  # the weekly check on every tier's asset (checks/care.py)
+RUN_FAILURE_SENSOR = "axe_run_failure_alerts"  # a failed run of any job: Slack
+ALERT_SENSOR = "axe_check_and_freshness_alerts"  # an ERROR check, a tier gone stale: Slack
 
 
 def _name(*parts: str) -> str:
     return "_".join(p.replace("-", "_") for p in parts)
+
+
+def customer_of_job(job_name: str, customers: Iterable[str]) -> str | None:
+    """Given a job's name and the customers, return the customer whose jobs are named
+    `<customer>_...` (the longest such name), or None for a site-wide job (restore)."""
+    owners = [c for c in customers if job_name.startswith(_name(c) + "_")]
+    return max(owners, key=len, default=None)
 
 
 # --- asset keys --------------------------------------------------------------------------------
@@ -179,6 +190,26 @@ def cold_rotation_schedule(customer_name: str) -> str:
 def cold_sensor(customer_name: str) -> str:
     """Return the name of the sensor that starts a tier-C sync when a volume is mounted."""
     return _name(customer_name, "cold_volumes")
+
+
+def retention_job(customer_name: str) -> str:
+    """Return the name of the customer's retention job (forget + prune on every tier)."""
+    return _name(customer_name, "retention")
+
+
+def retention_schedule(customer_name: str) -> str:
+    """Return the name of the customer's weekly retention schedule."""
+    return _name(customer_name, "retention_weekly")
+
+
+def restic_check_job(customer_name: str) -> str:
+    """Return the name of the job that runs the restic_check of each of the customer's tiers."""
+    return _name(customer_name, "restic_check")
+
+
+def restic_check_schedule(customer_name: str) -> str:
+    """Return the name of the customer's weekly restic_check schedule."""
+    return _name(customer_name, "restic_check_weekly")
 
 
 def drill_job(customer_name: str) -> str:

@@ -12,6 +12,8 @@ from axe_pipelines.names import (
     cold_rotation_schedule,
     drill_job,
     peer_check_job,
+    restic_check_schedule,
+    retention_schedule,
     tier_a_schedule,
     tier_b_schedule,
 )
@@ -58,6 +60,31 @@ def cold_rotation_daily(customer_name: str, customer: Customer,
         execution_timezone=tier_timezone(customer), job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Daily: fail when a cold SSD has not been synced within its rotation.")
+
+
+RETENTION_CRON = "0 5 * * 0"  # Sundays 05:00, after the night's tier A (03:00) and B (03:30)
+RESTIC_CHECK_CRON = "0 6 * * 0"  # Sundays 06:00: checks what retention left
+
+
+def care_schedules(customer_name: str, customer: Customer, retention: dg.JobDefinition,
+                   check: AssetJob) -> list[dg.ScheduleDefinition]:
+    """Return the weekly retention (Sundays 05:00) and restic check (Sundays 06:00)
+    schedules of the customer, in the tier's zone."""
+    zone = tier_timezone(customer)
+    return [
+        dg.ScheduleDefinition(
+            name=retention_schedule(customer_name), cron_schedule=RETENTION_CRON,
+            execution_timezone=zone, job=retention,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"Weekly: forget and prune {customer_name}'s snapshots per each "
+                        f"tier's retention policy."),
+        dg.ScheduleDefinition(
+            name=restic_check_schedule(customer_name), cron_schedule=RESTIC_CHECK_CRON,
+            execution_timezone=zone, job=check,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"Weekly: restic check of every tier of {customer_name} (a "
+                        f"rotating part of the data)."),
+    ]
 
 
 def restore_drill_quarterly(customer_name: str, customer: Customer,

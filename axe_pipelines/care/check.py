@@ -22,9 +22,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from axe_pipelines.errors import UsageError
-from axe_pipelines.restic import RepositoryLocked, Restic, ResticTimeout
+from axe_pipelines.restic import Restic
 from axe_pipelines.restic.errors import raise_for
-from axe_pipelines.restic.process import Finished, run_bounded
 
 _SUBSET = re.compile(r"^(\d+)/(\d+)$|^\d+(\.\d+)?%$|^\d+[kKmMgGtT]?$")
 _FIRST_MONDAY = date(1970, 1, 5)
@@ -86,28 +85,6 @@ def _check_args(subset: str | None, read_data: bool) -> tuple[list[str], str]:
     return ["check", "--json", "--read-data-subset", subset], f"read-data subset {subset}"
 
 
-def _run(restic: Restic, args: list[str], what: str) -> tuple[Finished, list[str]]:
-    """Run restic check bounded by the repository's timeout, clearing a provably stale lock
-    once; return how it ended and its stdout lines (exit 1 carries the findings, which
-    `Restic.run` would turn into an exception)."""
-    for attempt in (1, 2):
-        out: list[str] = []
-        done = run_bounded([restic.binary, *restic.repo.extra_args, *args], restic.env(),
-                           timeout=restic.timeout, on_line=out.append)
-        if done.timed_out:
-            raise ResticTimeout(f"{restic.repo.label}: {what} did not finish within "
-                                f"{restic.timeout:.0f} s; it was stopped (try a smaller "
-                                f"--read-data-subset)", detail=done.stderr[-2000:])
-        if done.code != 11:
-            return done, out
-        try:
-            raise_for(done.code, done.stderr, restic.repo, what)
-        except RepositoryLocked as exc:
-            if attempt == 2 or not restic.clear_stale_lock(exc):
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _messages(stdout: list[str], stderr: str) -> tuple[dict[str, Any], list[str], str]:
     """Return restic's summary, the lines of its error messages, and its exit_error text."""
     summary: dict[str, Any] = {}
@@ -148,7 +125,7 @@ def run_check(restic: Restic, subset: str | None = None, read_data: bool = False
     args, read = _check_args(subset, read_data)
     what = f"restic check ({read})"
     started = time.monotonic()
-    done, stdout = _run(restic, args, what)
+    done, stdout = restic.check(args, what=what)
     duration = time.monotonic() - started
     summary, lines, fatal = _messages(stdout, done.stderr)
     errors = int(summary.get("num_errors") or 0)

@@ -16,12 +16,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from axe_pipelines.care.planner import ForgetPlan, plan_retention
 from axe_pipelines.care.policy import RetentionPolicy
-from axe_pipelines.config import Site
 from axe_pipelines.errors import ItemFailed, UsageError
 from axe_pipelines.restic import Restic
+
+if TYPE_CHECKING:  # config.py reads RetentionPolicy from care/: no import back at runtime
+    from axe_pipelines.config import Site
 
 # Ids per `restic forget` call: 200 full ids are ~13 kB of argv, far below any limit.
 FORGET_BATCH = 200
@@ -132,14 +135,12 @@ def apply_forget(restic: Restic, plan: ForgetPlan, *, site: Site | None,
     ids = [i for i in plan.forget_ids if i in before]
     for first in range(0, len(ids), FORGET_BATCH):
         batch = ids[first:first + FORGET_BATCH]
-        restic.run(["forget", "--", *batch],
-                   what=f"forgetting {len(batch)} snapshot(s) of {plan.customer}")
+        restic.forget(batch, what=f"forgetting {len(batch)} snapshot(s) of {plan.customer}")
     freed = remaining_bytes = None
     if prune:
         # Prune even when nothing was forgotten now: a forget whose prune failed last time
         # left unreferenced data that only a later prune frees.
-        out = restic.run(["prune"], what="pruning unreferenced data")
-        freed, remaining_bytes = parse_prune(out)
+        freed, remaining_bytes = parse_prune(restic.prune())
     left = {s.id for s in restic.snapshots()}
     still = [i for i in ids if i in left]
     if still:

@@ -1,8 +1,15 @@
 """`Restic`: one repository, driven through the restic binary (argument lists, `--json` out).
 
-Passwords reach restic only through its environment (see secrets.py), never argv. A call that
-meets a lock restic reports as held by a process on this host that is gone clears it with
-`restic unlock` (which removes stale locks only) and tries once more.
+Passwords reach restic only through its environment (see secrets.py), never argv.
+
+Stale locks, for every tier (A's backups, B's pushes at the peer, C's volumes, the weekly
+forget/prune and check), follow one policy: `Restic.clear_stale_locks`. A lock is removed only
+when it is provably stale, taken on this host by a process that is gone (a killed run, a link
+that dropped mid-copy: restic over sftp writes our host and PID into the peer's lock), and
+only with `restic unlock`, which removes stale locks alone. A live lock, or one from another
+host, is never removed: the call fails with RepositoryLocked naming its holder. Every call
+that meets a lock clears a stale one and tries once more; the tier B push and the tier C sync
+also look before they start.
 """
 
 from __future__ import annotations
@@ -51,11 +58,15 @@ class Restic:
     """One repository, driven through the restic binary."""
 
     def __init__(self, repo: Repository, *, binary: str | None = None,
-                 timezone: str | None = None, timeout: float | None = None):
+                 timezone: str | None = None, timeout: float | None = None,
+                 idle_timeout: float | None = None, call_timeout: float | None = None):
         self.repo = repo
         self.binary = binary or find_restic()
         self.timezone = timezone
-        self.timeout = timeout
+        self.timeout = timeout  # wall bound of one call
+        # A streaming call (backup, dump) that shows no progress for this long is stopped.
+        self.idle_timeout = idle_timeout
+        self.call_timeout = call_timeout  # bound of a call without a stream (default: timeout)
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -82,15 +93,16 @@ class Restic:
         try:
             return call()
         except RepositoryLocked as exc:
-            if not self.clear_stale_lock(exc):
+            if not self.clear_stale_locks(exc):
                 raise
         return call()
 
     def run(self, args: Sequence[str], *, what: str, timeout: float | None = None,
             retry_stale_lock: bool = True, env_extra: dict[str, str] | None = None) -> str:
         """Given restic arguments, run them and return stdout. Raise ResticTimeout after
-        `timeout` (default: this repository's), else the mapped ResticError."""
-        deadline = timeout if timeout is not None else self.timeout
+        `timeout` (default: this repository's call_timeout, else its timeout), else the
+        mapped ResticError."""
+        deadline = timeout if timeout is not None else (self.call_timeout or self.timeout)
 
         def once() -> str:
             try:
@@ -105,15 +117,6 @@ class Restic:
             return proc.stdout
 
         return self._clearing_stale_lock(once) if retry_stale_lock else once()
-
-    def clear_stale_lock(self, exc: RepositoryLocked) -> bool:
-        """Given a RepositoryLocked, remove the lock only when it is provably stale (its
-        process on this host is gone); return True when it did."""
-        if exc.holder is None or not exc.holder.provably_stale:
-            return False
-        # `restic unlock` without --remove-all removes stale locks only.
-        self.run(["unlock"], what="removing a stale lock", retry_stale_lock=False)
-        return True
 
     # --- repository --------------------------------------------------------------------------
 
@@ -189,18 +192,26 @@ class Restic:
                 env_extra: dict[str, str], *, what: str) -> BackupSummary:
         summary: dict[str, Any] = {}
 
-        def on_line(line: str) -> None:
+        done_so_far = [-1]
+
+        def on_line(line: str) -> bool:
+            """Progress is more bytes read (a stalled pg_dump or a full disk shows none)."""
             if not line.startswith("{"):
-                return
+                return False
             try:
                 msg = json.loads(line)
             except ValueError:
-                return
+                return False
             kind = msg.get("message_type")
-            if kind == "status" and on_progress is not None:
-                on_progress(int(msg.get("bytes_done") or 0))
-            elif kind == "summary":
+            if kind == "status":
+                n = int(msg.get("bytes_done") or 0)
+                if on_progress is not None:
+                    on_progress(n)
+                moved, done_so_far[0] = n > done_so_far[0], max(n, done_so_far[0])
+                return moved
+            if kind == "summary":
                 summary.update(msg)
+            return True
 
         done = self.stream(args, what=what, on_line=on_line, env_extra=env_extra, ok=(0, 3),
                            after_timeout=" (no snapshot written)")
@@ -214,23 +225,32 @@ class Restic:
             raise ResticFatal(f"{self.repo.label}: {what}: restic reported no snapshot")
         return BackupSummary.from_json(summary)
 
-    def stream(self, args: Sequence[str], *, what: str, on_line: Callable[[str], None],
+    def stream(self, args: Sequence[str], *, what: str,
+               on_line: Callable[[str], bool | None],
                env_extra: dict[str, str] | None = None, ok: Sequence[int] = (0,),
                after_timeout: str = "") -> Finished:
-        """Given restic arguments, run them bounded by this repository's timeout (SIGINT, then
-        SIGKILL), handing every stdout line to `on_line`, and return how restic ended when its
-        exit status is one of `ok`. A provably stale lock is cleared once. Raise ResticTimeout
-        (its message ending in `after_timeout`), else the mapped ResticError."""
+        """Given restic arguments, run them bounded by this repository's timeout and, when
+        `on_line` reports progress (returns True for a line that shows some), by its
+        idle_timeout (SIGINT, then SIGKILL); handing every stdout line to `on_line`, and
+        return how restic ended when its exit status is one of `ok`. restic is stopped at
+        once when its disk is full (it would wait for ever). A provably stale lock is cleared
+        once. Raise ResticTimeout (its message ending in `after_timeout`), RepositoryFull,
+        else the mapped ResticError."""
 
         def once() -> Finished:
             done = run_bounded(self._argv(args), self.env(env_extra), timeout=self.timeout,
-                               on_line=on_line)
+                               on_line=on_line, idle_timeout=self.idle_timeout,
+                               stop_on=lambda ln: "full" if disk_full(ln) else None)
+            if done.reason == "idle":
+                raise ResticTimeout(f"{self.repo.label}: {what} moved no data for "
+                                    f"{self.idle_timeout:.0f} s {_SLOW}; it was stopped"
+                                    f"{after_timeout}", detail=done.stderr[-2000:])
             if done.timed_out:
                 raise ResticTimeout(f"{self.repo.label}: {what} did not finish within "
                                     f"{self.timeout:.0f} s; it was stopped{after_timeout}",
                                     detail=done.stderr[-2000:])
-            if done.code not in ok:
-                raise_for(done.code, done.stderr, self.repo, what)
+            if done.code not in ok or done.reason:
+                raise_for(done.code or 1, done.stderr, self.repo, what)
             return done
 
         return self._clearing_stale_lock(once)
@@ -263,13 +283,48 @@ class Restic:
                                       str(data.get("username", "")), str(data.get("time", ""))))
         return holders
 
-    def clear_stale_locks(self) -> list[LockHolder]:
-        """Run `restic unlock` (stale locks only) when at least one lock is provably stale
-        (taken on this host by a process that is gone); return those locks."""
-        stale = [h for h in self.locks() if h.provably_stale]
+    def clear_stale_locks(self, met: RepositoryLocked | None = None) -> list[LockHolder]:
+        """The stale-lock policy of every tier (module docstring). Given the RepositoryLocked
+        a call met (None: look at the repository's locks first), run `restic unlock` (stale
+        locks only) when a lock is provably stale (taken on this host by a process that is
+        gone) and return those locks; return [] and remove nothing otherwise. Raise the
+        mapped ResticError when the locks cannot be listed or removed."""
+        if met is not None:
+            holder = met.holder
+            stale = [holder] if holder is not None and holder.provably_stale else []
+        else:
+            stale = [h for h in self.locks() if h.provably_stale]
         if stale:
             self.run(["unlock"], what="removing stale locks", retry_stale_lock=False)
         return stale
+
+    # --- repository care (care/: the weekly forget/prune and check) --------------------------
+
+    def forget(self, snapshot_ids: Sequence[str], *, what: str) -> None:
+        """Given snapshot ids, remove those snapshots (`restic forget <ids>`, never a
+        `--keep-*` rule: care/ decides what goes). restic exits 0 on an id it cannot find, so
+        callers list afterwards. Raise the mapped ResticError."""
+        self.run(["forget", "--", *snapshot_ids], what=what)
+
+    def prune(self) -> str:
+        """Remove the data no snapshot references (`restic prune`) and return restic's text
+        report (0.18 prints no JSON for prune). Raise ResticTimeout past this repository's
+        timeout, else the mapped ResticError."""
+        return self.run(["prune"], what="pruning unreferenced data")
+
+    def check(self, args: Sequence[str], *, what: str) -> tuple[Finished, list[str]]:
+        """Given `restic check` arguments (`check --json ...`), run them bounded like `stream`
+        and return how restic ended (exit 0, or 1 when it found damage or failed) with its
+        stdout lines; the caller reads the findings. Raise ResticTimeout past this
+        repository's timeout, else the mapped ResticError for any other exit status."""
+        lines: list[str] = []
+
+        def on_line(line: str) -> None:
+            lines.append(line)
+
+        done = self.stream(args, what=what, on_line=on_line, ok=(0, 1),
+                           after_timeout="; try a smaller --read-data-subset")
+        return done, lines
 
     # --- reading back ------------------------------------------------------------------------
 

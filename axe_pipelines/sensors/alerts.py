@@ -1,0 +1,297 @@
+"""Alerts to Slack (issue 10): a failed run of any job of this code location, an asset check
+that failed with ERROR (coverage, restorable, set_present, volumes_current, arriving,
+restic_check, ...), and a tier whose freshness went FAIL. One message per event:
+
+    axe_run_failure_alerts          a run-failure sensor: Dagster's cursor hands it each failed
+                                    run once. Message: customer, job, the failed asset or item,
+                                    the one-line reason (the Failure's description, never
+                                    "Exceeded max_retries" or a trace), a link to the run.
+    axe_check_and_freshness_alerts  reads, each minute, the latest evaluation of every check
+                                    and the freshness state of every tier from the instance
+                                    (what the freshness daemon recorded); its cursor keeps the
+                                    keys of the events already sent (notify.dedup).
+
+Messages go to the customer's `notify.slack`, else its `drill.slack` (config_ops.py). Slack
+being down never fails anything: `notify.send` retries a bounded number of times and logs;
+within one tick, once a destination failed, the rest for it wait for the next tick.
+(No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from axe_pipelines.config import DEFAULT_TIMEZONE, Site, tier_timezone
+from axe_pipelines.config_ops import alert_destinations, webserver_base_url
+from axe_pipelines.names import ALERT_SENSOR, RUN_FAILURE_SENSOR, customer_of_job
+from axe_pipelines.notify import (
+    Message,
+    check_failure_message,
+    dagster_asset_url,
+    dagster_run_url,
+    dump_sent_keys,
+    event_key,
+    freshness_message,
+    load_sent_keys,
+    new_events,
+    one_line_reason,
+    remember,
+    run_failure_message,
+    send,
+)
+
+TIER_PARTS = ("tier_a", "tier_b", "tier_c")
+
+
+@dataclass(frozen=True)
+class FailedStep:
+    """A failed step as plain values: its key, the Failure's description and metadata (None
+    and {} for another exception), and the error text with its causes."""
+
+    step_key: str | None
+    description: str | None = None
+    metadata: Mapping[str, object] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One event to send: its dedup key, whom it is about (None: the site) and the message."""
+
+    key: str
+    about: str | None
+    message: Message
+
+
+def key_owner(site: Site, asset_key: Sequence[str]) -> str | None:
+    """Given an asset key's parts, return whom it is about: the customer it starts with, the
+    peer of `peers/<peer>/...`, else None."""
+    if asset_key and asset_key[0] in site.customers:
+        return asset_key[0]
+    if len(asset_key) > 1 and asset_key[0] == "peers":
+        return asset_key[1]
+    return None
+
+
+def failure_facts(step: FailedStep | None, assets: Sequence[str],
+                  run_message: str | None) -> tuple[str | None, str]:
+    """Given the first failed step (None: the run failed outside a step), the asset keys it
+    produces and the run's failure message, return (the failed asset or item, the one-line
+    reason). A tier-A Failure's `failed` list ("db/frame: why") names the items."""
+    if step is None:
+        return None, one_line_reason(run_message)
+    failed = step.metadata.get("failed")
+    if isinstance(failed, list) and failed and all(isinstance(f, str) for f in failed):
+        items = [f.split(":", 1)[0] for f in failed]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return ", ".join(items), one_line_reason(failed[0]) + more
+    item = ", ".join(assets) or step.step_key
+    return item, one_line_reason(step.description or step.error or run_message)
+
+
+def run_customer(site: Site, job_name: str, assets: Iterable[str],
+                 run_config: Mapping[str, object]) -> str | None:
+    """Given a failed run's job, the assets of its failed step and its run config, return the
+    customer it was for: the first asset's, else the job's name, else a `customer` in an
+    op's config (the restore job), else None."""
+    for key in assets:
+        owner = key_owner(site, key.split("/"))
+        if owner is not None:
+            return owner
+    owner = customer_of_job(job_name, site.backed_up_customers())
+    if owner is not None:
+        return owner
+    ops = run_config.get("ops")
+    for op in (ops.values() if isinstance(ops, Mapping) else ()):
+        config = op.get("config") if isinstance(op, Mapping) else None
+        if isinstance(config, Mapping) and isinstance(config.get("customer"), str):
+            return str(config["customer"])
+    return None
+
+
+def deliver(site: Site, about: str | None, message: Message, log: Callable[[str], None],
+            skip: set[str] | None = None) -> bool:
+    """Given whom an alert is about and its message, send it to each of that one's
+    destinations and log each outcome; destinations named in `skip` are left for later and
+    one that fails is added to it. Return False when a destination was skipped (the alert is
+    still due), True otherwise: sent, given up by send's bounded retries, or no destination
+    configured (then it is only logged). Never raises."""
+    dests = alert_destinations(site, about)
+    if not dests:
+        log(f"alert not sent (no notify.slack or drill.slack for {about or 'the site'}): "
+            f"{message.summary}")
+        return True
+    done = True
+    for dest in dests:
+        name = dest.describe()
+        if skip is not None and name in skip:
+            done = False
+            continue
+        delivery = send(dest, message)
+        log(f"alert {message.summary!r}: {delivery}")
+        if not delivery.delivered and skip is not None:
+            skip.add(name)
+    return done
+
+
+# --- run failures ------------------------------------------------------------------------------
+
+
+def _steps(context: dg.RunFailureSensorContext) -> list[FailedStep]:
+    steps = []
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        user = data.user_failure_data
+        metadata = {k: getattr(v, "value", v) for k, v in (user.metadata if user else {}).items()}
+        steps.append(FailedStep(event.step_key, user.description if user else None, metadata,
+                                data.error.to_string() if data.error else None))
+    return steps
+
+
+def build_run_failure_sensor(site: Site,
+                             step_assets: Mapping[str, list[str]]) -> dg.SensorDefinition:
+    """Given the site and which asset keys (`a/b/c`) each step (op) produces, return the
+    run-failure sensor for every job of this code location."""
+
+    @dg.run_failure_sensor(name=RUN_FAILURE_SENSOR, minimum_interval_seconds=30,
+                           default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="Posts each failed run (customer, job, the failed "
+                                       "asset or item, the reason, a link) to Slack.")
+    def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
+        run = context.dagster_run
+        steps = _steps(context)
+        first = next((s for s in steps if s.description), steps[0] if steps else None)
+        assets = step_assets.get(first.step_key or "", []) if first else []
+        item, reason = failure_facts(first, assets, context.failure_event.message)
+        about = run_customer(site, run.job_name, assets, run.run_config or {})
+        job = "a run" if run.job_name.startswith("__") else run.job_name
+        message = run_failure_message(about or "axe", job, item, reason,
+                                      dagster_run_url(webserver_base_url(site, about),
+                                                      run.run_id))
+        deliver(site, about, message, context.log.info)
+
+    return alert_on_run_failure
+
+
+# --- failed checks and stale tiers -------------------------------------------------------------
+
+
+def check_alerts(site: Site, instance: dg.DagsterInstance,
+                 check_keys: Iterable[dg.AssetCheckKey]) -> list[Alert]:
+    """Given the instance and the checks to watch, return an Alert for each check whose latest
+    evaluation failed with severity ERROR (keyed by that evaluation)."""
+    alerts = []
+    for key in check_keys:
+        record = instance.get_latest_asset_check_evaluation_record(key)
+        if record is None or record.status.value != "FAILED" or record.event is None:
+            continue
+        evaluation = record.event.asset_check_evaluation
+        if evaluation is None or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        asset = key.asset_key.to_user_string()
+        about = key_owner(site, key.asset_key.path)
+        url = dagster_asset_url(webserver_base_url(site, about), asset, view="checks")
+        alerts.append(Alert(event_key("check", asset, key.name, record.id), about,
+                            check_failure_message(about or "axe", asset, key.name, "ERROR",
+                                                  evaluation.description, url)))
+    return alerts
+
+
+def _zone(site: Site, about: str | None) -> ZoneInfo:
+    customer = site.customers.get(about or "")
+    if customer is not None and customer.backs_up:
+        return ZoneInfo(tier_timezone(customer))
+    return ZoneInfo(customer.timezone if customer else DEFAULT_TIMEZONE)
+
+
+def freshness_alerts(site: Site, instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                     now: datetime) -> list[Alert]:
+    """Given the instance, the tier assets to watch and now, return an Alert for each whose
+    recorded freshness state is FAIL (keyed by when it went FAIL)."""
+    alerts = []
+    records = instance.get_freshness_state_records(list(keys)) if keys else {}
+    for key in keys:
+        record = records.get(key)
+        if record is None or record.freshness_state.value != "FAIL":
+            continue
+        asset = key.to_user_string()
+        about = key_owner(site, key.path)
+        latest = instance.get_latest_materialization_event(key)
+        updated = (datetime.fromtimestamp(latest.timestamp, UTC).astimezone(_zone(site, about))
+                   if latest is not None else None)
+        url = dagster_asset_url(webserver_base_url(site, about), asset)
+        alerts.append(Alert(
+            event_key("freshness", asset, int(record.updated_at.timestamp())), about,
+            freshness_message(about or "axe", asset, "FAIL", updated, url, now=now)))
+    return alerts
+
+
+def alert_tick(site: Site, alerts: list[Alert], cursor: str | None,
+               log: Callable[[str], None]) -> tuple[int, str]:
+    """Given this tick's alerts and the sensor's cursor, send those not sent before and return
+    (how many were handled, the new cursor). An alert whose destination already failed in
+    this tick stays due for the next one."""
+    sent = load_sent_keys(cursor)
+    failed: set[str] = set()
+    handled = [a.key for a in new_events(sent, alerts, lambda a: a.key)
+               if deliver(site, a.about, a.message, log, failed)]
+    return len(handled), dump_sent_keys(remember(sent, handled))
+
+
+def build_alert_sensor(site: Site, check_keys: Sequence[dg.AssetCheckKey],
+                       freshness_keys: Sequence[dg.AssetKey]) -> dg.SensorDefinition:
+    """Given the checks and the tier assets (with freshness policies) to watch, return the
+    sensor that posts failed ERROR checks and tiers gone stale."""
+
+    @dg.sensor(name=ALERT_SENSOR, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Posts each asset check that failed with ERROR, and each tier whose "
+                           "freshness went FAIL, to Slack (once per event).")
+    def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        alerts = check_alerts(site, context.instance, check_keys) + freshness_alerts(
+            site, context.instance, freshness_keys, datetime.now(UTC))
+        handled, cursor = alert_tick(site, alerts, context.cursor, context.log.info)
+        return dg.SensorResult(cursor=cursor, skip_reason=None if handled else
+                               "no new failed check or stale tier")
+
+    return alert_on_checks_and_freshness
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+
+def _watched(defs: dg.Definitions) -> tuple[dict[str, list[str]], list[dg.AssetCheckKey],
+                                            list[dg.AssetKey]]:
+    """The step -> asset keys map, every check key, and the tier assets with a freshness
+    policy, read off the code location's definitions."""
+    step_assets: dict[str, list[str]] = {}
+    checks: list[dg.AssetCheckKey] = []
+    fresh: list[dg.AssetKey] = []
+    for item in defs.assets or ():
+        if isinstance(item, dg.AssetsDefinition):
+            if item.is_executable:
+                step_assets[item.op.name] = sorted(k.to_user_string() for k in item.keys)
+            checks += item.check_keys
+            specs = list(item.specs)
+        else:
+            specs = [item] if isinstance(item, dg.AssetSpec) else []
+        fresh += [s.key for s in specs if s.freshness_policy is not None and len(s.key.path) == 3
+                  and (s.key.path[1] in TIER_PARTS or s.key.path[0] == "peers")]
+    for check_def in defs.asset_checks or ():
+        checks += check_def.check_keys
+        step_assets[check_def.op.name] = sorted(k.asset_key.to_user_string()
+                                                for k in check_def.check_keys)
+    return step_assets, sorted(set(checks), key=str), sorted(set(fresh), key=str)
+
+
+def alert_definitions(site: Site, defs: dg.Definitions) -> dg.Definitions:
+    """Given the site and its code location's other definitions, return the two alert
+    sensors watching them; empty when the site backs up nobody."""
+    if not site.backed_up_customers():
+        return dg.Definitions()
+    step_assets, checks, fresh = _watched(defs)
+    return dg.Definitions(sensors=[build_run_failure_sensor(site, step_assets),
+                                   build_alert_sensor(site, checks, fresh)])

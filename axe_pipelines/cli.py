@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from axe_pipelines.cli_status import status_commands
 from axe_pipelines.cli_care import care_commands
+from axe_pipelines.cli_status import status_commands
 from axe_pipelines.config import load_config
 from axe_pipelines.errors import (
     EXIT_CONFIG,

@@ -63,22 +63,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return max((r.exit_code for r in results), default=EXIT_OK)
 
 
+def _scope(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--customer", help="only this customer (default: all)")
+    parser.add_argument("--tier", action="append", metavar="TIER",
+                        help="local, ring or cold (repeatable; default: every tier)")
+
+
 def care_commands(sub: argparse._SubParsersAction) -> None:
     """Given the `axe` subcommand parsers, add prune and check."""
     prune = sub.add_parser("prune", help="forget and prune what each tier's retention policy "
                            "lets go (--dry-run: only show it)")
-    prune.add_argument("--customer", help="only this customer (default: all)")
-    prune.add_argument("--tier", action="append", metavar="TIER",
-                       help="local, ring or cold (repeatable; default: every tier)")
+    _scope(prune)
     prune.add_argument("--dry-run", action="store_true",
                        help="show what would be forgotten, per tier; change nothing")
     prune.set_defaults(func=cmd_prune)
 
     check = sub.add_parser("check", help="restic check of each tier's repository (this "
                            "week's part of the data, or all of it with --read-data)")
-    check.add_argument("--customer", help="only this customer (default: all)")
-    check.add_argument("--tier", action="append", metavar="TIER",
-                       help="local, ring or cold (repeatable; default: every tier)")
+    _scope(check)
     check.add_argument("--read-data", action="store_true",
                        help="read every pack (slow), not this week's k/n part")
     check.set_defaults(func=cmd_check)

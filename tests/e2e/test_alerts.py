@@ -192,3 +192,24 @@ def test_slack_down_is_bounded_logged_and_fails_nothing(tmp_path, dagster_home, 
         assert len(down.requests) == 2  # two attempts, then given up; not again next tick
         assert "not delivered after 2 attempts: HTTP 500" in caplog.text
         assert "alertsecret" not in caplog.text
+
+
+def test_once_a_destination_failed_in_a_tick_the_rest_wait_for_the_next(tmp_path, monkeypatch):
+    from axe_pipelines.notify import Message
+    from axe_pipelines.sensors.alerts import Alert, alert_tick
+
+    with SlackCatcher("500") as flaky:
+        monkeypatch.setenv(HOOK_ENV, flaky.webhook_url("T0AXE/B0AXE/alertsecret"))
+        site = write_site(tmp_path, slack={"webhook": {"env": HOOK_ENV}, "timeout_s": 2,
+                                           "retries": 2, "backoff_s": 0})
+        alerts = [Alert(f"check:{n}", "axe", Message(summary=f"alert {n}", ok=False))
+                  for n in (1, 2)]
+        lines: list[str] = []
+        handled, cursor = alert_tick(site, alerts, None, lines.append)
+        assert handled == 1 and len(flaky.requests) == 2  # alert 1 given up; 2 not tried
+        flaky.mode = "ok"
+        handled, cursor = alert_tick(site, alerts, cursor, lines.append)
+        assert handled == 1 and len(flaky.requests) == 3  # alert 2 now; alert 1 not again
+        assert "alert 2" in json.dumps(flaky.requests[-1].json)
+        assert alert_tick(site, alerts, cursor, lines.append)[0] == 0
+        assert any("not delivered after 2 attempts" in line for line in lines)

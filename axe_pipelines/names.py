@@ -27,7 +27,6 @@ VOLUME_TAG = "axe/volume"
 PEER_TAG = "axe/peer"
 KIND_TAG = "axe/kind"
 INBOUND_GROUP = "peers"
-RESTIC_CHECK = "restic_check"  # the weekly check on every tier's asset (checks/care.py)
 RUN_FAILURE_SENSOR = "axe_run_failure_alerts"  # a failed run of any job: Slack
 ALERT_SENSOR = "axe_check_and_freshness_alerts"  # an ERROR check, a tier gone stale: Slack
 

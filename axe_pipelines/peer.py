@@ -7,13 +7,19 @@ the `ssh_ip` fallback checks the same key), a connect timeout and keepalives: a 
 answering fails after `alive_interval_s x alive_count_max` seconds instead of hanging for tens
 of minutes. `ssh_fqdn` is tried first, `ssh_ip` when the name does not resolve or does not
 connect; a changed host key never falls back.
+
+restic's own sftp sessions run ssh through a small `sh` wrapper (`sftp.command`) that writes
+each session's exit status into an SshRecord, with ssh's own log beside it: whether ssh failed
+(exit 255) is then known, not guessed from restic's words.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +122,12 @@ class PeerLink:
         """fqdn first, then the fallback address."""
         return [h for h in (self.block.ssh_fqdn, self.block.ssh_ip) if h]
 
-    def ssh_argv(self, host: str, *options: str) -> list[str]:
+    @property
+    def silent_s(self) -> int:
+        """Return how long ssh waits for an answer on an open link before it gives up."""
+        return self.settings.alive_interval_s * self.settings.alive_count_max
+
+    def ssh_argv(self, host: str, *options: str, log_level: str = "ERROR") -> list[str]:
         """ssh to `host` with every option that keeps it non-interactive and bounded (and
         `options`); `--` before the host, so no host can be read as an option."""
         s = self.settings
@@ -130,8 +141,11 @@ class PeerLink:
                 "-o", f"HostKeyAlias={self.block.ssh_fqdn}", "-o", "CheckHostIP=no",
                 "-o", f"ConnectTimeout={s.connect_timeout_s}",
                 "-o", f"ServerAliveInterval={s.alive_interval_s}",
-                "-o", f"ServerAliveCountMax={s.alive_count_max}",
-                "-o", "LogLevel=ERROR", "-l", self.block.ssh_user, *options, "--", host]
+                # ssh gives up on the keepalive *after* ServerAliveCountMax unanswered ones,
+                # i.e. after (CountMax + 1) intervals of silence (10 s x 3 took 40 s): one
+                # less makes alive_interval_s x alive_count_max the bound.
+                "-o", f"ServerAliveCountMax={s.alive_count_max - 1}",
+                "-o", f"LogLevel={log_level}", "-l", self.block.ssh_user, *options, "--", host]
 
     # --- ssh ---------------------------------------------------------------------------------
 
@@ -193,20 +207,76 @@ class PeerLink:
         """Given the address that answered, return our repository's `sftp:` location."""
         return f"sftp:{self.block.ssh_user}@{host}:{self.block.receive_dir_at_peer}"
 
-    def repository(self, host: str) -> Repository:
-        """Given the address that answered, return our repository there; the ssh options go
-        through restic's `sftp.command` (no secret in argv)."""
-        sftp_command = shlex.join([*self.ssh_argv(host, "-s"), "sftp"])
+    def repository(self, host: str, record: SshRecord | None = None) -> Repository:
+        """Given the address that answered (and where to record what ssh does), return our
+        repository there; the ssh options go through restic's `sftp.command` (no secret in
+        argv)."""
+        if record is None:
+            sftp_command = shlex.join([*self.ssh_argv(host, "-s"), "sftp"])
+        else:
+            # INFO keeps ssh's "Timeout, server ... not responding"; -E sends it to the record,
+            # not into restic's stderr.
+            ssh = [*self.ssh_argv(host, "-E", str(record.log), "-s", log_level="INFO"), "sftp"]
+            sftp_command = shlex.join(["sh", str(record.wrapper), *ssh])
         return Repository(location=self.location(host),
                           password=peer_password(self.customer, self.block),
                           label=f"tier B repository of {self.customer_name} at {self.peer} "
                                 f"({self.location(host)})",
                           extra_args=("-o", f"sftp.command={sftp_command}"))
 
-    def restic(self, host: str) -> Restic:
-        """Given the address that answered, return a Restic for our repository there, every
-        call bounded by `tiers.ring.timeout_s`."""
-        return Restic(self.repository(host), timeout=self.settings.timeout_s)
+    def restic(self, host: str, record: SshRecord | None = None) -> Restic:
+        """Given the address that answered (and where to record what ssh does), return a
+        Restic for our repository there, every call bounded by `tiers.ring.timeout_s`."""
+        return Restic(self.repository(host, record), timeout=self.settings.timeout_s)
+
+
+class SshRecord:
+    """What the sftp sessions of one tier-B operation did: each session's ssh exit status and
+    ssh's own log, in a private temporary folder (removed on close)."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="axe-ssh-"))
+        self.sessions_file = self.folder / "sessions"
+        self.log = self.folder / "ssh.log"
+        # restic runs `sh <wrapper> ssh ...` as sftp.command: one "start" line per session,
+        # then ssh's exit status. A file, because restic reads `-o` values as CSV (no `"`).
+        self.wrapper = self.folder / "record-ssh.sh"
+        sessions = shlex.quote(str(self.sessions_file))
+        self.wrapper.write_text(f'echo start >>{sessions}\n"$@"\ns=$?\n'
+                                f'echo "exit $s" >>{sessions}\nexit $s\n')
+
+    def __enter__(self) -> SshRecord:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the record's folder."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def sessions(self, settle_s: float = 3.0) -> list[int | None]:
+        """Return each session's ssh exit status (None for one still running), after waiting
+        up to `settle_s` for sessions to end (ssh ends just after restic closes its pipe)."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            try:
+                lines = self.sessions_file.read_text().splitlines()
+            except OSError:
+                lines = []
+            exits: list[int | None] = [int(ln[5:]) for ln in lines
+                                       if ln.startswith("exit ") and ln[5:].isdigit()]
+            running = lines.count("start") - len(exits)
+            if running <= 0 or time.monotonic() > deadline:
+                return exits + [None] * max(running, 0)
+            time.sleep(0.05)
+
+    def ssh_said(self) -> list[str]:
+        """Return ssh's own log lines (its reason when it gave up), without blank lines."""
+        try:
+            return [ln.strip() for ln in self.log.read_text().splitlines() if ln.strip()]
+        except OSError:
+            return []
 
 
 def _df_free(text: str) -> int | None:

@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from axe_pipelines.backup import local_repository
 from axe_pipelines.config import Customer, Site
-from axe_pipelines.copying import NoSetToCopy, copy_set, newest_finished_set
-from axe_pipelines.peer import NEXT_STEP, PeerStatus, RingError, link, ring_settings
+from axe_pipelines.copying import CopyResult, NoSetToCopy, copy_set, newest_finished_set
+from axe_pipelines.peer import (
+    NEXT_STEP,
+    PeerLink,
+    PeerStatus,
+    RingError,
+    SshRecord,
+    link,
+    ring_settings,
+)
 from axe_pipelines.restic import (
+    Repository,
+    RepositoryLocked,
     RepositoryMissing,
     Restic,
     ResticError,
@@ -67,9 +78,29 @@ def ring_peers(config: Site, customer_name: str) -> list[str]:
     return list(wanted)
 
 
-def _classify(exc: ResticError, where: str, host: str) -> RingError:
-    """Turns a restic failure at the peer into a RingError with the right retry decision."""
-    text = f"{exc}\n{exc.detail}".lower()
+@dataclass(frozen=True)
+class LinkFacts:
+    """What is known once a restic call at the peer failed: each sftp session's ssh exit
+    status (None: still running), ssh's own log lines, how long ssh waits for an answer, and
+    when ssh stayed up, a second look: the link probed again (its error, if any) and whether
+    the repository still opens (None: not looked)."""
+
+    ssh_exits: tuple[int | None, ...] = ()
+    ssh_said: tuple[str, ...] = ()
+    silent_s: int = 30
+    link_error: RingError | None = None
+    repository_opens: bool | None = None
+
+
+SSH_FAILED = 255  # ssh's own exit status for every failure of ssh itself (else: the remote's)
+
+
+def classify(exc: ResticError, where: str, host: str, facts: LinkFacts) -> RingError:
+    """Given a restic failure at the peer (`where`: "<peer> at <host>") and what is known about
+    the link and the repository, return the RingError in axe's words with its retry decision:
+    a timeout, ssh failing (exit 255), a live lock or a link that no longer answers are retried;
+    a wrong password or a repository that no longer opens are not; any other failure, with
+    the link up and the repository opening, is not a fault axe knows and is retried."""
     if isinstance(exc, ResticTimeout):
         return RingError(f"tier B: {where}: {exc}. The link dropped or is too slow; a lock "
                          f"left at the peer is cleared on the next run (it is provably stale); "
@@ -77,19 +108,66 @@ def _classify(exc: ResticError, where: str, host: str) -> RingError:
     if isinstance(exc, WrongPassword):
         return RingError(f"tier B: {where}: {exc}; not retried (a password does not fix "
                          f"itself); local tier unaffected", retryable=False, host=host)
-    link_words = ("ssh command exited", "connection lost", "connection closed",
-                  "server not responding", "broken pipe", "connection reset",
-                  "unable to start the sftp session", "eof")
-    if isinstance(exc, ResticFatal) and any(w in text for w in link_words):
-        return RingError(f"tier B: {where}: the ssh link failed during restic ({exc}); local "
-                         f"tier unaffected; {NEXT_STEP}", retryable=True, host=host)
-    if isinstance(exc, ResticFatal) and exc.restic_exit == 1:
-        return RingError(f"tier B: {where}: {exc}. The repository at the peer may be damaged: "
-                         f"run `restic check` on it (or move it away so the next run starts a "
-                         f"new one); not retried; local tier unaffected", retryable=False,
-                         host=host)
-    return RingError(f"tier B: {where}: {exc}; local tier unaffected; {NEXT_STEP}",
-                     retryable=not isinstance(exc, ResticFatal), host=host)
+    if SSH_FAILED in facts.ssh_exits:
+        said = [ln for ln in facts.ssh_said if "not responding" in ln.lower()]
+        why = (f"no answer for {facts.silent_s} s (ssh's keepalive gave up)" if said else
+               facts.ssh_said[-1] if facts.ssh_said else "ssh ended without saying why")
+        return RingError(f"tier B: the link to {where} dropped: {why} (ssh exit {SSH_FAILED}); "
+                         f"restic stopped, and a lock it left at the peer is cleared on the next "
+                         f"run (it is provably stale); local tier unaffected; {NEXT_STEP}",
+                         retryable=True, ssh_exit=SSH_FAILED, host=host)
+    if isinstance(exc, RepositoryLocked):  # by a live process: it ends, the lock goes
+        return RingError(f"tier B: {where}: {exc}; local tier unaffected; {NEXT_STEP}",
+                         retryable=True, host=host)
+    if facts.link_error is not None:
+        return RingError(f"tier B: {where}: {_first_line(exc)}; looked again: "
+                         f"{str(facts.link_error).removeprefix('tier B: ')}",
+                         retryable=facts.link_error.retryable,
+                         ssh_exit=facts.link_error.ssh_exit, host=host)
+    if facts.repository_opens is False:
+        return RingError(f"tier B: {where}: {_first_line(exc)}. The repository at the peer no "
+                         f"longer opens, so it is damaged: run `restic check` on it (or move "
+                         f"it away so the next run starts a new one); not retried; local tier "
+                         f"unaffected", retryable=False, host=host)
+    return RingError(f"tier B: {where}: {_first_line(exc)}; not a fault axe knows (ssh stayed "
+                     f"up, the link answers, the repository opens), so it is retried; local "
+                     f"tier unaffected; {NEXT_STEP}", retryable=True, host=host)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _failure(pl: PeerLink, host: str, exc: ResticError, record: SshRecord) -> RingError:
+    """Given a failed restic call through `record`'s ssh sessions, gather what is known (ssh's
+    exit status, and when ssh stayed up a second look at the link and the repository) and
+    return the classified RingError."""
+    exits = tuple(record.sessions())
+    facts = LinkFacts(ssh_exits=exits, ssh_said=tuple(record.ssh_said()), silent_s=pl.silent_s)
+    if isinstance(exc, ResticFatal) and SSH_FAILED not in exits:
+        facts = replace(facts, **_look_again(pl, host))
+    return classify(exc, f"{pl.peer} at {host}", host, facts)
+
+
+def _look_again(pl: PeerLink, host: str) -> dict[str, Any]:
+    """After restic failed while ssh stayed up: probe the link, then open the repository
+    (`restic cat config`). Return the LinkFacts fields that say what was found."""
+    try:
+        pl.probe()
+    except RingError as exc:
+        return {"link_error": exc}
+    with SshRecord() as record:
+        try:
+            pl.restic(host, record).run(["cat", "config", "--no-lock"],
+                                        what="opening the repository again",
+                                        timeout=pl.settings.connect_timeout_s + pl.silent_s + 30)
+        except ResticError as exc:
+            if SSH_FAILED in record.sessions():
+                return {"link_error": RingError(f"tier B: the link to {pl.peer} at {host} "
+                                                f"failed again ({_first_line(exc)})",
+                                                retryable=True, ssh_exit=SSH_FAILED, host=host)}
+            return {"repository_opens": False}
+    return {"repository_opens": True}
 
 
 def latest_set(customer_name: str, customer: Customer, *,
@@ -126,31 +204,17 @@ def push_set(config: Site, customer_name: str, peer: str, *,
     status = pl.probe()
     say(f"tier B: {peer} reachable at {status.host}"
         + (" (ssh_ip fallback)" if status.via_fallback else ""))
-    restic = pl.restic(status.host)
     where = f"{peer} at {status.host}"
     result = PushResult(customer=customer_name, peer=peer, host=status.host,
                         run_id=the_set.run_id, set_time=the_set.time,
                         status=status, the_set=the_set)
-    try:
+    with SshRecord() as record:
         try:
-            # Before anything else: a lock left by an earlier run whose process is gone (the
-            # link dropped, restic could not remove it) is cleared; a live one is kept.
-            result.cleared_locks = len(restic.clear_stale_locks())
-            exists = True
-        except RepositoryMissing:
-            exists = False
-        if result.cleared_locks:
-            say(f"tier B: removed {result.cleared_locks} stale lock(s) at {peer}")
-        if not exists:
-            result.created_repository = restic.init(copy_chunker_params_from=source)
-            say(f"tier B: created the repository at {pl.location(status.host)} with tier A's "
-                f"chunker parameters")
-        copied = copy_set(restic, source, the_set, customer_name, tier="tier B", to=peer,
-                          say=say)
-    except ResticError as exc:
-        raise _classify(exc, where, status.host) from None
-    except SecretError as exc:
-        raise RingError(f"tier B: {where}: {exc}", retryable=False) from None
+            copied = _copy_to_peer(pl, pl.restic(status.host, record), source, result, say)
+        except ResticError as exc:
+            raise _failure(pl, status.host, exc, record) from None
+        except SecretError as exc:
+            raise RingError(f"tier B: {where}: {exc}", retryable=False) from None
     if copied.still_missing:
         ids = ", ".join(s.short_id for s in copied.still_missing)
         raise RingError(f"tier B: {where}: {len(copied.still_missing)} snapshot(s) of set "
@@ -162,6 +226,29 @@ def push_set(config: Site, customer_name: str, peer: str, *,
     return result
 
 
+def _copy_to_peer(pl: PeerLink, restic: Restic, source: Repository, result: PushResult,
+                  say: Callable[[str], None]) -> CopyResult:
+    """Given the peer's repository and tier A's, clear provably stale locks at the peer, create
+    the repository on first use and copy the set (copy_set); record what was done in
+    `result`. Raise the mapped ResticError."""
+    try:
+        # Before anything else: a lock left by an earlier run whose process is gone (the link
+        # dropped, restic could not remove it) is cleared; a live one is kept.
+        result.cleared_locks = len(restic.clear_stale_locks())
+        exists = True
+    except RepositoryMissing:
+        exists = False
+    if result.cleared_locks:
+        say(f"tier B: removed {result.cleared_locks} stale lock(s) at {pl.peer}")
+    if not exists:
+        result.created_repository = restic.init(copy_chunker_params_from=source)
+        say(f"tier B: created the repository at {pl.location(result.host)} with tier A's "
+            f"chunker parameters")
+    assert result.the_set is not None
+    return copy_set(restic, source, result.the_set, result.customer, tier="tier B",
+                    to=pl.peer, say=say)
+
+
 def peer_snapshots(config: Site, customer_name: str,
                    peer: str) -> tuple[PeerStatus, list[Snapshot]]:
     """Given a customer and a peer, return (what ssh found, the customer's snapshots in our
@@ -169,10 +256,12 @@ def peer_snapshots(config: Site, customer_name: str,
     repository cannot be reached."""
     pl = link(config, customer_name, peer)
     status = pl.probe()
-    try:
-        return status, pl.restic(status.host).snapshots(tags=[f"customer={customer_name}"])
-    except ResticError as exc:
-        raise _classify(exc, f"{peer} at {status.host}", status.host) from None
+    with SshRecord() as record:
+        try:
+            return status, pl.restic(status.host, record).snapshots(
+                tags=[f"customer={customer_name}"])
+        except ResticError as exc:
+            raise _failure(pl, status.host, exc, record) from None
 
 
 def open_ring(config: Site, customer_name: str, peer: str) -> Restic:

@@ -26,7 +26,7 @@ from axe_pipelines.config import load_config
 from axe_pipelines.definitions import tier_b_definitions
 from axe_pipelines.inbound import inbound_state
 from axe_pipelines.names import inbound_key, repository_pool, repository_tags, tier_b_key
-from axe_pipelines.peer import RingError, link
+from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.restic import Repository, Restic, find_restic, restic_version
 from axe_pipelines.ring import peer_snapshots, push_set
 from axe_pipelines.secrets import EnvSource
@@ -39,6 +39,7 @@ from tests.sshd import SshServer, have_sshd, make_server, pin_host_key
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="openssh-server is not installed")
 
 RING_PASSWORD_ENV = "AXE_TEST_RING_PASSWORD"
+KST_OFFSET = timedelta(hours=9)  # the peer's timezone (Asia/Seoul, the default)
 
 
 def _installed_restic_version() -> str:
@@ -370,13 +371,23 @@ def test_peer_sshd_down_fails_with_host_exit_status_and_next_step(site: Site):
     assert site.tier_a_state() == before
 
 
-def test_peer_refusing_our_key(site: Site):
+def test_peer_refusing_our_key_is_retried_as_the_readme_says(site: Site, dagster_home):
+    """README: a peer that refuses the key is retried `retries` times (its operator may be
+    adding the key right now), with the host, ssh's status and what to ask the peer for."""
+    site.ring["retry_delay_s"] = 0.1
     config = site.config()
     (site.sshd.root / "authorized_keys").write_text("")
     with pytest.raises(RingError) as err:
         push_set(config, "axe", "realchoice")
-    assert "refused our key" in str(err.value) and "ssh exit 255" in str(err.value)
+    text = str(err.value)
+    assert text.startswith(f"tier B: realchoice at localhost refused our key "
+                           f"{site.sshd.user_key} (ssh exit 255, ")
+    assert "Permission denied (publickey" in text and "authorized_keys" in text
+    assert err.value.retryable and err.value.ssh_exit == 255 and err.value.host == "localhost"
     assert not site.peer_dir.exists()
+    result = dg.materialize([build_tier_b_asset(config, "axe", "realchoice")],
+                            instance=dg.DagsterInstance.get(), raise_on_error=False)
+    assert not result.success and _retries(result) == 2  # tiers.ring.retries
 
 
 def test_changed_host_key_is_refused_without_fallback(site: Site):
@@ -471,6 +482,54 @@ def test_link_dropping_mid_copy_fails_fast_and_next_run_clears_the_stale_lock(si
         live.kill()
         live.wait()
     assert sorted(result.copied + result.already_present) == sorted(_set_ids(config))
+
+
+def test_a_hung_link_with_the_default_keepalives_fails_in_about_30_s_in_axes_words(site: Site):
+    """README: with the defaults (alive_interval_s 10 x alive_count_max 3) "a dead link fails
+    in ~30 s". The peer stops answering mid-copy (sshd and its sessions SIGSTOPped: the TCP
+    connection stays open, nothing answers): the push fails after 30 s of silence plus restic's
+    teardown, under 38 s (ssh given CountMax=3 took 40 s; 41.5 s was seen), and the operator
+    reads axe's words (host, how long nothing answered, ssh's status, the next step), not
+    restic's ("context canceled", "Remove(<lock>) failed")."""
+    for key in ("connect_timeout_s", "alive_interval_s", "alive_count_max"):
+        site.ring.pop(key)
+    config = site.config()
+    settings = ring_settings(config.customer("axe"))
+    assert (settings.alive_interval_s, settings.alive_count_max) == (10, 3)
+    errors: list[BaseException] = []
+
+    def push() -> None:
+        try:
+            push_set(config, "axe", "realchoice")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=push)
+    worker.start()
+    data = site.peer_dir / "data"
+    deadline = time.monotonic() + 120
+    while worker.is_alive() and not (data.is_dir() and any(
+            f.is_file() for d in data.iterdir() for f in d.iterdir())):
+        assert time.monotonic() < deadline, "the copy never started uploading"
+        time.sleep(0.005)
+    assert worker.is_alive(), "the copy finished before the link could be dropped"
+    site.sshd.pause()
+    dropped = time.monotonic()
+    worker.join(120)
+    gone_after = time.monotonic() - dropped
+    site.sshd.stop()
+    assert not worker.is_alive(), "the push still hangs 120 s after the link died"
+    print(f"hung link detected after {gone_after:.1f} s with the default keepalives")
+    assert 25 < gone_after < 38, f"a hung link took {gone_after:.1f} s to fail (README: ~30 s)"
+    assert errors and isinstance(errors[0], RingError), errors
+    err = errors[0]
+    assert err.retryable and err.ssh_exit == 255 and err.host == "localhost"
+    text = str(err)
+    assert text.startswith("tier B: the link to realchoice at localhost dropped: no answer for "
+                           "30 s (ssh's keepalive gave up) (ssh exit 255)"), text
+    assert "local tier unaffected" in text and "axe backup --ring" in text
+    for restic_words in ("context canceled", "Remove(", "ssh command exited"):
+        assert restic_words not in text
 
 
 # --- Dagster layer ----------------------------------------------------------------------------
@@ -602,7 +661,11 @@ def test_inbound_sensor_reports_pushes_and_when_they_stop(site: Site, dagster_ho
     assert spec.key == inbound_key("realchoice") and spec.freshness_policy is not None
     instance = dg.DagsterInstance.get()
     result = sensor(dg.build_sensor_context(instance=instance))
-    assert any(isinstance(e, dg.AssetMaterialization) for e in result.asset_events)
+    # The push is recorded in the instance, dated at the push (not in the tick's events).
+    assert not any(isinstance(e, dg.AssetMaterialization) for e in result.asset_events)
+    recorded = instance.get_latest_materialization_event(inbound_key("realchoice"))
+    assert recorded.timestamp == pytest.approx(state.newest.timestamp(), abs=1)
+    assert "recorded a push from realchoice" in result.skip_reason.skip_message
 
 
 def _peer_pushes_again(into: Path, when: datetime) -> str:
@@ -628,12 +691,15 @@ def test_inbound_counts_from_the_push_time_and_ignores_a_peer_prune(site: Site):
     now = datetime.now(UTC)
 
     # First look after the sensor was off for two days: the push it finds is 40 h old. It is
-    # recorded (an observation) but must not make the asset fresh: no materialization.
+    # recorded as of the push (dagster/last_updated_timestamp, and the sensor dates the
+    # materialization so), so it cannot make the asset fresh.
     _peer_pushes(inbox, now - timedelta(hours=40))
     events, cursor = inbound_events("realchoice", block, 26, None, now)
-    assert [type(e).__name__ for e in events] == ["AssetObservation", "AssetCheckEvaluation"]
+    assert [type(e).__name__ for e in events] == ["AssetMaterialization", "AssetCheckEvaluation"]
     assert not events[1].passed
     assert events[0].metadata["push_age_hours_when_seen"].value == pytest.approx(40, abs=0.1)
+    assert events[0].metadata["dagster/last_updated_timestamp"].value == pytest.approx(
+        (now - timedelta(hours=40)).timestamp(), abs=1)
 
     # A new push, 1 h old when seen: a materialization carrying the push's own time.
     pushed_at = now - timedelta(hours=1)
@@ -641,7 +707,10 @@ def test_inbound_counts_from_the_push_time_and_ignores_a_peer_prune(site: Site):
     events, cursor = inbound_events("realchoice", block, 26, cursor, now)
     assert [type(e).__name__ for e in events] == ["AssetMaterialization",
                                                    "AssetCheckEvaluation"]
-    assert events[0].metadata["push_time"].value == pytest.approx(pushed_at.timestamp(), abs=1)
+    assert events[0].metadata["dagster/last_updated_timestamp"].value == pytest.approx(
+        pushed_at.timestamp(), abs=1)
+    shown = datetime.fromisoformat(events[0].metadata["push_time"].value)
+    assert abs((shown - pushed_at).total_seconds()) < 1 and shown.utcoffset() == KST_OFFSET
     assert events[1].passed
 
     # The peer forgets its newest snapshot (a prune): the newest file gets older. That is not

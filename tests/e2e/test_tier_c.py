@@ -41,6 +41,7 @@ from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sets import list_sets
 from axe_pipelines.tiers import open_tier
 from tests.e2e.test_tier_b import _customers, tier_a_template  # noqa: F401 - shared fixture
+from tests.mounts import REFUSED, mount_tmpfs, require_tmpfs, umount, umount_all
 
 COLD_PASSWORD_ENV = "AXE_TEST_COLD_PASSWORD"
 
@@ -90,20 +91,6 @@ def _set_ids(config: SiteModel) -> list[str]:
     return list_sets(local_restic("axe", config.customer("axe")), "axe")[-1].ids
 
 
-def _mount_tmpfs(path: Path, options: str = "size=64m") -> bool:
-    """A real mount at `path`; False when this machine does not allow it (not root, no
-    CAP_SYS_ADMIN in a container)."""
-    if os.geteuid() != 0:
-        return False
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "axe-test", str(path)],
-                          capture_output=True)
-    return proc.returncode == 0
-
-
-def _umount(path: Path, lazy: bool = False) -> None:
-    subprocess.run(["umount", *(["-l"] if lazy else []), str(path)], check=True)
-
-
 # --- sync ------------------------------------------------------------------------------------
 
 
@@ -136,47 +123,67 @@ def test_sync_initialises_marks_and_is_idempotent(site: Site):
         sorted(_set_ids(config))
 
 
-def test_volume_removed_mid_copy_fails_cleanly_and_next_mount_finishes(site: Site):
-    config = site.config()
+def test_volume_pulled_mid_copy_fails_cleanly_and_next_mount_finishes(site: Site):
+    """The SSD is pulled out for real: the volume is a mount (the SSD's storage, a tmpfs,
+    bind-mounted at the mount point, so what was written survives the pull as it does on a
+    disk) and `umount -l` detaches it while restic is copying onto it. The sync fails with
+    "went away", leaves nothing under the bare mount point, and once the disk is mounted
+    again the next sync reuses the repository, clears the stale lock and finishes the copy."""
+    config = site.config(accept_plain_folders=False)
     path = site.volume(1)
     cold = config.customer("axe").tiers.cold
-    before = site.tier_a_state()
-    errors: list[BaseException] = []
+    flash = site.root / "ssd-1-flash"
+    flash.mkdir()
+    require_tmpfs(flash)
+    try:
+        subprocess.run(["mount", "--bind", str(flash), str(path)], check=True)
+        [volume] = find_volumes(cold)
+        assert volume.mounted and volume.path == path
+        before = site.tier_a_state()
+        errors: list[BaseException] = []
 
-    def sync() -> None:
-        try:
-            sync_volume(config, "axe", volume_at(cold, path))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
+        def sync() -> None:
+            try:
+                sync_volume(config, "axe", volume)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                errors.append(exc)
 
-    worker = threading.Thread(target=sync)
-    worker.start()
-    data = path / "restic-repo" / "data"
-    deadline = time.monotonic() + 60
-    while worker.is_alive() and not (data.is_dir() and any(
-            f.is_file() for d in data.iterdir() for f in d.iterdir())):
-        assert time.monotonic() < deadline, "the copy never started writing"
-        time.sleep(0.002)
-    assert worker.is_alive(), "the copy finished before the volume could be pulled"
-    pulled = path.with_name("pulled-out")
-    path.rename(pulled)  # the SSD is pulled out
-    worker.join(120)
-    assert not worker.is_alive()
-    assert errors and isinstance(errors[0], ColdError), errors
-    assert "went away during the sync" in str(errors[0])
-    assert "nothing on tier A changed" in str(errors[0])
-    assert site.tier_a_state() == before
-    assert find_volumes(cold) == []
+        worker = threading.Thread(target=sync)
+        worker.start()
+        # Pulled while `restic copy` holds its lock on the volume: restic is held still for
+        # the moment of the pull, so the copy cannot win the race and end first.
+        copying = _find_restic(worker, "copy", str(path))
+        assert copying, "restic copy was never caught running"
+        locks = path / "restic-repo" / "locks"
+        while worker.is_alive() and not [p for p in locks.iterdir() if "-tmp-" not in p.name]:
+            time.sleep(0.001)
+        os.kill(copying, signal.SIGSTOP)
+        assert worker.is_alive(), "the copy finished before the volume could be pulled"
+        umount(path, lazy=True)  # the SSD is pulled out
+        os.kill(copying, signal.SIGCONT)
+        assert not os.path.ismount(path)
+        worker.join(120)
+        assert not worker.is_alive()
+        assert errors and isinstance(errors[0], ColdError), errors
+        assert str(errors[0]).startswith(f"tier C: cold volume axe-cold-1 (#1) at {path} went "
+                                         f"away during the sync"), errors[0]
+        assert "nothing on tier A changed" in str(errors[0])
+        assert site.tier_a_state() == before
+        assert find_volumes(cold) == []  # the bare mount point is no volume...
+        assert not any(path.iterdir())  # ...and what restic wrote into it was removed
 
-    pulled.rename(path)  # plugged in again
-    result = sync_volume(config, "axe", volume_at(cold, path))
-    assert not result.created_repository  # the repository made before the pull is reused
-    assert sorted(result.copied + result.already_present) == sorted(_set_ids(config))
-    assert result.cleared_locks >= 1  # restic could not remove its lock from a pulled disk
-    assert not any((path / "restic-repo" / "locks").iterdir())
-    check = subprocess.run([site.repo_on(path).binary, "check"], env=site.repo_on(path).env(),
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+        subprocess.run(["mount", "--bind", str(flash), str(path)], check=True)  # plugged in
+        result = sync_volume(config, "axe", volume_at(cold, path))
+        assert not result.created_repository  # the repository made before the pull is reused
+        assert sorted(result.copied + result.already_present) == sorted(_set_ids(config))
+        assert result.cleared_locks >= 1  # restic could not remove its lock from a pulled disk
+        assert not any((path / "restic-repo" / "locks").iterdir())
+        check = subprocess.run([site.repo_on(path).binary, "check"],
+                               env=site.repo_on(path).env(), capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        umount_all(path)
+        umount_all(flash)
 
 
 def test_what_restic_wrote_after_the_volume_went_away_is_removed(site: Site):
@@ -220,15 +227,15 @@ def test_init_cut_short_on_a_real_mount_leaves_nothing_that_looks_valid(site: Si
     config = site.config(accept_plain_folders=False)
     path = site.volume(3)
     # Too few inodes for restic's 256 data folders: init fails part way, for real.
-    if not _mount_tmpfs(path, "size=8m,nr_inodes=64"):
-        pytest.skip("mounting tmpfs is not permitted here")
+    if not mount_tmpfs(path, "size=8m,nr_inodes=64"):
+        pytest.skip(REFUSED)
     try:
         with pytest.raises(ColdError):
             sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
         assert not (path / "restic-repo").exists()
         assert not list(path.glob(".axe-init-*"))
     finally:
-        _umount(path)
+        umount(path)
 
 
 def test_wrong_cold_password_is_clear(site: Site, monkeypatch):
@@ -288,7 +295,9 @@ def test_a_hanging_restic_call_is_stopped_and_reported(site: Site):
     worker = threading.Thread(target=sync)
     started = time.monotonic()
     worker.start()
-    frozen = _freeze_restic(worker, "init", str(path))
+    frozen = _find_restic(worker, "init", str(path))
+    if frozen:
+        os.kill(frozen, signal.SIGSTOP)
     worker.join(60)
     elapsed = time.monotonic() - started
     assert not worker.is_alive()
@@ -301,10 +310,10 @@ def test_a_hanging_restic_call_is_stopped_and_reported(site: Site):
     assert not (path / "restic-repo").exists() and not list(path.glob(".axe-init-*"))
 
 
-def _freeze_restic(worker: threading.Thread, command: str, under: str) -> int | None:
-    """SIGSTOPs the first `restic <command>` whose repository (RESTIC_REPOSITORY in its
-    environment) lies under `under`, polled from /proc while `worker` runs (other tests'
-    restic processes are never touched); returns its pid, or None when none appeared."""
+def _find_restic(worker: threading.Thread, command: str, under: str) -> int | None:
+    """Returns the pid of the first `restic <command>` whose repository (RESTIC_REPOSITORY in
+    its environment) lies under `under`, polled from /proc while `worker` runs (other tests'
+    restic processes are never matched), or None when none appeared."""
     while worker.is_alive():
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -317,7 +326,6 @@ def _freeze_restic(worker: threading.Thread, command: str, under: str) -> int | 
             except OSError:
                 continue
             if any(e.startswith(b"RESTIC_REPOSITORY=" + under.encode()) for e in env):
-                os.kill(int(entry.name), signal.SIGSTOP)
                 return int(entry.name)
     return None
 
@@ -420,8 +428,8 @@ def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
     instance = dg.DagsterInstance.get()
     requests, cursor = _tick(sensors[0], instance, None)
     assert requests == []  # an empty mount-point folder is not a volume
-    if not _mount_tmpfs(path):
-        pytest.skip("mounting tmpfs is not permitted here")
+    if not mount_tmpfs(path):
+        pytest.skip(REFUSED)
     try:
         before_mount = cursor
         requests, cursor = _tick(sensors[0], instance, cursor)
@@ -438,10 +446,10 @@ def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
                                  "volume": str(path)}}}}, raise_on_error=False)
         assert run.success
         assert (path / "restic-repo" / "config").is_file()
-        _umount(path)
+        umount(path)
         requests, cursor = _tick(sensors[0], instance, cursor)
         assert requests == []
-        assert _mount_tmpfs(path)
+        assert mount_tmpfs(path)
         before_remount = cursor
         requests, cursor = _tick(sensors[0], instance, cursor)
         assert len(requests) == 1 and requests[0].run_key != first
@@ -451,7 +459,7 @@ def test_sensor_and_sync_on_a_real_mount(site: Site, dagster_home):
         assert requests == []
     finally:
         while os.path.ismount(path):
-            _umount(path)
+            umount(path)
 
 
 def test_two_volumes_both_sync_with_rotation_and_overdue_checks(site: Site, dagster_home):
@@ -533,7 +541,7 @@ def test_cli_cold(site: Site, dagster_home, capsys):
     assert cli.main(args) == 1
     out = capsys.readouterr().out
     assert f"{len(_set_ids(config))} copied" in out and "axe-cold-1" in out
-    assert "axe/tier_c/cold:volumes_current: FAILED (overdue: #2 never synced; #3 never " \
+    assert "axe/tier_c/cold_volumes:volumes_current: FAILED (overdue: #2 never synced; #3 never " \
            "synced" in out
     site.volume(2)
     site.volume(3)
@@ -542,7 +550,7 @@ def test_cli_cold(site: Site, dagster_home, capsys):
     assert cli.main(args) == 0, capsys.readouterr().err  # every volume current now
     out = capsys.readouterr().out
     assert "FAILED" not in out and out.count("0 copied") == 3
-    assert out.count("axe/tier_c/cold:rotation: WARN") == 2  # two are not this quarter's
+    assert out.count("axe/tier_c/cold_volumes:rotation: WARN") == 2  # two are not this quarter's
 
 
 def test_definitions_load_with_tiers_b_and_c(site: Site):
@@ -562,7 +570,7 @@ def test_definitions_load_with_tiers_b_and_c(site: Site):
     repo = defs.get_repository_def()
     keys = set(repo.asset_graph.get_all_asset_keys())
     assert {tier_c_key("axe"), dg.AssetKey(["axe", "tier_b", "realchoice"]),
-            dg.AssetKey(["peers", "realchoice", "inbound"])} <= keys
+            dg.AssetKey(["peers", "inbound", "from-realchoice"])} <= keys
     assert {s.name for s in repo.sensor_defs} == {"axe_cold_volumes",
                                                   "peers_realchoice_inbound"}
     assert {"axe_tier_b_nightly", "axe_cold_rotation_daily"} <= {

@@ -40,8 +40,10 @@ def test_ssh_is_non_interactive_pinned_and_bounded():
     argv = pl.ssh_argv("192.0.2.10")
     for option in ("BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
                    "UserKnownHostsFile=/etc/axe/known", "HostKeyAlias=realchoice.invalid",
-                   "ConnectTimeout=7", "ServerAliveInterval=10", "ServerAliveCountMax=3"):
+                   "ConnectTimeout=7", "ServerAliveInterval=10"):
         assert option in argv
+    # ssh disconnects after CountMax+1 silent intervals: 10 s x 3 (README's ~30 s) is CountMax=2.
+    assert "ServerAliveCountMax=2" in argv and pl.silent_s == 30
     assert argv[:3] == ["ssh", "-p", "2222"] and argv[-1] == "192.0.2.10"
     assert pl.hosts() == ["realchoice.invalid", "192.0.2.10"]
     assert pl.location("192.0.2.10") == ("sftp:realchoice@192.0.2.10:/Users/realchoice/"

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from axe_pipelines import interrupt
 from axe_pipelines.restic.errors import (
     BackupIncomplete,
     LockHolder,
@@ -32,6 +33,7 @@ from axe_pipelines.restic.errors import (
     ResticError,
     ResticFatal,
     ResticTimeout,
+    disk_full,
     raise_for,
 )
 from axe_pipelines.restic.model import (
@@ -43,14 +45,32 @@ from axe_pipelines.restic.model import (
 )
 from axe_pipelines.restic.process import (
     Finished,
-    ProcessDeadline,
+    Watchdog,
     find_restic,
     interrupt_and_drain,
     run_bounded,
+    spawn,
 )
 from axe_pipelines.secrets import SecretError
 
 T = TypeVar("T")
+
+
+class _Touching:
+    """A read-only stream that tells a Watchdog each time bytes come through (progress)."""
+
+    def __init__(self, stream: IO[bytes], dog: Watchdog):
+        self._stream, self._dog = stream, dog
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._dog.touch()
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
 _SLOW = "(a password command waiting for input, or a slow or vanished disk or link)"
 
 
@@ -336,25 +356,27 @@ class Restic:
         ends normally and removes its lock (a reader that just closes the pipe kills restic with
         SIGPIPE and leaves a stale lock behind). Raise the mapped error when restic fails.
         """
-        proc = subprocess.Popen(self._argv(["dump", snapshot_id, path]), env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL)
+        proc = spawn(self._argv(["dump", snapshot_id, path]), self.env(), text=False)
         stderr_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
                                   daemon=True)
         reader.start()
-        deadline = ProcessDeadline(proc, self.timeout)
+        deadline = Watchdog(proc, wall=self.timeout, idle=self.idle_timeout, group=True)
         assert proc.stdout is not None
-        try:
-            yield proc.stdout
-            while proc.stdout.read(1 << 20):
-                pass
-            code = proc.wait()
-        finally:
-            deadline.cancel()
-            if proc.poll() is None:
-                interrupt_and_drain(proc)  # the reader raised: stop restic, let it unlock
+        with interrupt.watched(proc, group=True):
+            try:
+                yield _Touching(proc.stdout, deadline)  # type: ignore[misc]
+                while proc.stdout.read(1 << 20):
+                    pass
+                code = proc.wait()
+            finally:
+                deadline.cancel()
+                if proc.poll() is None:
+                    interrupt_and_drain(proc)  # the reader raised: stop restic, let it unlock
         reader.join(5)
+        if deadline.reason == "idle":
+            raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} "
+                                f"moved no data for {self.idle_timeout:.0f} s {_SLOW}")
         if deadline.passed:
             raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} did "
                                 f"not finish within {self.timeout:.0f} s")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from axe_pipelines.errors import Unusable
@@ -64,6 +66,44 @@ class ResticTimeout(ResticError):
     """A restic call did not finish within its bound and was stopped."""
 
 
+class RepositoryDamaged(ResticFatal):
+    """restic read a pack file whose contents are not what the index says (bytes flipped,
+    cut short, gone): the repository is damaged. `pack` is the pack's id (as restic printed
+    it, 8+ hex digits), `cause` restic's own words."""
+
+    def __init__(self, message: str, *, pack: str, cause: str, detail: str = ""):
+        super().__init__(message, restic_exit=1, detail=detail)
+        self.pack = pack
+        self.cause = cause
+
+
+class RepositoryFull(ResticFatal):
+    """The disk under the repository is full (ENOSPC): restic was stopped, as it would
+    otherwise wait for ever with its source (pg_dump) blocked on the pipe."""
+
+
+_ENOSPC = "no space left on device"
+
+
+def disk_full(text: str) -> bool:
+    """Given a line (or all) of restic's stderr, return True when it reports ENOSPC."""
+    return _ENOSPC in text.lower()
+
+
+def free_space(location: str) -> str:
+    """Given a repository location, return its disk's free space (`1.4 GiB free`), or
+    `free space unknown` for a remote one or one that cannot be read."""
+    if re.match(r"^[a-z0-9]+:", location) and not location.startswith("local:"):
+        return "free space unknown"
+    path = Path(location.removeprefix("local:")).expanduser()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return f"{shutil.disk_usage(path).free / 1024 ** 3:.1f} GiB free"
+    except OSError:
+        return "free space unknown"
+
+
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds a repository lock, as restic records it in the lock file."""
@@ -108,6 +148,34 @@ def exit_message(stderr: str) -> str:
     return "\n".join(lines[-3:])
 
 
+# restic 0.18's words when a pack file does not hold what the index says: a blob that does not
+# decrypt, decompress or hash right ("decrypting blob <data/8436277e> from 9687b8c3 failed:
+# ciphertext verification failed"), or a pack that cannot be read in full
+# ("ReadFull(<data/9687b8c3f8>): file is too short", "Load(<data/…>, …) failed: … no such file").
+_DAMAGE = (
+    re.compile(r"(?:decrypting|decompressing|read) blob <(?:data|tree)/[0-9a-f]+> from "
+               r"(?:pack )?([0-9a-f]{8,64})(?: failed)?: (.+)"),
+    re.compile(r"(?:ReadFull|Load)\(<data/([0-9a-f]{8,64})>[^)]*\)(?: failed)?: (.+)"),
+)
+
+
+def damage_in(stderr: str) -> tuple[str, str] | None:
+    """Given restic's stderr, return (pack id, restic's reason) when it says a pack file is
+    damaged (see _DAMAGE), else None."""
+    for line in stderr.splitlines():
+        text = line
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            text = str((data.get("error") or {}).get("message") or data.get("message") or "")
+        for pattern in _DAMAGE:
+            if m := pattern.search(text):
+                return m[1], m[2].strip()
+    return None
+
+
 def lock_holder(message: str) -> LockHolder | None:
     """Given restic's "repository is already locked" message, return who holds the lock, or
     None when the message does not say."""
@@ -140,7 +208,18 @@ def raise_for(code: int, stderr: str, repo: Repository, what: str) -> NoReturn:
         raise WrongPassword(
             f"wrong password for {label} ({repo.password.describe()}); check that "
             f"source, the repository was not re-keyed", restic_exit=12, detail=msg)
+    if disk_full(stderr):
+        # Before 130: a backup stopped because its disk is full was stopped with SIGINT.
+        raise RepositoryFull(
+            f"{label}: {what} failed: no space left on device at {repo.location} "
+            f"({free_space(repo.location)}); free space there or move the repository, then "
+            f"run it again", restic_exit=code, detail=msg)
     if code == 130:
         raise ResticFatal(f"{label}: {what} was interrupted", restic_exit=code, detail=msg)
+    if code == 1 and (damage := damage_in(stderr)):
+        pack, cause = damage
+        raise RepositoryDamaged(
+            f"pack {pack[:8]} of {label} is damaged ({cause}): run `restic check --read-data` "
+            f"on it (`axe check --read-data`)", pack=pack, cause=cause, detail=msg)
     first = msg.splitlines()[0] if msg else f"restic exited {code}"
     raise ResticFatal(f"{label}: {what} failed: {first}", restic_exit=code, detail=msg)

@@ -1,8 +1,11 @@
 """Finding the restic binary and running it bounded in time.
 
-Every long restic call (backup, copy, dump) runs under a `ProcessDeadline`: when its time is up
-restic gets SIGINT, so it can remove its repository lock, and SIGKILL only if it has not
-stopped 5 s later. `run_bounded` is the one spawn-stream-stop loop of the backup and copy calls.
+Every long restic call (backup, copy, dump) runs under a `Watchdog`: when its time is up (a
+wall bound, or an idle bound: no progress for so long, so a big backup that moves is never cut
+off) restic gets SIGINT, so it can remove its repository lock, and SIGKILL only if it has not
+stopped 5 s later. `run_bounded` is the one spawn-stream-stop loop of the backup and copy
+calls; its child leads a process group of its own and is stopped with it on Ctrl-C/SIGTERM
+(interrupt.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from axe_pipelines import interrupt
 from axe_pipelines.restic.errors import ResticNotFound
 
 MIN_VERSION = (0, 17)
@@ -70,70 +74,136 @@ def find_restic() -> str:
     raise ResticNotFound(f"restic not found; {_HINT}")
 
 
-class ProcessDeadline:
-    """A timer that stops a child process when its time is up: SIGINT first (restic then
-    removes its lock), SIGKILL when it has not exited 5 s later. Without `seconds` (None or
-    0) it never fires. `passed` says afterwards whether it had to stop the process."""
+class Watchdog:
+    """Stops a child process when it is due: `wall` seconds after the start, `idle` seconds
+    after the last `touch()` (the caller's sign of progress, e.g. more bytes read), or when
+    `stop(reason)` is called. It sends SIGINT (to the child's process group with `group`) so
+    restic removes its lock, then SIGKILL if it has not exited 5 s later. `reason` says why
+    it stopped the child: "wall", "idle", the caller's reason, or "" when it did not."""
 
-    def __init__(self, proc: subprocess.Popen, seconds: float | None):
-        self.passed = False
-        self._timer = threading.Timer(seconds, self._stop, args=(proc,)) if seconds else None
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.start()
+    def __init__(self, proc: subprocess.Popen, *, wall: float | None = None,
+                 idle: float | None = None, group: bool = False):
+        self.reason = ""
+        self._proc, self._group, self._idle = proc, group, idle
+        self._wall_at = time.monotonic() + wall if wall else None
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        if wall or idle:
+            threading.Thread(target=self._watch, daemon=True, name="axe-watchdog").start()
 
-    def _stop(self, proc: subprocess.Popen) -> None:
-        self.passed = True
+    @property
+    def passed(self) -> bool:
+        """True when the wall or the idle bound stopped the child."""
+        return self.reason in ("wall", "idle")
+
+    def touch(self) -> None:
+        """The child made progress: the idle bound starts again from now."""
+        self._last = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            now = time.monotonic()
+            if self._wall_at is not None and now > self._wall_at:
+                self.stop("wall")
+            elif self._idle and now - self._last > self._idle:
+                self.stop("idle")
+            if self.reason:
+                return
+
+    def stop(self, reason: str) -> None:
+        """Given why, stop the child now (once; the first reason is kept)."""
+        if self.reason:
+            return
+        self.reason = reason
+        threading.Thread(target=self._interrupt, daemon=True, name="axe-stop-child").start()
+
+    def _signal(self, sig: int) -> None:
         try:
-            proc.send_signal(signal.SIGINT)
-            for _ in range(50):
-                if proc.poll() is not None:
-                    return
-                time.sleep(0.1)
-            proc.kill()
-        except ProcessLookupError:
+            if self._group:
+                os.killpg(self._proc.pid, sig)
+            else:
+                self._proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError):
             pass
 
+    def _interrupt(self) -> None:
+        self._signal(signal.SIGINT)
+        for _ in range(50):
+            if self._proc.poll() is not None:
+                return
+            time.sleep(0.1)
+        self._signal(signal.SIGKILL)
+
     def cancel(self) -> None:
-        """Given a process that has finished (or is about to be killed), stop the timer."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """The child has finished (or is about to be killed): stop watching it."""
+        self._done.set()
+
+
+def ProcessDeadline(proc: subprocess.Popen, seconds: float | None) -> Watchdog:  # noqa: N802
+    """Given a child and a wall time (None or 0: none), return a Watchdog with only that
+    bound (the name the dump reader knew it by)."""
+    return Watchdog(proc, wall=seconds)
 
 
 @dataclass(frozen=True)
 class Finished:
-    """How a bounded process ended: exit status, its stderr, whether the deadline stopped it."""
+    """How a bounded process ended: exit status, its stderr, whether a bound (wall or idle)
+    stopped it, and why it was stopped ("wall", "idle", a caller's reason, or "")."""
 
     code: int
     stderr: str
     timed_out: bool
+    reason: str = ""
+
+
+def spawn(argv: Sequence[str], env: dict[str, str], *, text: bool = True) -> subprocess.Popen:
+    """Given argv and its environment, start it with stdin closed and stdout/stderr piped,
+    leading a process group of its own: a stop (interrupt.py, Watchdog) signals it and what
+    it runs (restic's pg_dump) together, and a terminal's Ctrl-C reaches it only through
+    axe, which lets restic remove its lock first."""
+    return subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=text,
+                            process_group=0)
 
 
 def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | None,
-                on_line: Callable[[str], None]) -> Finished:
+                on_line: Callable[[str], bool | None], idle_timeout: float | None = None,
+                stop_on: Callable[[str], str | None] | None = None) -> Finished:
     """Given argv and its environment, run it with stdin closed, hand every stdout line to
-    `on_line` as it arrives and collect stderr; stop it at `timeout` (ProcessDeadline).
-    Return how it finished; the process is never left running, even when `on_line` raises."""
-    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    stderr_chunks: list[str] = []
-    # stderr is read on the side so a chatty restic never blocks on a full pipe.
-    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
-                              daemon=True)
+    `on_line` as it arrives (a true return is progress: the idle bound starts again) and
+    collect stderr, stopping it early when `stop_on(stderr line)` names a reason; stop it at
+    `timeout` or after `idle_timeout` without progress (Watchdog), or on a stop signal
+    (interrupt.py). Return how it finished; the process is never left running, even when
+    `on_line` raises."""
+    proc = spawn(argv, env)
+    dog = Watchdog(proc, wall=timeout, idle=idle_timeout, group=True)
+    stderr_lines: list[str] = []
+
+    def read_stderr() -> None:
+        # Read on the side so a chatty restic never blocks on a full pipe.
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stderr_lines.append(line)
+            reason = stop_on(line) if stop_on else None
+            if reason:
+                dog.stop(reason)
+
+    reader = threading.Thread(target=read_stderr, daemon=True, name="axe-restic-stderr")
     reader.start()
-    deadline = ProcessDeadline(proc, timeout)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            on_line(line)
-        code = proc.wait()
-    finally:
-        deadline.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with interrupt.watched(proc, group=True):
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if on_line(line):
+                    dog.touch()
+            code = proc.wait()
+        finally:
+            dog.cancel()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     reader.join(5)
-    return Finished(code, "".join(stderr_chunks), deadline.passed)
+    return Finished(code, "".join(stderr_lines), dog.passed, dog.reason)
 
 
 def interrupt_and_drain(proc: subprocess.Popen, grace_s: float = 30) -> None:

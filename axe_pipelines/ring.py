@@ -100,7 +100,7 @@ def classify(exc: ResticError, where: str, host: str, facts: LinkFacts) -> RingE
     the link and the repository, return the RingError in axe's words with its retry decision:
     a timeout, ssh failing (exit 255), a live lock or a link that no longer answers are retried;
     a wrong password or a repository that no longer opens are not; any other failure, with
-    the link up and the repository opening, is not a fault axe knows and is retried."""
+    the link up and the repository opening, is not one axe can place and is retried."""
     if isinstance(exc, ResticTimeout):
         return RingError(f"tier B: {where}: {exc}. The link dropped or is too slow; a lock "
                          f"left at the peer is cleared on the next run (it is provably stale); "
@@ -129,9 +129,9 @@ def classify(exc: ResticError, where: str, host: str, facts: LinkFacts) -> RingE
                          f"longer opens, so it is damaged: run `restic check` on it (or move "
                          f"it away so the next run starts a new one); not retried; local tier "
                          f"unaffected", retryable=False, host=host)
-    return RingError(f"tier B: {where}: {_first_line(exc)}; not a fault axe knows (ssh stayed "
-                     f"up, the link answers, the repository opens), so it is retried; local "
-                     f"tier unaffected; {NEXT_STEP}", retryable=True, host=host)
+    return RingError(f"tier B: {where}: {_first_line(exc)}; not a link or repository fault "
+                     f"(ssh stayed up, the link answers, the repository opens), so it is "
+                     f"retried; local tier unaffected; {NEXT_STEP}", retryable=True, host=host)
 
 
 def _first_line(exc: Exception) -> str:

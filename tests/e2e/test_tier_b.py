@@ -34,6 +34,7 @@ from axe_pipelines.sensors.inbound import build_inbound_sensor, inbound_events
 from axe_pipelines.sets import list_sets
 from axe_pipelines.tiers import open_tier
 from tests.conftest import REPO_PASSWORD_ENV, server_entry
+from tests.mounts import require_tmpfs, umount_all
 from tests.sshd import SshServer, have_sshd, make_server, pin_host_key
 
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="openssh-server is not installed")
@@ -530,6 +531,28 @@ def test_a_hung_link_with_the_default_keepalives_fails_in_about_30_s_in_axes_wor
     assert "local tier unaffected" in text and "axe backup --ring" in text
     for restic_words in ("context canceled", "Remove(", "ssh command exited"):
         assert restic_words not in text
+
+
+def test_a_failure_axe_does_not_know_is_retried_with_restics_words(site: Site):
+    """The peer's disk is full (its receive folder on a 3 MiB tmpfs; the set holds 6 MiB of
+    random data): restic exits 1 with sftp's generic "Failure", which is neither a link fault
+    (ssh stayed up, exit 0) nor damage (the repository still opens). Such a failure is
+    retried, never called a damaged repository; restic's words are in the message."""
+    config = site.config()
+    require_tmpfs(site.peer_dir.parent, "size=3m")
+    try:
+        with pytest.raises(RingError) as err:
+            push_set(config, "axe", "realchoice")
+        text = str(err.value)
+        assert err.value.retryable and err.value.ssh_exit is None, text
+        assert text.startswith("tier B: realchoice at localhost: tier B repository of axe at "
+                               "realchoice"), text
+        assert "not a link or repository fault (ssh stayed up, the link answers, the " \
+               "repository opens), so it is retried" in text
+        assert "damaged" not in text
+        assert (site.peer_dir / "config").is_file()  # made before the disk filled up
+    finally:
+        umount_all(site.peer_dir.parent)
 
 
 # --- Dagster layer ----------------------------------------------------------------------------

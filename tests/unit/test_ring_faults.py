@@ -48,7 +48,7 @@ def test_a_remote_exit_status_is_not_an_ssh_failure():
     """Only 255 is ssh's own failure; any other status is the remote sftp-server's (or a
     signal's), so restic's failure is looked at again instead."""
     err = decide(LINK_DIED, ssh_exits=(141,), repository_opens=True)
-    assert err.ssh_exit is None and "not a fault axe knows" in str(err)
+    assert err.ssh_exit is None and "not a link or repository fault" in str(err)
 
 
 def test_timeout_and_live_lock_are_retried_wrong_password_is_not():
@@ -90,8 +90,8 @@ def test_an_unknown_failure_with_link_and_repository_fine_is_retried():
     err = decide(odd, ssh_exits=(0,), repository_opens=True)
     assert err.retryable and err.ssh_exit is None
     assert "SSH_FX_FAILURE" in str(err)  # restic's words, since axe has none better
-    assert "not a fault axe knows (ssh stayed up, the link answers, the repository opens), " \
-           "so it is retried" in str(err)
+    assert "not a link or repository fault (ssh stayed up, the link answers, the " \
+           "repository opens), so it is retried" in str(err)
 
 
 @pytest.mark.parametrize(("exits", "recorded"), [((0,), [0]), ((255,), [255]),

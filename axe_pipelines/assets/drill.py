@@ -26,6 +26,7 @@ from axe_pipelines.names import (
     repository_pool,
     repository_tags,
 )
+from axe_pipelines.notify import dagster_run_url
 from axe_pipelines.resources import DagsterDumpHistory
 
 
@@ -112,7 +113,11 @@ def build_drill_asset(site: Site, customer_name: str) -> dg.AssetsDefinition:
             raise dg.Failure(description="; ".join(exc.problems) or str(exc)) from None
         except AxeError as exc:  # an unreadable --as-of
             raise dg.Failure(description=str(exc).strip().splitlines()[0]) from None
-        finish_drill(site, customer_name, report, say=say)
+        # The UI's address (notify.webserver_base_url, issue 10) makes the Slack message link
+        # to this run.
+        base = getattr(getattr(customer, "notify", None), "webserver_base_url", None)
+        finish_drill(site, customer_name, report, say=say,
+                     url=dagster_run_url(base, context.run.run_id))
         if listener is not None:
             listener.done(report)
         return dg.MaterializeResult(metadata=drill_metadata(report),

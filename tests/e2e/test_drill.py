@@ -11,9 +11,16 @@ import dagster as dg
 import pytest
 
 from axe_pipelines import cli
-from axe_pipelines.backup import local_restic
+from axe_pipelines.actions.drill import DrillOptions, run_drill
+from axe_pipelines.backup import local_restic, run_tier_a
 from axe_pipelines.names import drill_key
-from tests.conftest import PG_PASSWORD, REPO_PASSWORD, create_sample_databases_named
+from axe_pipelines.postgres.cluster import LocalCluster
+from tests.conftest import (
+    PG_PASSWORD,
+    PG_PASSWORD_ENV,
+    REPO_PASSWORD,
+    create_sample_databases_named,
+)
 from tests.e2e.drill_support import (
     SLACK_ENV,
     leftovers,
@@ -115,7 +122,7 @@ def test_drill_proves_every_item_keeps_evidence_and_reports(
 
     # ... and backed up into tier A as a tagged snapshot.
     [evidence] = local_restic("axe", config.customer("axe")).snapshots(tags=["kind=drill"])
-    assert evidence.id == report["evidence_snapshot"] and f"customer=axe" in evidence.tags
+    assert evidence.id == report["evidence_snapshot"] and "customer=axe" in evidence.tags
     assert evidence.paths == (str(folder),)
 
     # Nothing of the staging server is left.
@@ -181,3 +188,44 @@ def test_unknown_tier_is_a_usage_error(tmp_path, server_a, server_b, work_dir, t
     path, _ = write_config(tmp_path, server_a, server_b, databases={}, drill={})
     assert _axe(path, "drill", "--tier", tier) == 2
     assert "unknown tier or peer 'nowhere'" in capsys.readouterr().err
+
+
+def test_an_existing_staging_server_gets_back_what_the_drill_created(
+        tmp_path, pg_root, server_a, server_b, work_dir, capsys):  # noqa: F811
+    """drill.staging: the drill restores there (the roles the dump needs first) and drops the
+    databases and roles it created afterwards."""
+    name = "t_drill_owned"
+    server_a.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+    server_a.psql("DROP ROLE IF EXISTS drill_owner; CREATE ROLE drill_owner;")
+    create_sample_databases_named(server_a, name, "frame", rows=50)
+    server_a.psql("ALTER TABLE journal_line OWNER TO drill_owner;", dbname=name)
+    staging = LocalCluster(pg_root / f"staging-{tmp_path.name}", password=PG_PASSWORD).start()
+    try:
+        before = staging.psql("SELECT datname FROM pg_database ORDER BY 1;")
+        path, config = write_config(
+            tmp_path, server_a, server_b, folders={}, databases={
+                "ledger": {"server": "frame-postgres", "dbname": name}},
+            drill={"work_dir": str(work_dir), "staging": staging.server_config(
+                password={"env": PG_PASSWORD_ENV})})
+        local_restic("axe", config.customer("axe")).init()
+        assert run_tier_a("axe", config.customer("axe"), at=_now(), run_id="r1").ok
+        report = run_drill(config, "axe", DrillOptions(as_of="latest"))
+        assert report.ok, report.fallback_lines()
+        assert report.staging.startswith("existing server 127.0.0.1:")
+        roles = {c["check"]: c for c in report.items[0].attempts[0].checks}
+        assert "1 role(s) created in staging" in roles["roles-frame-postgres"]["detail"]
+        assert staging.psql("SELECT datname FROM pg_database ORDER BY 1;") == before
+        assert staging.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'drill_owner';") \
+            == [["0"]]
+        assert leftovers(work_dir) == []
+    finally:
+        staging.stop()
+        server_a.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+        server_a.psql("DROP ROLE IF EXISTS drill_owner;")
+
+
+def _now():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Seoul")).replace(microsecond=0)

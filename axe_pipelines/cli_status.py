@@ -132,9 +132,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """`axe doctor`: one line per finding as it is made; exit 1 on a FAIL (warnings keep 0),
     3 without restic."""
     from axe_pipelines.actions.doctor import doctor
+    from axe_pipelines.checks.history import instance_findings
 
     worst = EXIT_OK
-    for finding in doctor(args.config):
+    for finding in doctor(args.config, instance=instance_findings):
         print(f"{finding.status:<4} {finding.text}", flush=True)
         worst = max(worst, finding.exit_code)
     return worst

@@ -12,6 +12,7 @@ an instance that cannot be read counts as none (status shows "never", doctor say
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import dagster as dg
 
 from axe_pipelines.actions.status_model import Outcome, StuckRun
 from axe_pipelines.checks.tier_c import last_sync_by_volume
-from axe_pipelines.instance import DEFAULT_HOME
+from axe_pipelines.instance import DEFAULT_HOME, EMBEDDED
 from axe_pipelines.names import drill_check_key, restic_check_key, tier_b_key, tier_c_key
 
 HISTORY = 200  # tier-C materializations read back for per-volume last syncs
@@ -144,3 +145,72 @@ class DagsterOpsHistory:
             if mat is not None:
                 out.append({k: v.value for k, v in mat.metadata.items()})
         return out
+
+
+# --- axe doctor: the instance, its daemon, its schedules and sensors ---------------------------
+
+DAEMON_TOLERANCE_S = 300  # Dagster's own: a daemon silent for longer is not running
+
+
+def _daemon_expected(instance: dg.DagsterInstance, home: Path) -> str:
+    """Why a dagster-daemon is expected here ("" when it is not): one has sent heartbeats to
+    this instance before, or the instance is a deployment's (its dagster.yaml is not the
+    embedded default axe writes for a CLI-only site)."""
+    if instance.get_daemon_heartbeats():
+        return "one has run on this instance before"
+    try:
+        if (home / "dagster.yaml").read_text() != EMBEDDED.read_text():
+            return f"{home / 'dagster.yaml'} is not axe's embedded default"
+    except OSError:
+        pass
+    return ""
+
+
+def _daemon_findings(instance: dg.DagsterInstance, home: Path) -> list[tuple[str, str]]:
+    why = _daemon_expected(instance, home)
+    if not why:
+        return [("warn", f"no dagster-daemon has run on {home} and its dagster.yaml is axe's "
+                         f"embedded default: schedules and sensors run only under a daemon "
+                         f"(README Deployment); fine while `axe backup` runs from cron")]
+    beats = instance.get_daemon_heartbeats()
+    now = time.time()
+    late = []
+    for daemon in instance.get_required_daemon_types():
+        beat = beats.get(daemon)
+        if beat is None or now - beat.timestamp > DAEMON_TOLERANCE_S:
+            late.append(f"{daemon} " + (f"silent for {now - beat.timestamp:.0f} s" if beat
+                                        else "never seen"))
+    found = [("FAIL", f"dagster-daemon expected ({why}) but not running: {', '.join(late)}; "
+                      f"nothing is scheduled or queued until it runs: start it "
+                      f"(deploy/axe-dagster-daemon.service or the launchd plist)")] if late \
+        else [("ok", "dagster-daemon running (every required daemon sent a heartbeat within "
+                     f"{DAEMON_TOLERANCE_S} s)")]
+    stopped = sorted(s.instigator_name for s in instance.all_instigator_state()
+                     if s.status.value == "STOPPED")
+    found.append(("FAIL", f"turned off in the UI: {', '.join(stopped)}; turn them on again "
+                          f"(Automation) or backups and checks do not run on time")
+                 if stopped else ("ok", "no schedule or sensor is turned off"))
+    return found
+
+
+def instance_findings(home: Path | str | None = None) -> list[tuple[str, str]]:
+    """Given the Dagster home (default $DAGSTER_HOME, else ~/.axe/dagster), return what `axe
+    doctor` says about it as (status, text): whether the instance opens and its run storage
+    answers, and — when a daemon is expected (_daemon_expected) — whether it runs and whether
+    any schedule or sensor was turned off."""
+    with DagsterOpsHistory(home=home) as history:
+        instance = history.instance()
+        if instance is None:
+            missing = not (history.home / "dagster.yaml").is_file()
+            return [("warn" if missing else "FAIL",
+                     f"{history.error}" + ("; `axe init` creates it" if missing else
+                                           "; fix dagster.yaml or its storage"))]
+        try:
+            runs = instance.get_runs_count()
+            storage = type(instance.run_storage).__name__
+            return [("ok", f"Dagster instance {history.home}: {runs} run(s) recorded "
+                           f"({storage})"), *_daemon_findings(instance, history.home)]
+        except Exception as exc:  # noqa: BLE001 - any storage failure is the finding
+            return [("FAIL", f"Dagster instance {history.home} does not answer: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                             f"; is its storage (database) up?")]

@@ -1,44 +1,44 @@
-"""What `axe doctor` does: restic, customers.yaml, then per customer its repository,
-databases and folders, its ring peers (ssh) and their pushes to us, and mounted cold volumes.
-Every probe is bounded (restic and ssh timeouts); each finding is yielded as it is made."""
+"""What `axe doctor` does: restic, customers.yaml and every password source in it, then per
+customer its repository (free space against the last set), databases, folders and the client
+tools against each server, its ring peers (ssh, free space, chunker parameters) and their
+pushes to us, mounted cold volumes (the same), and the Dagster instance with its daemon.
+Every probe is bounded (restic, ssh and tool timeouts); each finding is yielded as it is
+made. Exit codes (README): 0 ok, 1 a FAIL (warnings keep 0), 3 without restic."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from axe_pipelines.actions.doctor_checks import (
+    Finding,
+    TierAFacts,
+    chunker,
+    disk_free,
+    free_space,
+    password_sources,
+    same_chunker,
+    tool_versions,
+)
 from axe_pipelines.backup import local_restic
-from axe_pipelines.cold import find_volumes
+from axe_pipelines.cold import find_volumes, volume_restic
 from axe_pipelines.config import Customer, Site, load_config
-from axe_pipelines.errors import EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE
 from axe_pipelines.inbound import inbound_state
 from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.restic import ResticError, find_restic, restic_version
 from axe_pipelines.ring import ring_peers
+from axe_pipelines.sets import group_sets
+
+InstanceProbe = Callable[[], Iterable[tuple[str, str]]]
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One line of `axe doctor`: `status` is ok, warn or FAIL. `unusable`: restic itself is
-    missing, so nothing else could be checked."""
-
-    status: str
-    text: str
-    unusable: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        """Return 3 (restic unusable), 1 (FAIL) or 0 (ok, warn)."""
-        if self.unusable:
-            return EXIT_UNUSABLE
-        return EXIT_FAILED if self.status == "FAIL" else EXIT_OK
-
-
-def doctor(config_path: Path | None) -> Iterator[Finding]:
-    """Given the --config path (None: the usual places), yield every finding. Stops after
-    the first when restic is unusable; raise ConfigError when customers.yaml is invalid."""
+def doctor(config_path: Path | None,
+           instance: InstanceProbe | None = None) -> Iterator[Finding]:
+    """Given the --config path (None: the usual places) and the Dagster layer's probe of the
+    instance (checks/history.instance_findings: (status, text) pairs), yield every finding.
+    Stops after the first when restic is unusable; raise ConfigError when customers.yaml is
+    invalid."""
     try:
         binary = find_restic()
     except ResticError as exc:
@@ -47,19 +47,29 @@ def doctor(config_path: Path | None) -> Iterator[Finding]:
     yield Finding("ok", f"restic {'.'.join(map(str, restic_version(binary) or ()))} ({binary})")
     site = load_config(config_path)
     yield Finding("ok", f"config {site.path}")
+    yield from password_sources(site)
+    facts: dict[str, TierAFacts] = {}
     for name in site.backed_up_customers():
-        yield from _local(name, site.customers[name])
-    yield from _ring(site)
-    yield from _cold(site)
+        yield from _local(name, site.customers[name], facts)
+        yield from tool_versions(name, site.customers[name])
+    yield from _ring(site, facts)
+    yield from _cold(site, facts)
+    for status, text in instance() if instance is not None else ():
+        yield Finding(status, text)
 
 
-def _local(name: str, customer: Customer) -> Iterator[Finding]:
-    """The customer's tier-A repository, each database and each folder."""
+def _local(name: str, customer: Customer, facts: dict[str, TierAFacts]) -> Iterator[Finding]:
+    """The customer's tier-A repository (free space against its newest set; its chunker
+    parameters go into `facts` for the copy tiers), each database and each folder."""
     restic = local_restic(name, customer)
     try:
-        n = len(restic.snapshots(tags=[f"customer={name}"]))
-        yield Finding("ok", f"{restic.repo.label}: {n} snapshot(s)")
-    except ResticError as exc:
+        snaps = restic.snapshots(tags=[f"customer={name}"])
+        yield Finding("ok", f"{restic.repo.label}: {len(snaps)} snapshot(s)")
+        sets = group_sets(snaps)
+        facts[name] = TierAFacts(chunker(restic), sets[-1] if sets else None)
+        yield from free_space(restic.repo.label, disk_free(restic.repo.location),
+                              facts[name].newest)
+    except (ResticError, ValueError) as exc:
         yield Finding("FAIL", str(exc))
     for db_name, db in customer.databases.items():
         conn = Connection(db.server, customer.servers[db.server],
@@ -78,9 +88,10 @@ def _local(name: str, customer: Customer) -> Iterator[Finding]:
                           f"folder {folder_name}: {path} does not exist")
 
 
-def _ring(site: Site) -> Iterator[Finding]:
-    """Tier B: every peer a customer pushes to (one ssh probe each), and every peer that
-    pushes to us (its newest push's age)."""
+def _ring(site: Site, facts: dict[str, TierAFacts]) -> Iterator[Finding]:
+    """Tier B: every peer a customer pushes to (one ssh probe each; free space there against
+    the newest set, chunker parameters against tier A's), and every peer that pushes to us
+    (its newest push's age)."""
     pushing = [n for n in site.backed_up_customers()
                if (t := site.customers[n].tiers) is not None and t.ring is not None]
     for name in pushing:
@@ -91,7 +102,8 @@ def _ring(site: Site) -> Iterator[Finding]:
             continue
         for peer in peers:
             try:
-                st = link(site, name, peer).probe()
+                pl = link(site, name, peer)
+                st = pl.probe()
             except RingError as exc:
                 yield Finding("FAIL", str(exc))
                 continue
@@ -99,6 +111,10 @@ def _ring(site: Site) -> Iterator[Finding]:
             yield Finding("ok", f"ring peer {peer} reachable at {st.host}"
                                 f"{' (ssh_ip fallback)' if st.via_fallback else ''}: restic "
                                 f"{st.restic_version or 'not found'}, {free}")
+            if (fact := facts.get(name)) is not None:
+                yield from free_space(f"ring peer {peer}", st.free_bytes, fact.newest)
+                yield from same_chunker(f"tier B of {name} at {peer}", fact.chunker,
+                                        pl.restic(st.host))
         hours = ring_settings(site.customers[name]).inbound_freshness_hours
         for peer, block in sorted(site.peers().items()):
             state = inbound_state(block)
@@ -112,8 +128,9 @@ def _ring(site: Site) -> Iterator[Finding]:
                               + " (ring backup 단방향? ask its operator)")
 
 
-def _cold(site: Site) -> Iterator[Finding]:
-    """Tier C: the mounted volumes and when each customer last synced onto them."""
+def _cold(site: Site, facts: dict[str, TierAFacts]) -> Iterator[Finding]:
+    """Tier C: the mounted volumes, when each customer last synced onto them, their free
+    space against the newest set and their chunker parameters against tier A's."""
     for name in site.backed_up_customers():
         customer = site.customers[name]
         if not (customer.tiers and customer.tiers.cold):
@@ -126,3 +143,7 @@ def _cold(site: Site) -> Iterator[Finding]:
         for v in volumes:
             last = ((v.marker or {}).get("last_sync") or {}).get(name, "never")
             yield Finding("ok", f"{v.label()}: last sync of {name} {last}")
+            if (fact := facts.get(name)) is not None:
+                yield from free_space(v.label(), disk_free(v.path), fact.newest)
+                yield from same_chunker(f"tier C of {name} on {v.label()}", fact.chunker,
+                                        volume_restic(v, cold))

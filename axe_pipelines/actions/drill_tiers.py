@@ -31,11 +31,13 @@ def failure_reason(exc: BaseException, tier: str) -> str:
     is named as what it is: damage in that tier's repository, and what to run."""
     text = f"{exc}\n{getattr(exc, 'detail', '') or ''}"
     m = _PACK.search(text)
-    if not m:
+    pack = getattr(exc, "pack", None) or (m[1] if m else None)  # restic's RepositoryDamaged
+    if not pack:
         return first_line(exc)
-    cause = next((ln.rsplit(": ", 1)[-1].strip() for ln in text.splitlines()
-                  if m[1] in ln and ": " in ln), "unreadable")
-    return (f"pack {m[1][:10]} of the {tier} repository is damaged ({cause}); run "
+    cause = getattr(exc, "cause", None) or next(
+        (ln.rsplit(": ", 1)[-1].strip() for ln in text.splitlines() if pack in ln and ": " in ln),
+        "unreadable")
+    return (f"pack {pack[:10]} of the {tier} repository is damaged ({cause}); run "
             f"`restic check --read-data` (`axe check`) on it")
 
 

@@ -138,6 +138,11 @@ def test_drill_proves_every_item_keeps_evidence_and_reports(
         [dg.AssetCheckKey(drill_key("axe"), "restorable_everywhere")])
     assert check
 
+    # axe integrity-check compares the same digest after its own staging restore.
+    assert _axe(path, "integrity-check", "--customer", "axe", "--target", "index") == 0
+    checked = capsys.readouterr().out
+    assert "checksum-tables" in checked and "FAILED" not in checked
+
     # Past drills, from the evidence folder.
     assert _axe(path, "drill", "--report", "--last", "3") == 0
     past = capsys.readouterr().out

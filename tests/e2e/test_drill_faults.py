@@ -144,3 +144,29 @@ def test_ctrl_c_mid_drill_tears_staging_down_and_exits_130(tmp_path, server_a, s
     assert leftovers(work_dir) == [] and staging_processes(work_dir) == []
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # nobody listens there any more
+
+
+def test_the_drills_own_staging_server_wants_its_random_password(work_dir):  # noqa: F811
+    """A throwaway staging server: 0700 folder, scram over TCP with a random password (a
+    wrong one is refused), and nothing of it after the block."""
+    from axe_pipelines.actions.drill_staging import DrillStaging
+    from axe_pipelines.config import Server
+    from axe_pipelines.postgres.client import Connection, PostgresError
+    from axe_pipelines.secrets import EnvSource
+
+    with DrillStaging(parent=work_dir) as staging:
+        root = staging.root
+        assert root is not None and (root.stat().st_mode & 0o777) == 0o700
+        assert staging.connection("postgres").psql("SELECT 1;") == [["1"]]
+        port = staging.server.port
+        os.environ["AXE_TEST_WRONG_PW"] = "not-the-password"
+        try:
+            wrong = Connection("x", Server(host="127.0.0.1", port=port, user="postgres",
+                                           password=EnvSource(env="AXE_TEST_WRONG_PW")),
+                               "postgres")
+            with pytest.raises(PostgresError, match="password authentication failed"):
+                wrong.psql("SELECT 1;")
+        finally:
+            del os.environ["AXE_TEST_WRONG_PW"]
+    assert not root.exists() and leftovers(work_dir) == []
+    assert staging_processes(work_dir) == []

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from axe_pipelines.damage import explain_damage
+from axe_pipelines.postgres.client import PostgresError
 from axe_pipelines.postgres.dump import read_dump
-from axe_pipelines.restic import Restic
+from axe_pipelines.restic import RepositoryDamaged, Restic
 
 
 @dataclass
@@ -27,9 +29,23 @@ def verify_dump(restic: Restic, snapshot_id: str, path: str, *, fmt: str,
     """Given a dump's snapshot and the row counts taken when it was made, read the dump out
     of the repository and return the DumpCheck: complete, and every counted table with
     exactly the counted number of rows. Raise the mapped ResticError or PostgresError when
-    the dump cannot be read at all."""
-    with restic.dump(snapshot_id, "/" + path.lstrip("/")) as stream:
-        contents = read_dump(stream, fmt=fmt)
+    the dump cannot be read at all: RepositoryDamaged (naming the pack and the older
+    snapshots clear of it, and recorded for `axe status`) when restic met a damaged pack."""
+    unreadable: PostgresError | None = None
+    try:
+        with restic.dump(snapshot_id, "/" + path.lstrip("/")) as stream:
+            try:
+                contents = read_dump(stream, fmt=fmt)
+            except PostgresError as exc:
+                # A stream cut short by restic: restic's own reason (a damaged pack) is the
+                # one to tell, so let restic finish and say it before this one.
+                unreadable = exc
+    except RepositoryDamaged as exc:
+        raise RepositoryDamaged(explain_damage(restic, exc, snapshot_id, "the restorable "
+                                               f"check of {path.lstrip('/')}"),
+                                pack=exc.pack, cause=exc.cause, detail=exc.detail) from None
+    if unreadable is not None:
+        raise unreadable
     problems = []
     for table, want in sorted(expected_counts.items()):
         got = contents.tables.get(table)

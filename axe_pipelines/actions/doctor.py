@@ -23,6 +23,7 @@ from axe_pipelines.actions.doctor_checks import (
 from axe_pipelines.backup import local_restic
 from axe_pipelines.cold import find_volumes, volume_restic
 from axe_pipelines.config import Customer, Site, load_config
+from axe_pipelines.damage import recorded_damage
 from axe_pipelines.inbound import inbound_state
 from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.postgres.client import Connection, PostgresError
@@ -71,6 +72,8 @@ def _local(name: str, customer: Customer, facts: dict[str, TierAFacts]) -> Itera
                               facts[name].newest)
     except (ResticError, ValueError) as exc:
         yield Finding("FAIL", str(exc))
+    if damage := recorded_damage(restic.repo.location):
+        yield Finding("FAIL", damage)
     for db_name, db in customer.databases.items():
         conn = Connection(db.server, customer.servers[db.server],
                           customer.database_name(db_name))

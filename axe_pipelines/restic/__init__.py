@@ -14,6 +14,7 @@ from axe_pipelines.restic.client import Restic
 from axe_pipelines.restic.errors import (
     BackupIncomplete,
     LockHolder,
+    RepositoryDamaged,
     RepositoryLocked,
     RepositoryMissing,
     ResticError,
@@ -31,6 +32,7 @@ __all__ = [
     "BackupSummary",
     "LockHolder",
     "Repository",
+    "RepositoryDamaged",
     "RepositoryLocked",
     "RepositoryMissing",
     "Restic",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from axe_pipelines import interrupt
 from axe_pipelines.postgres.client import (
     PSQL_FLAGS,
     Connection,
@@ -170,6 +172,10 @@ class SnapshotSession:
     def __enter__(self) -> SnapshotSession:
         self._proc = spawn_tool([*self.conn.tool("psql"), *self.conn.conn_args(), *PSQL_FLAGS],
                                 what=self.conn.where, env=self.conn.env(), text=True)
+        # Ctrl-C / SIGTERM end the session at once (interrupt.py): the server then ends the
+        # transaction, so no "idle in transaction" stays behind on a production database.
+        self._watch = interrupt.watched(self._proc, sig=signal.SIGTERM)
+        self._watch.__enter__()
         return self
 
     def query(self, sql: str) -> list[list[str]]:
@@ -234,6 +240,7 @@ class SnapshotSession:
             for stream in (proc.stdout, proc.stderr):
                 if stream:
                     stream.close()
+            self._watch.__exit__(None, None, None)
 
 
 # --- reading a dump back -----------------------------------------------------------------------

@@ -99,9 +99,12 @@ def free_space(location: str) -> str:
     while not path.exists() and path != path.parent:
         path = path.parent
     try:
-        return f"{shutil.disk_usage(path).free / 1024 ** 3:.1f} GiB free"
+        free = shutil.disk_usage(path).free
     except OSError:
         return "free space unknown"
+    # Below 0.1 GiB "0.0 GiB" would hide whether anything is left at all.
+    return f"{free / 1024 ** 3:.1f} GiB free" if free >= 1024 ** 3 / 10 else \
+        f"{free / 1024 ** 2:.1f} MiB free"
 
 
 @dataclass(frozen=True)

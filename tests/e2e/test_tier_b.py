@@ -3,12 +3,17 @@ tier-A set dumped from the test PostgreSQL clusters."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +24,8 @@ import yaml
 
 from axe_pipelines import cli
 from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
-from axe_pipelines.backup import TAG_TOOL, local_restic, run_tier_a
-from axe_pipelines.checks.tier_b import set_present_result
+from axe_pipelines.backup import local_restic, run_tier_a
+from axe_pipelines.checks.tier_b import set_present_result, tier_a_running
 from axe_pipelines.config import Site as SiteModel
 from axe_pipelines.config import load_config
 from axe_pipelines.definitions import tier_b_definitions
@@ -309,39 +314,130 @@ def test_peer_now_check_runs_on_its_own_between_pushes(site: Site, dagster_home)
         {k: str(v.value) for k, v in gone.metadata.items()}) + gone.description
 
 
+class HeldRun:
+    """A real tier-A run (`axe backup --local` in a subprocess) held mid-dump: one database's
+    table is locked ACCESS EXCLUSIVE by another session (as a long migration would), so that
+    database's dump waits while the rest of tonight's set is written. `release()` commits the
+    lock and waits for the run to finish."""
+
+    def __init__(self, root: Path, data: dict[str, Any], server_a, instance: dg.DagsterInstance):
+        self.server, self.instance = server_a, instance
+        self.tier_a = Restic(Repository(str(root / "repo"), EnvSource(env=REPO_PASSWORD_ENV),
+                                        "tier A (direct)"), timeout=60)
+        self.db = "held_" + uuid.uuid4().hex[:8]
+        server_a.psql(f'CREATE DATABASE "{self.db}";')
+        server_a.psql("CREATE TABLE ledger (id int); INSERT INTO ledger SELECT "
+                      "generate_series(1, 100);", dbname=self.db)
+        data = copy.deepcopy(data)
+        data["axe"]["databases"][self.db] = {"server": "frame-postgres"}
+        path = root / "customers-held.yaml"
+        path.write_text(yaml.safe_dump(data))
+        env = {**os.environ, "PGPASSWORD": server_a.password}
+        self.locker = subprocess.Popen(
+            [str(server_a.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p",
+             str(server_a.port), "-U", server_a.user, "-d", self.db], env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.locker.stdin and self.locker.stdout
+        self.locker.stdin.write("BEGIN; LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE; "
+                                "SELECT 'locked';\n")
+        self.locker.stdin.flush()
+        assert self.locker.stdout.readline().strip() == "locked"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "axe_pipelines.cli", "--config", str(path), "backup",
+             "--local"], env={**os.environ, "DAGSTER_HOME": os.environ["DAGSTER_HOME"]},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.run_id = self._wait_until_held()
+
+    def _wait_until_held(self) -> str:
+        """Waits until the held database's dump waits on the lock, the run is STARTED in
+        Dagster's storage and has written part of its set; returns the run id."""
+        deadline = time.monotonic() + 180
+        while True:
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, "tier A never got held mid-dump"
+            waiting = self.server.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                       f"'{self.db}' AND wait_event_type = 'Lock';")
+            runs = self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
+                                                        job_name="axe_tier_a"))
+            if int(waiting[0][0]) and runs and self.written(runs[0].run_id):
+                return runs[0].run_id
+            time.sleep(0.2)
+
+    def written(self, run_id: str | None = None) -> list[str]:
+        """Return the ids of the snapshots the held run has written so far."""
+        return [s.id for s in self.tier_a.snapshots(tags=[f"run={run_id or self.run_id}"])]
+
+    def running(self) -> bool:
+        """True while the run is still STARTED in Dagster's storage and its process lives."""
+        run = self.instance.get_run_by_id(self.run_id)
+        return self.proc.poll() is None and run is not None and not run.is_finished
+
+    def release(self) -> subprocess.CompletedProcess[str]:
+        """Commit the lock, wait for the run to end and return how `axe backup` ended."""
+        if self.locker.poll() is None:
+            assert self.locker.stdin
+            self.locker.stdin.write("COMMIT;\n")
+            self.locker.stdin.close()
+            self.locker.wait(60)
+        out, err = self.proc.communicate(timeout=300)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+
+    def close(self) -> None:
+        """Clean up whatever is left: the lock, the run, the database."""
+        if self.proc.poll() is None or self.locker.poll() is None:
+            try:
+                self.release()
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.server.psql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE);')
+
+
+@contextmanager
+def tier_a_held_mid_dump(root: Path, data: dict[str, Any], server_a) -> Iterator[HeldRun]:
+    """Yield a HeldRun on the tier-A repository under `root` (customers.yaml data `data`),
+    recorded in $DAGSTER_HOME; everything it started is ended on the way out."""
+    held = HeldRun(root, data, server_a, dg.DagsterInstance.get())
+    try:
+        yield held
+    finally:
+        held.close()
+
+
 def test_a_set_still_being_written_by_tier_a_is_not_copied(site: Site, dagster_home):
-    """Tier A's run is still in progress (its Dagster run is STARTED) and has written one
-    snapshot of tonight's set: tier B copies the last finished set, never the half-written
-    one; once the tier-A run has ended, the new set is copied."""
+    """A real tier-A run is in progress (held mid-dump by a table lock) and has written part
+    of tonight's set: tier B copies the last finished set, never the half-written one, and
+    says which set it left out; once the tier-A run has ended, the new set is copied whole."""
     config = site.config()
     instance = dg.DagsterInstance.get()
-    running = instance.add_run(dg.DagsterRun(job_name="axe_tier_a",
-                                             status=dg.DagsterRunStatus.STARTED))
-    half = local_restic("axe", config.customer("axe")).backup_paths(
-        [site.root / "files" / "contract.txt"], at=datetime(2026, 5, 21, 3, 0, tzinfo=UTC),
-        tags=[TAG_TOOL, "customer=axe", "kind=files", "folder=files", f"run={running.run_id}"])
-    asset = build_tier_b_asset(config, "axe", "realchoice", retry=False)
     # The scheduled job is queued behind tier-A runs on the same repository...
     job = next(j for j in tier_b_definitions(config, "axe").jobs if j.name == "axe_tier_b")
     assert job.tags["axe/repository"] == repository_tags(
         config.customer("axe"))["axe/repository"]
     # ...and its op shares tier A's pool (one op at a time per tier-A repository).
+    asset = build_tier_b_asset(config, "axe", "realchoice", retry=False)
     assert asset.op.pool == repository_pool(config.customer("axe"))
 
-    result = dg.materialize([asset], instance=instance, raise_on_error=False)
-    assert result.success
-    meta = result.get_asset_materialization_events()[0].materialization.metadata
-    assert meta["set"].value == "run-template"
-    assert half.snapshot_id not in {s.original for s in site.peer_repo().snapshots()}
-    logs = [e.user_message for e in instance.all_logs(result.run_id)]
-    assert any("still writing" in m and running.run_id[:8] in m for m in logs)
+    data = _customers(site.root, site.server_a, site.server_b, ring=site.ring, peer=site.peer)
+    with tier_a_held_mid_dump(site.root, data, site.server_a) as held:
+        half = held.written()
+        logs: list[str] = []
+        # What the asset does, with the same question to Dagster's run storage.
+        result = push_set(config, "axe", "realchoice", log=logs.append,
+                          in_progress=tier_a_running(instance))
+        assert held.running(), "tier A finished while tier B ran: the test proved nothing"
+        assert result.run_id == "run-template"
+        at_peer = {s.original for s in site.peer_repo().snapshots()}
+        assert half and not set(half) & at_peer
+        assert any("left out" in m and "still writing" in m and held.run_id[:8] in m
+                   for m in logs), logs
 
-    instance.report_run_failed(running)  # tier A's run has ended
-    result = dg.materialize([asset], instance=instance, raise_on_error=False)
-    assert result.success
-    meta = result.get_asset_materialization_events()[0].materialization.metadata
-    assert meta["set"].value == running.run_id
-    assert half.snapshot_id in {s.original for s in site.peer_repo().snapshots()}
+        done = held.release()  # the migration commits; tier A's run ends
+        assert done.returncode == 0, done.stderr
+    result = push_set(config, "axe", "realchoice", in_progress=tier_a_running(instance))
+    assert result.run_id == held.run_id
+    assert set(held.written()) <= {s.original for s in site.peer_repo().snapshots()}
+    assert set(half) < set(held.written())  # the set was only part-written when held
 
 
 def test_secrets_and_options_stay_out_of_argv(site: Site):

@@ -22,6 +22,7 @@ import yaml
 
 from axe_pipelines import cli
 from axe_pipelines.backup import local_restic
+from axe_pipelines.checks.tier_b import tier_a_running
 from axe_pipelines.checks.tier_c import volumes_current_result
 from axe_pipelines.cold import (
     MARKER,
@@ -40,7 +41,11 @@ from axe_pipelines.rotation import expected_volume, first_turn_ends
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sets import list_sets
 from axe_pipelines.tiers import open_tier
-from tests.e2e.test_tier_b import _customers, tier_a_template  # noqa: F401 - shared fixture
+from tests.e2e.test_tier_b import (  # noqa: F401 - tier_a_template: the shared fixture
+    _customers,
+    tier_a_held_mid_dump,
+    tier_a_template,
+)
 from tests.mounts import REFUSED, mount_tmpfs, require_tmpfs, umount, umount_all
 
 COLD_PASSWORD_ENV = "AXE_TEST_COLD_PASSWORD"
@@ -184,6 +189,35 @@ def test_volume_pulled_mid_copy_fails_cleanly_and_next_mount_finishes(site: Site
     finally:
         umount_all(path)
         umount_all(flash)
+
+
+def test_a_set_still_being_written_by_tier_a_is_never_copied_to_a_volume(site: Site,
+                                                                       dagster_home):
+    """README: tier C never copies an unfinished set. A real tier-A run is held mid-dump (a
+    table lock) with part of tonight's set written: the sync copies the last finished set and
+    says which it left out; once tier A's run has ended, the next sync copies the new set."""
+    config = site.config()
+    cold = config.customer("axe").tiers.cold
+    path = site.volume(1)
+    instance = dg.DagsterInstance.get()
+    data = _customers(site.root, site.server_a, site.server_b, ring=None, peer=None)
+    data["axe"]["tiers"]["cold"] = site.cold
+    with tier_a_held_mid_dump(site.root, data, site.server_a) as held:
+        half = held.written()
+        logs: list[str] = []
+        # What the tier-C asset does, with the same question to Dagster's run storage.
+        result = sync_volume(config, "axe", volume_at(cold, path), log=logs.append,
+                             in_progress=tier_a_running(instance))
+        assert held.running(), "tier A finished while tier C ran: the test proved nothing"
+        assert result.run_id == "run-template"
+        on_volume = {s.original for s in site.repo_on(path).snapshots()}
+        assert half and not set(half) & on_volume
+        assert any("left out" in m and held.run_id[:8] in m for m in logs), logs
+        assert held.release().returncode == 0
+    result = sync_volume(config, "axe", volume_at(cold, path),
+                         in_progress=tier_a_running(instance))
+    assert result.run_id == held.run_id and set(half) < set(held.written())
+    assert set(held.written()) <= {s.original for s in site.repo_on(path).snapshots()}
 
 
 def test_what_restic_wrote_after_the_volume_went_away_is_removed(site: Site):

@@ -144,6 +144,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from axe_pipelines.integrity import format_table
     from axe_pipelines.resources import DagsterDumpHistory
 
+    if args.cleanup:
+        from axe_pipelines.cli_cleanup import cmd_cleanup  # its printing lives there
+
+        return cmd_cleanup(args)
     config = load_config(args.config)
     if args.undo:
         if not args.target:
@@ -284,8 +288,8 @@ def _restore_commands(sub: argparse._SubParsersAction) -> None:
     restore.add_argument("--as-of", default="latest",
                          help="2026-05-20 (end of day), 2026-05-20T03:00, latest, or last-valid "
                               "(with --check)")
-    restore.add_argument("--target", help="database (frame, frame-postgres, …) or folder; "
-                         "default: everything in the set")
+    restore.add_argument("--target", help="database (frame, frame-postgres, …), folder, or "
+                         "server (every database on it); default: everything in the set")
     restore.add_argument("--table", help="only this table (schema.table or name) of --target; "
                          "without --target, of the one database whose dump holds it")
     restore.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
@@ -302,6 +306,14 @@ def _restore_commands(sub: argparse._SubParsersAction) -> None:
     restore.add_argument("--undo", metavar="STAMP",
                          help="with --target: put back the database a restore replaced "
                          "(<db>_before_restore_STAMP, as the restore printed)")
+    restore.add_argument("--cleanup", action="store_true", help="list the databases and "
+                         "folders restores kept (<db>_before_restore_*, <db>_restored_*, "
+                         "<folder>.restored-*) older than --older-than, then drop them once "
+                         "confirmed (--yes in scripts; --dry-run only lists)")
+    restore.add_argument("--older-than", default="7d", metavar="AGE",
+                         help="with --cleanup: 7d (default), 36h, 1m; 0 for all")
+    restore.add_argument("--yes", action="store_true", help="with --cleanup: drop without "
+                         "asking")
     restore.set_defaults(func=cmd_restore)
 
     integrity = sub.add_parser("integrity-check",

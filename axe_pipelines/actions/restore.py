@@ -47,6 +47,7 @@ from axe_pipelines.actions.selection import (
     resolve_database,
     resolve_target,
     scratch_dir,
+    server_databases,
     snapshot_size,
     tier_label,
 )
@@ -170,7 +171,8 @@ def run_restore(config: Site, opts: RestoreOptions, *, history: DumpHistory = NO
     if opts.dry_run:
         _dry_run(ctx, opts, the_set, work, report, where)
     else:
-        _restore_all(ctx, opts, the_set, work, report, where, whole_set=target is None)
+        _restore_all(ctx, opts, the_set, work, report, where,
+                     whole_set=target is None or target.kind == "server")
     return report
 
 
@@ -180,7 +182,7 @@ def _check_options(customer: Customer, opts: RestoreOptions) -> Target | None:
         raise RestoreError(f"{opts.customer} has no tiers.local; nothing to restore")
     target = resolve_target(opts.customer, customer, opts.target) if opts.target else None
     if opts.table and target is not None and target.kind != "database":
-        raise RestoreError(f"--table needs a database; {opts.target} is a folder")
+        raise RestoreError(f"--table needs a database; {opts.target} is a {target.kind}")
     if opts.as_of == LAST_VALID and not opts.check:
         db_names = [target.name] if target and target.kind == "database" else \
             list(customer.databases)
@@ -202,6 +204,9 @@ def _work(customer: Customer, the_set: BackupSet, target: Target | None,
                 *(("folder", f) for f in customer.folders)]
     if target.kind == "database":
         return [("table" if opts.table else "database", target.name)]
+    if target.kind == "server":  # the server's roles, then every database on it
+        return [*((("roles", target.name),) if the_set.member("roles", target.name) else ()),
+                *(("database", d) for d in server_databases(customer)[target.name])]
     return [("folder", target.name)]
 
 

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from axe_pipelines.postgres.client import (
     Connection,
@@ -124,9 +125,16 @@ def pg_restore_script(dump_file: Path, entries: list[TocEntry], out: Path, *,
 # --- the live database -------------------------------------------------------------------------
 
 
-def stamp(now: datetime | None = None) -> str:
-    """Return the time (default now) as the `<stamp>` of restore names: 20260520030042."""
-    return (now or datetime.now()).strftime("%Y%m%d%H%M%S")
+def stamp(now: datetime | None = None, zone: str | None = None) -> str:
+    """Return the time (default now) as the `<stamp>` of restore names, 20260520030042, on
+    the wall clock of `zone` (the customer's, so names read like its --as-of times; default
+    this machine's)."""
+    tz = ZoneInfo(zone) if zone else None
+    if now is None:
+        now = datetime.now(tz)
+    elif tz is not None and now.tzinfo is not None:
+        now = now.astimezone(tz)
+    return now.strftime("%Y%m%d%H%M%S")
 
 
 def database_exists(conn: Connection) -> bool:
@@ -237,14 +245,15 @@ class RestoredDatabase:
 
 def restore_database(conn: Connection, dump_file: Path, fmt: str, *, exists: bool,
                      force: bool, jobs: int, verify: Verify, where: str,
-                     step: StepFn = no_step, on_line: Say = _quiet) -> RestoredDatabase:
+                     step: StepFn = no_step, on_line: Say = _quiet,
+                     zone: str | None = None) -> RestoredDatabase:
     """Given the database (`exists`: whether it does now) and a dump file, restore the dump
     into a new database with the current one's encoding, locale and owner, call `verify` on
     it (it returns the failed checks), give it the current settings, grants and comment, then
     swap names so the copy is `<db>` and the previous one `<db>_before_restore_<stamp>`.
-    Return the stamp and the kept name. Raise PostgresError — the original untouched, the
-    partial copy dropped — if any step before the swap fails."""
-    tag = stamp()
+    Return the stamp (on `zone`'s clock, see stamp) and the kept name. Raise PostgresError —
+    the original untouched, the partial copy dropped — if any step before the swap fails."""
+    tag = stamp(zone=zone)
     new_name = f"{conn.dbname}_restoring_{tag}"[:63]
     old_name = f"{conn.dbname}_before_restore_{tag}"[:63]
     props = database_properties(conn, dump_file, fmt, exists=exists, new_name=new_name,

@@ -27,7 +27,9 @@ def _customer(tmp_path: Path):
 
 def test_resolve_target_takes_the_runbook_names(tmp_path):
     customer = _customer(tmp_path)
-    for word, want in [("frame", ("database", "frame")), ("frame-postgres", ("database", "frame")),
+    # frame-postgres names the server holding frame and ledger: both (issue 10).
+    for word, want in [("frame", ("database", "frame")),
+                       ("frame-postgres", ("server", "frame-postgres")),
                        ("frame-db", ("database", "frame")), ("ledger_prod", ("database", "ledger")),
                        ("files", ("folder", "files"))]:
         got = resolve_target("axe", customer, word)

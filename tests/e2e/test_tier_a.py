@@ -144,7 +144,11 @@ def test_unreachable_database_is_one_clear_line(make_config, server_a, restic_bi
     assert set(failed) == {"roles/gone-postgres", "db/gone"}
     assert "\n" not in failed["db/gone"]
     assert f"gone-postgres (127.0.0.1:{port})" in failed["db/gone"]
-    assert "Connection refused" in failed["db/gone"] or "connection" in failed["db/gone"].lower()
+    # Which server, which database, and libpq's own reason (nothing listens: refused).
+    refused = f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
+    assert failed["db/gone"].startswith(f"gone-postgres (127.0.0.1:{port})/gone: {refused}")
+    assert failed["roles/gone-postgres"].startswith(f"gone-postgres (127.0.0.1:{port})/")
+    assert refused in failed["roles/gone-postgres"]
     assert {r.item.label for r in result.results if r.ok} >= {"db/frame", "files/files"}
 
 
@@ -256,3 +260,58 @@ def test_servers_are_dumped_in_parallel_lanes(make_config, restic_bin):
     # Within a server: frame starts only after frame-postgres' roles finished.
     assert events.index(("finish", "roles/frame-postgres")) < events.index(("start", "db/frame"))
     assert events.index(("finish", "db/frame")) < events.index(("start", "db/hive"))
+
+
+# pg_dump's stream damaged on its way into restic while pg_dump and the pipeline report
+# success (what a broken exec wrapper or a plain pipe could store); every other tool runs as is.
+DAMAGING_EXEC = 'if [ "$1" = pg_dump ]; then "$@" | {filter}; else exec "$@"; fi'
+
+
+@pytest.mark.parametrize(("database", "fmt", "damage", "says"), [
+    ("frame", "custom", "head -c 30000",  # cut short: the archive ends inside a table's data
+     "pg_restore cannot read the dump"),
+    ("hive", "plain", "sed '/^7\tc7\t/d'",  # one row of axec.employees left out
+     "axec.employees: 41 rows in the dump, 42 counted at dump time"),
+])
+def test_restorable_check_fails_on_a_damaged_dump_naming_what_is_wrong(
+        make_config, tmp_path, server_a, restic_bin, monkeypatch, database, fmt, damage, says):
+    """A damaged dump stored as a normal snapshot with axe's tags (the backup itself said ok):
+    the `restorable` check fails, in the run that stored it and when run on its own later
+    (from the UI: a check-only selection reads the latest dump back), and says what is
+    wrong."""
+    import dagster as dg
+
+    from axe_pipelines.assets.tier_a import build_tier_a
+    from axe_pipelines.names import PROGRESS_RESOURCE, item_key
+
+    from .test_cli_backup import run_axe
+
+    damaging = ["sh", "-c", DAMAGING_EXEC.format(filter=damage), "axe-damage"]
+    path, config = make_config(
+        servers={"frame-postgres": server_entry(server_a, exec=damaging)},
+        databases={database: {"server": "frame-postgres", "format": fmt}}, folders={})
+    home = tmp_path / "home"
+    assert run_axe(path, home, "init").returncode == 0
+    proc = run_axe(path, home, "backup", "--local")
+    axe = config.customer("axe")
+    [dump] = [i for i in plan_tier_a(axe) if i.kind == "pgdump"]
+    key = item_key("axe", dump).to_user_string()
+    # The dump was stored like any other: tagged, in the night's set...
+    [snap] = local_restic("axe", axe).snapshots(tags=["kind=pgdump", f"database={database}"])
+    assert {"axe-pipelines", "customer=axe"} <= set(snap.tags)
+    assert f"db/{database}" in proc.stdout and proc.returncode == 1, proc.stdout + proc.stderr
+    # ...and the check that reads it back says it is not restorable, and why.
+    [line] = [ln for ln in proc.stdout.splitlines() if f"check {key}:restorable:" in ln]
+    assert line.startswith(f"check {key}:restorable: FAILED (") and says in line, line
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the operator's instance, as the UI sees it
+    again = dg.materialize(
+        [build_tier_a("axe", axe)], instance=dg.DagsterInstance.get(),
+        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)},
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(item_key("axe", dump),
+                                                            "restorable")),
+        raise_on_error=False)
+    [evaluation] = again.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert says in (evaluation.description or "")
+    assert evaluation.metadata["snapshot_id"].value == snap.id

@@ -1,6 +1,7 @@
-"""The Dagster runs the CLI starts: a tier's assets executed in this process against the
-operator's instance ($DAGSTER_HOME), so `axe backup` is recorded like a scheduled run, and
-each run's end turned into a plain `RunOutcome` for actions/backup.py.
+"""The Dagster runs the CLI starts: a tier's job executed in this process against the
+operator's instance ($DAGSTER_HOME), so `axe backup` is recorded like a scheduled run of that
+job (its name, its tags, filed under the code location), and each run's end turned into a
+plain `RunOutcome` for actions/backup.py.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from typing import Any
 import dagster as dg
 
 from axe_pipelines.actions.backup import CheckOutcome, CollectingReporter, RunOutcome
-from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.assets.tier_b import build_tier_b_asset
 from axe_pipelines.cold import Volume
 from axe_pipelines.config import Site
-from axe_pipelines.definitions import tier_c_definitions
+from axe_pipelines.definitions import build_definitions
 from axe_pipelines.instance import ensure_dagster_home
+from axe_pipelines.jobs import tier_b_jobs
 from axe_pipelines.names import (
+    PEER_TAG,
     PROGRESS_RESOURCE,
-    TIER_TAG,
     VOLUME_TAG,
-    repository_tags,
-    tier_c_key,
+    location_tags,
+    tier_a_job,
+    tier_c_job,
     tier_c_op,
 )
 
@@ -77,36 +79,50 @@ class InProcessRunner:
         ensure_dagster_home()
         self.instance = dg.DagsterInstance.get()
 
+    def run_job(self, defs: dg.Definitions, job_name: str, *,
+                checks: set[dg.AssetCheckKey] | None = None, tags: dict[str, str] | None = None,
+                resources: dict[str, Any] | None = None,
+                run_config: dict[str, Any] | None = None) -> RunOutcome:
+        """Given definitions holding the job `job_name`, run it here under that name with its
+        own tags (the run queue's `axe/repository` among them), `tags` and the code
+        location's label, so the UI files the run under that job; with `checks`, only those
+        of its asset checks. Return the run's outcome."""
+        job = defs.get_job_def(job_name)
+        if checks is not None:
+            job = job.get_subset(asset_selection=set(job.asset_layer.selected_asset_keys),
+                                 asset_check_selection=checks)
+        return outcome(job.execute_in_process(
+            instance=self.instance, tags={**location_tags(), **(tags or {})},
+            resources=resources, run_config={**(run_config or {}), **_QUIET},
+            raise_on_error=False))
+
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
                skip_restore_check: bool) -> RunOutcome:
-        """Back the customer's tier A up now, progress going to `reporter`; without the
-        restorable checks when `skip_restore_check` (coverage stays; the read-back of every
-        dump can run later from the UI)."""
-        customer = site.customer(customer_name)
-        assets_def = build_tier_a(customer_name, customer)
-        selection = dg.AssetSelection.all()
-        if skip_restore_check:
-            selection = selection.without_checks() | dg.AssetSelection.checks(
-                *[k for k in assets_def.check_keys if k.name != "restorable"])
-        return outcome(dg.materialize(
-            [assets_def], instance=self.instance, selection=selection,
-            resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
-            tags=repository_tags(customer), raise_on_error=False, run_config=_QUIET))
+        """Back the customer's tier A up now as its job `<customer>_tier_a`, progress going to
+        `reporter`; without the restorable checks when `skip_restore_check` (coverage stays;
+        the read-back of every dump can run later from the UI)."""
+        # The code location's own job (its selection names checks of other tiers' jobs);
+        # the CLI's reporter replaces the location's None for this run.
+        defs = build_definitions(site)
+        job = defs.get_job_def(tier_a_job(customer_name))
+        checks = {k for k in job.asset_layer.asset_graph.asset_check_keys
+                  if k.name != "restorable"} if skip_restore_check else None
+        return self.run_job(defs, job.name, checks=checks, resources={
+            PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)})
 
     def tier_b(self, site: Site, customer_name: str, peer: str) -> RunOutcome:
-        """Push the customer's latest set to `peer` now, without the schedule's retries (the
-        operator is watching)."""
+        """Push the customer's latest set to `peer` now as its job `<customer>_tier_b`,
+        without the schedule's retries (the operator is watching)."""
+        push, _ = tier_b_jobs(customer_name, site.customer(customer_name), [])
         asset = build_tier_b_asset(site, customer_name, peer, retry=False)
-        return outcome(dg.materialize([asset], instance=self.instance, tags={TIER_TAG: "b"},
-                                      raise_on_error=False, run_config=_QUIET))
+        return self.run_job(dg.Definitions(assets=[asset], jobs=[push]), push.name,
+                            tags={PEER_TAG: peer})
 
     def tier_c(self, site: Site, customer_name: str, volume: Volume) -> RunOutcome:
-        """Sync the customer's latest set onto `volume` now, with the rotation and
-        volumes_current checks."""
-        defs = tier_c_definitions(site, customer_name)
-        return outcome(dg.materialize(
-            [*defs.assets, *defs.asset_checks], instance=self.instance,
-            selection=[tier_c_key(customer_name)],
-            tags={TIER_TAG: "c", VOLUME_TAG: volume.name}, raise_on_error=False,
+        """Sync the customer's latest set onto `volume` now as its job `<customer>_tier_c`,
+        with the rotation and volumes_current checks."""
+        return self.run_job(
+            build_definitions(site), tier_c_job(customer_name),
+            tags={VOLUME_TAG: volume.name},
             run_config={"ops": {tier_c_op(customer_name): {"config": {
-                "volume": str(volume.path)}}}, **_QUIET}))
+                "volume": str(volume.path)}}}})

@@ -382,9 +382,16 @@ def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
                 if line not in seen:
                     seen.add(line)
                     problems.append(line)
-    if problems or (problems := rules.site_problems(customers)):
+    if problems or (problems := rules.site_problems(customers) + _label_clashes(customers)):
         raise ConfigError(path, problems)
     return Site(customers=customers, path=Path(path))
+
+
+def _label_clashes(customers: dict[str, Customer]) -> list[str]:
+    # node_labels plans tier A (backup.py), which imports this module: import it when used.
+    from axe_pipelines.node_labels import label_clashes
+
+    return label_clashes(customers)
 
 
 def load_config(path: Path | str | None = None) -> Site:

@@ -68,7 +68,8 @@ def inbound_definitions(site: Site) -> dg.Definitions:
     return dg.Definitions(
         assets=[inbound_spec(peer, block, hours) for peer, block in peers],
         asset_checks=[build_arriving_check(peer, block, hours) for peer, block in peers],
-        sensors=[build_inbound_sensor(peer, block, hours) for peer, block in peers])
+        sensors=[build_inbound_sensor(peer, block, hours, site.customers[peer].timezone)
+                 for peer, block in peers])
 
 
 def tier_c_definitions(site: Site, customer_name: str) -> dg.Definitions:

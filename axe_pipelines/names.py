@@ -3,17 +3,30 @@ schedules, sensors, pools, run tags and the resource key. Part of the Dagster la
 `dg.AssetKey`); plain modules do not need any of these.
 
 A customer name may hold '-', which Dagster names cannot: `_name` turns it into '_'. Keys keep
-the customer's own spelling (`axe-b/db/frame/dump`).
+the customer's own spelling (`axe-b/dumps/frame`). The UI labels a node by its key's last
+part, which node_labels.py chooses; `former_keys` lists the keys before that rename (issue 11),
+whose recorded history the readers of dump and sync history still look at.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+import yaml
 
 from axe_pipelines.config import Customer, repository_id
+from axe_pipelines.node_labels import (
+    COLD_LABEL,
+    DRILL_LABEL,
+    KIND_FOLDER,
+    SET_LABEL,
+    inbound_label,
+    item_label,
+)
 
 if TYPE_CHECKING:
     from axe_pipelines.backup import Item
@@ -27,6 +40,11 @@ VOLUME_TAG = "axe/volume"
 PEER_TAG = "axe/peer"
 KIND_TAG = "axe/kind"
 INBOUND_GROUP = "peers"
+# The code location, as workspace.yaml names it; AXE_LOCATION_NAME (deploy/compose.yaml) says
+# otherwise. Runs that `axe` executes itself carry it, so the UI lists them under their job.
+DEFAULT_LOCATION = "axe-site"
+WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
+REPOSITORY_LABEL_TAG = ".dagster/repository"  # Dagster's own: `<repository>@<location>`
 RUN_FAILURE_SENSOR = "axe_run_failure_alerts"  # a failed run of any job: Slack
 ALERT_SENSOR = "axe_check_and_freshness_alerts"  # an ERROR check, a tier gone stale: Slack
 
@@ -46,16 +64,15 @@ def customer_of_job(job_name: str, customers: Iterable[str]) -> str | None:
 
 
 def item_key(customer_name: str, item: Item) -> dg.AssetKey:
-    """Given a tier-A item, return its asset key: `<customer>/db/<name>/dump` for a database
-    dump, `<customer>/<kind>/<name>` for roles, dumpall and folders."""
-    if item.kind == "pgdump":
-        return dg.AssetKey([customer_name, "db", item.name, "dump"])
-    return dg.AssetKey([customer_name, item.kind, item.name])
+    """Given a tier-A item, return its asset key: `<customer>/dumps/<database>`,
+    `<customer>/roles/<server>`, `<customer>/dumpall/<server>-dumpall` or
+    `<customer>/folders/<folder>`."""
+    return dg.AssetKey([customer_name, KIND_FOLDER[item.kind], item_label(item.kind, item.name)])
 
 
 def set_key(customer_name: str) -> dg.AssetKey:
-    """Return the key of the customer's night's set, `<customer>/tier_a/local`."""
-    return dg.AssetKey([customer_name, "tier_a", "local"])
+    """Return the key of the customer's night's set, `<customer>/tier_a/nightly_set`."""
+    return dg.AssetKey([customer_name, "tier_a", SET_LABEL])
 
 
 def tier_b_key(customer_name: str, peer: str) -> dg.AssetKey:
@@ -64,13 +81,14 @@ def tier_b_key(customer_name: str, peer: str) -> dg.AssetKey:
 
 
 def inbound_key(peer: str) -> dg.AssetKey:
-    """Return the key of what a peer pushes to us, `peers/<peer>/inbound`."""
-    return dg.AssetKey(["peers", peer, "inbound"])
+    """Return the key of what a peer pushes to us, `peers/inbound/from-<peer>`."""
+    return dg.AssetKey(["peers", "inbound", inbound_label(peer)])
 
 
 def tier_c_key(customer_name: str) -> dg.AssetKey:
-    """Return the key of the customer's copy on the cold SSDs, `<customer>/tier_c/cold`."""
-    return dg.AssetKey([customer_name, "tier_c", "cold"])
+    """Return the key of the customer's copy on the cold SSDs,
+    `<customer>/tier_c/cold_volumes`."""
+    return dg.AssetKey([customer_name, "tier_c", COLD_LABEL])
 
 
 def tier_asset_key(customer_name: str, tier: str, peer: str | None = None) -> dg.AssetKey:
@@ -84,7 +102,34 @@ def tier_asset_key(customer_name: str, tier: str, peer: str | None = None) -> dg
 
 def drill_key(customer_name: str) -> dg.AssetKey:
     """Return the key of the customer's restore drill, `<customer>/drill/restore_drill`."""
-    return dg.AssetKey([customer_name, "drill", "restore_drill"])
+    return dg.AssetKey([customer_name, "drill", DRILL_LABEL])
+
+
+def former_keys(key: dg.AssetKey) -> list[dg.AssetKey]:
+    """Given an asset key, return the keys the same asset had before issue 11 gave every node
+    a distinct label (`axe/db/frame/dump` for `axe/dumps/frame`, `axe/tier_a/local`,
+    `axe/files/<folder>`, `axe/dumpall/<server>`, `axe/tier_c/cold`,
+    `peers/<peer>/inbound`); empty for a key that did not change. History recorded under
+    those keys stays where it is (README "Asset keys"); readers look there too."""
+    path = list(key.path)
+    if len(path) != 3:
+        return []
+    customer, middle, last = path
+    if customer == "peers" and middle == "inbound" and last.startswith("from-"):
+        return [dg.AssetKey(["peers", last.removeprefix("from-"), "inbound"])]
+    former = {("dumps", last): [customer, "db", last, "dump"],
+              ("folders", last): [customer, "files", last],
+              ("tier_a", SET_LABEL): [customer, "tier_a", "local"],
+              ("tier_c", COLD_LABEL): [customer, "tier_c", "cold"]}.get((middle, last))
+    if middle == "dumpall" and last.endswith("-dumpall"):
+        former = [customer, "dumpall", last.removesuffix("-dumpall")]
+    return [dg.AssetKey(former)] if former else []
+
+
+def history_keys(key: dg.AssetKey) -> list[dg.AssetKey]:
+    """Given an asset key, return it and its former keys: where its recorded materializations
+    are, newest key first."""
+    return [key, *former_keys(key)]
 
 
 # --- asset checks read back by `axe status` ----------------------------------------------------
@@ -215,6 +260,32 @@ def drill_job(customer_name: str) -> str:
     """Return the name of the customer's restore-drill job (and of its quarterly schedule),
     `axe_restore_drill` for the runbook's customer `axe`."""
     return _name(customer_name, "restore_drill")
+
+
+# --- code location ----------------------------------------------------------------------------
+
+
+def location_name(workspace: Path = WORKSPACE) -> str:
+    """Return the code location's name: $AXE_LOCATION_NAME, else the `location_name` of
+    workspace.yaml's entry for axe_pipelines.definitions, else `axe-site`."""
+    if os.environ.get("AXE_LOCATION_NAME"):
+        return os.environ["AXE_LOCATION_NAME"]
+    try:
+        entries = (yaml.safe_load(workspace.read_text()) or {}).get("load_from") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return DEFAULT_LOCATION
+    for entry in entries:
+        module = (entry or {}).get("python_module") if isinstance(entry, dict) else None
+        if isinstance(module, dict) and module.get("module_name") == "axe_pipelines.definitions":
+            name = module.get("location_name")
+            return name if isinstance(name, str) and name else DEFAULT_LOCATION
+    return DEFAULT_LOCATION
+
+
+def location_tags() -> dict[str, str]:
+    """Return the run tag that files a run `axe` executes in its own process under the code
+    location's job (the job's page lists runs by it): `.dagster/repository`."""
+    return {REPOSITORY_LABEL_TAG: f"__repository__@{location_name()}"}
 
 
 # --- pools and run tags ------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from axe_pipelines.assets.metadata import row_counts_from
 from axe_pipelines.backup import Item
 from axe_pipelines.instance import DEFAULT_HOME
-from axe_pipelines.names import item_key
+from axe_pipelines.names import history_keys, item_key
 
 # How far back the history is read: dump materializations of one database, newest first.
 HISTORY_LIMIT = 1000
@@ -35,7 +36,7 @@ class DagsterDumpHistory:
     def counts_for(self, customer: str, database: str,
                    snapshot_id: str) -> dict[str, int] | None:
         """Given a customer, a database and a dump's snapshot id, return the row counts of
-        the `<customer>/db/<database>/dump` materialization that recorded that snapshot, or
+        the `<customer>/dumps/<database>` materialization that recorded that snapshot, or
         None when there is none or the instance cannot be read."""
         found = self._read(customer, database, snapshot_id, "row_counts")
         return None if found is None else {str(k): int(v) for k, v in found.items()}
@@ -65,11 +66,14 @@ class DagsterDumpHistory:
 
 def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey, snapshot_id: str,
               field: str) -> dict | None:
-    records = instance.fetch_materializations(key, limit=HISTORY_LIMIT).records
-    for record in records:
-        mat = record.asset_materialization
-        if mat is None or "snapshot_id" not in mat.metadata:
-            continue
-        if mat.metadata["snapshot_id"].value == snapshot_id and field in mat.metadata:
-            return dict(mat.metadata[field].value)
+    # Dumps recorded before issue 11's key rename are under the former key (names.former_keys).
+    for where in history_keys(key):
+        for record in instance.fetch_materializations(where, limit=HISTORY_LIMIT).records:
+            mat = record.asset_materialization
+            if mat is None or "snapshot_id" not in mat.metadata:
+                continue
+            if mat.metadata["snapshot_id"].value == snapshot_id and field in mat.metadata:
+                value = mat.metadata[field]
+                # row_counts: a table since issue 11, a JSON mapping before.
+                return row_counts_from(value) if field == "row_counts" else dict(value.value)
     return None

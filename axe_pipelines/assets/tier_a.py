@@ -1,10 +1,10 @@
 """Tier A as Dagster assets: one multi-asset per customer.
 
-    <customer>/db/<name>/dump      one per database (pg_dump -Fc -Z0 streamed into restic)
-    <customer>/roles/<server>      pg_dumpall --globals-only per server
-    <customer>/dumpall/<server>    plain pg_dumpall, when enabled for the server
-    <customer>/files/<name>        one per folder, excludes applied
-    <customer>/tier_a/local        the night's set: every member's snapshot, read back
+    <customer>/dumps/<database>          one per database (pg_dump -Fc -Z0 streamed into restic)
+    <customer>/roles/<server>            pg_dumpall --globals-only per server
+    <customer>/dumpall/<server>-dumpall  plain pg_dumpall, when enabled for the server
+    <customer>/folders/<folder>          one per folder, excludes applied
+    <customer>/tier_a/nightly_set        the night's set: every member's snapshot, read back
 
 One op does the whole set so servers run in parallel lanes inside it while the repository's
 pool keeps other runs on the same repository out. It can be subset from the UI (one database,
@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from axe_pipelines.assets.metadata import row_count_table, row_counts_from, short_id, sizes
 from axe_pipelines.backup import (
     Item,
     ItemResult,
@@ -40,6 +41,7 @@ from axe_pipelines.names import (
     PROGRESS_RESOURCE,
     SCHEDULED_TIME_TAG,
     TIER_TAG,
+    history_keys,
     item_key,
     repository_pool,
     set_key,
@@ -47,7 +49,7 @@ from axe_pipelines.names import (
     tier_a_op,
 )
 from axe_pipelines.postgres.client import PostgresError
-from axe_pipelines.progress import LogReporter
+from axe_pipelines.progress import LogReporter, human_bytes
 from axe_pipelines.readback import DumpCheck, verify_dump
 from axe_pipelines.restic import Restic, ResticError
 
@@ -78,25 +80,20 @@ def _describe(customer: Customer, item: Item) -> str:
 
 def item_metadata(result: ItemResult, run: TierAResult) -> dict[str, object]:
     """Given one item's result in a run, return its materialization metadata (a dump's row
-    counts among them: the restore's row-count check reads them back)."""
+    counts among them, as one table: the restore's row-count check reads them back)."""
     meta: dict[str, object] = {
+        "snapshot": short_id(result.snapshot_id),
         "snapshot_id": result.snapshot_id or "",
-        "snapshot_time": run.at.isoformat(),
+        "snapshot_time": run.at.isoformat(),  # the run's logical time, in the tier's zone
         "repository": run.repository,
         "path": result.path or "",
-        "bytes_read": dg.MetadataValue.int(result.bytes_read),
-        "bytes_added": dg.MetadataValue.int(result.bytes_added),
+        **sizes(bytes_read=result.bytes_read, bytes_added=result.bytes_added),
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
     }
     if result.item.kind == "pgdump":
         meta["format"] = result.format or "custom"
         meta["server_version"] = result.server_version or ""
-        meta["row_counts"] = dg.MetadataValue.json(result.row_counts)
-        meta["tables"] = dg.MetadataValue.table(
-            records=[dg.TableRecord({"table": t, "rows": n})
-                     for t, n in sorted(result.row_counts.items())],
-            schema=dg.TableSchema(columns=[dg.TableColumn("table", "string"),
-                                           dg.TableColumn("rows", "int")]))
+        meta["row_counts"] = row_count_table(result.row_counts)
         meta["total_rows"] = dg.MetadataValue.int(sum(result.row_counts.values()))
         if result.table_digests:  # checksum_tables: compared by the drill after a restore
             meta["table_digests"] = dg.MetadataValue.json(result.table_digests)
@@ -112,30 +109,34 @@ def set_metadata(run: TierAResult) -> dict[str, object]:
             "item": r.item.label,
             "status": "ok" if r.ok and r.snapshot_id in by_id else
                       ("skipped" if r.skipped else "failed"),
-            "snapshot": (r.snapshot_id or "")[:8], "bytes_read": r.bytes_read,
-            "bytes_added": r.bytes_added, "seconds": round(r.duration_s, 2)}))
+            "snapshot": short_id(r.snapshot_id), "size_read": human_bytes(r.bytes_read),
+            "size_added": human_bytes(r.bytes_added), "seconds": round(r.duration_s, 2),
+            "snapshot_id": r.snapshot_id or ""}))
     return {
         "logical_time": run.at.isoformat(),
         "repository": run.repository,
-        "snapshot_ids": dg.MetadataValue.json(sorted(by_id)),
         "members": dg.MetadataValue.int(len(by_id)),
         "failed": dg.MetadataValue.json([r.item.label for r in run.failed]),
-        "bytes_read": dg.MetadataValue.int(sum(r.bytes_read for r in run.results)),
-        "bytes_added": dg.MetadataValue.int(sum(r.bytes_added for r in run.results)),
+        **sizes(bytes_read=sum(r.bytes_read for r in run.results),
+                bytes_added=sum(r.bytes_added for r in run.results)),
         "wall_s": dg.MetadataValue.float(round(run.wall_s, 2)),
+        # One row per item: the short id to read, the full one to paste into restic.
         "set": dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=[
             dg.TableColumn("item", "string"), dg.TableColumn("status", "string"),
-            dg.TableColumn("snapshot", "string"), dg.TableColumn("bytes_read", "int"),
-            dg.TableColumn("bytes_added", "int"), dg.TableColumn("seconds", "float")])),
+            dg.TableColumn("snapshot", "string"), dg.TableColumn("size_read", "string"),
+            dg.TableColumn("size_added", "string"), dg.TableColumn("seconds", "float"),
+            dg.TableColumn("snapshot_id", "string")])),
     }
 
 
 def _latest_dump_metadata(context: dg.AssetExecutionContext,
                           key: dg.AssetKey) -> dict[str, object] | None:
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return None
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    # The newest dump under this key, else under its key before issue 11's rename.
+    for where in history_keys(key):
+        event = context.instance.get_latest_materialization_event(where)
+        if event is not None and event.asset_materialization is not None:
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    return None
 
 
 def _restorable(context: AssetExecutionContext, restic: Restic, key: dg.AssetKey,
@@ -151,7 +152,7 @@ def _restorable(context: AssetExecutionContext, restic: Restic, key: dg.AssetKey
         if not meta:
             return restorable_result(key, None, None, "no dump materialized yet")
         snap, path = str(meta["snapshot_id"]), str(meta["path"])
-        fmt, counts = str(meta.get("format", "custom")), dict(meta["row_counts"])
+        fmt, counts = str(meta.get("format", "custom")), row_counts_from(meta["row_counts"])
     try:
         check: DumpCheck = verify_dump(restic, snap, path, fmt=fmt or "custom",
                                        expected_counts=counts)

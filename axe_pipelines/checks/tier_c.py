@@ -1,4 +1,4 @@
-"""Asset checks of tier C on `<customer>/tier_c/cold`: *rotation* (the synced volume is this
+"""Asset checks of tier C on `<customer>/tier_c/cold_volumes`: *rotation* (the synced volume is this
 quarter's; WARN otherwise, naming the expected one) and *volumes_current* (every volume was
 synced within its rotation period — a forgotten SSD in a drawer shows up in the UI).
 (No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from axe_pipelines.assets.metadata import in_zone
 from axe_pipelines.config import ColdTier
-from axe_pipelines.names import tier_c_key
+from axe_pipelines.names import history_keys, tier_c_key
 from axe_pipelines.rotation import first_turn_ends, overdue_volumes
 
 ROTATION = "rotation"
@@ -63,11 +64,11 @@ def last_sync_by_volume(history: Iterable[Mapping[str, object]]) -> dict[int, da
 def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volumes: int,
                            overdue_days: float, now: datetime | None = None,
                            first_turn_ends: Mapping[int, datetime] | None = None,
-                           ) -> dg.AssetCheckResult:
+                           zone: str | None = None) -> dg.AssetCheckResult:
     """Given each volume's last sync, return `volumes_current`: ERROR when a volume was not
     synced within `overdue_days`. `first_turn_ends`: when each volume's first quarter ends
     (cold.first_turn_ends); a volume never synced before then is not yet due. Without it,
-    never synced is overdue."""
+    never synced is overdue. `zone`: the customer's, for the times in the metadata."""
     late, not_yet = overdue_volumes(last, volumes, overdue_days, now or datetime.now(UTC),
                                     first_turn_ends)
     return dg.AssetCheckResult(
@@ -76,24 +77,27 @@ def volumes_current_result(key: dg.AssetKey, last: Mapping[int, datetime], volum
         description=("every volume synced within its rotation period" if not late else
                      "overdue: " + "; ".join(late) + f" (limit {overdue_days:g} days); mount "
                      "that SSD"),
-        metadata={"last_sync_by_volume": {str(n): last[n].isoformat() for n in sorted(last)},
+        metadata={"last_sync_by_volume": {
+                      str(n): in_zone(last[n], zone) if zone else last[n].isoformat()
+                      for n in sorted(last)},
                   "overdue_days": float(overdue_days), "overdue": late,
                   "not_yet_due": not_yet})
 
 
 def _history(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dict[str, object]]:
-    records = instance.fetch_materializations(key, limit=HISTORY).records
     out = []
-    for record in records:
-        mat = record.asset_materialization
-        if mat is not None:
-            out.append({k: v.value for k, v in mat.metadata.items()})
+    # Syncs recorded before issue 11's key rename are under `<customer>/tier_c/cold`.
+    for where in history_keys(key):
+        for record in instance.fetch_materializations(where, limit=HISTORY).records:
+            mat = record.asset_materialization
+            if mat is not None:
+                out.append({k: v.value for k, v in mat.metadata.items()})
     return out
 
 
 def build_volumes_current_check(customer_name: str, cold: ColdTier,
                                 zone: str) -> dg.AssetChecksDefinition:
-    """Return `volumes_current` on `<customer>/tier_c/cold`, evaluated from the asset's
+    """Return `volumes_current` on `<customer>/tier_c/cold_volumes`, evaluated from the asset's
     materialization history (run daily by its own schedule, and with every sync)."""
     key = tier_c_key(customer_name)
 
@@ -105,6 +109,6 @@ def build_volumes_current_check(customer_name: str, cold: ColdTier,
         last = last_sync_by_volume(_history(context.instance, key))
         return volumes_current_result(
             key, last, cold.volumes, cold.overdue_days,
-            first_turn_ends=first_turn_ends(cold.volumes, cold.rotation_origin, zone))
+            first_turn_ends=first_turn_ends(cold.volumes, cold.rotation_origin, zone), zone=zone)
 
     return volumes_current

@@ -34,7 +34,7 @@ def test_backup_prints_the_table_and_exits_zero(make_config, tmp_path, restic_bi
     assert items == ["roles/frame-postgres", "roles/index-postgres", "db/frame", "db/hive",
                      "db/blueprint", "db/index", "files/files", "total"]
     assert all(ln.split()[1] == "ok" for ln in lines[1:9])
-    assert "check axe/tier_a/local:coverage: ok" in proc.stdout
+    assert "check axe/tier_a/nightly_set:coverage: ok" in proc.stdout
     # No terminal here: progress comes as plain lines, one when an item starts and one at end.
     assert "db/frame: running" in proc.stderr and "db/frame: done, snapshot" in proc.stderr
     assert "DEBUG" not in proc.stderr and "Traceback" not in proc.stderr
@@ -76,7 +76,8 @@ def test_failed_items_exit_1_with_a_line_each(make_config, tmp_path, server_a, r
     failures = [ln for ln in proc.stderr.splitlines() if ln.startswith("axe: axe ")]
     assert [ln.split(":")[1].strip() for ln in failures] == ["axe roles/gone-postgres",
                                                              "axe db/gone"]
-    assert "check axe/tier_a/local:coverage: FAILED" in proc.stdout
+    assert "check axe/tier_a/nightly_set:coverage: FAILED" in proc.stdout
+    print("DEBUGOUT", proc.stdout)
     assert "db/hive" in proc.stdout and "FAILED" in proc.stdout
 
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from axe_pipelines.assets.metadata import row_counts_from
 from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.backup import local_restic
 from axe_pipelines.instance import ensure_dagster_home
@@ -46,14 +47,14 @@ def test_definitions_from_customers_yaml(make_config, monkeypatch, dagster_home)
     module = importlib.import_module("axe_pipelines.definitions")
     defs = module.defs  # what workspace.yaml loads
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert {"axe/db/frame/dump", "axe/db/hive/dump", "axe/db/blueprint/dump",
-            "axe/db/index/dump", "axe/files/files", "axe/roles/frame-postgres",
-            "axe/roles/index-postgres", "axe/tier_a/local"} <= keys
+    assert {"axe/dumps/frame", "axe/dumps/hive", "axe/dumps/blueprint",
+            "axe/dumps/index", "axe/folders/files", "axe/roles/frame-postgres",
+            "axe/roles/index-postgres", "axe/tier_a/nightly_set"} <= keys
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     # Lineage: every dump and folder feeds the night's set.
-    deps = {d.asset_key.to_user_string() for d in specs["axe/tier_a/local"].deps}
-    assert {"axe/db/frame/dump", "axe/files/files", "axe/roles/index-postgres"} <= deps
-    policy = specs["axe/db/frame/dump"].freshness_policy
+    deps = {d.asset_key.to_user_string() for d in specs["axe/tier_a/nightly_set"].deps}
+    assert {"axe/dumps/frame", "axe/folders/files", "axe/roles/index-postgres"} <= deps
+    policy = specs["axe/dumps/frame"].freshness_policy
     assert policy is not None and policy.fail_window.to_timedelta().total_seconds() == 26 * 3600
     schedule = defs.resolve_schedule_def("axe_tier_a_nightly")
     assert schedule.cron_schedule == "0 3 * * *"
@@ -61,11 +62,11 @@ def test_definitions_from_customers_yaml(make_config, monkeypatch, dagster_home)
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     job = defs.resolve_job_def("axe_tier_a")
     assert job.tags["axe/repository"]
-    assets_def = defs.resolve_assets_def(K(["axe", "tier_a", "local"]))
+    assets_def = defs.resolve_assets_def(K(["axe", "tier_a", "nightly_set"]))
     assert assets_def.op.pool == repository_pool(config.customer("axe"))
     checks = {(c.asset_key.to_user_string(), c.name) for c in assets_def.check_specs}
-    assert ("axe/tier_a/local", "coverage") in checks
-    assert ("axe/db/index/dump", "restorable") in checks
+    assert ("axe/tier_a/nightly_set", "coverage") in checks
+    assert ("axe/dumps/index", "restorable") in checks
 
 
 def test_the_ui_loads_the_workspace(make_config, tmp_path):
@@ -94,38 +95,38 @@ def test_scheduled_run_materializes_everything_at_its_logical_time(make_config, 
     materialized = {m.asset_key.to_user_string(): m
                     for m in result.asset_materializations_for_node(NODE)}
     assert len(materialized) == 8
-    frame = materialized["axe/db/frame/dump"].metadata
-    assert frame["row_counts"].value == table_counts(server_a, "frame")
+    frame = materialized["axe/dumps/frame"].metadata
+    assert row_counts_from(frame["row_counts"].value) == table_counts(server_a, "frame")
     assert frame["snapshot_time"].value == "2026-05-20T03:00:00+09:00"
     snap = local_restic("axe", config.customer("axe")).snapshots(
         tags=[f"run={result.run_id}", "database=frame"])[0]
     assert snap.id == frame["snapshot_id"].value
     assert snap.time == datetime(2026, 5, 20, 3, 0, tzinfo=KST)
-    the_set = materialized["axe/tier_a/local"].metadata
+    the_set = materialized["axe/tier_a/nightly_set"].metadata
     assert the_set["members"].value == 7 and the_set["failed"].value == []
     checks = checks_by_key(result)
-    assert checks[("axe/tier_a/local", "coverage")].passed
+    assert checks[("axe/tier_a/nightly_set", "coverage")].passed
     for db in ("frame", "hive", "blueprint", "index"):
-        evaluation = checks[(f"axe/db/{db}/dump", "restorable")]
+        evaluation = checks[(f"axe/dumps/{db}", "restorable")]
         assert evaluation.passed, evaluation.description
         assert evaluation.metadata["rows_in_dump"].value == sum(
-            materialized[f"axe/db/{db}/dump"].metadata["row_counts"].value.values())
+            row_counts_from(materialized[f"axe/dumps/{db}"].metadata["row_counts"].value).values())
 
 
 def test_one_database_alone_then_its_check_alone(make_config, dagster_home):
     _, config = make_config()
     local_restic("axe", config.customer("axe")).init()
-    hive = K(["axe", "db", "hive", "dump"])
+    hive = K(["axe", "dumps", "hive"])
     first = materialize(config, selection=[hive])
     assert first.success
     assert [m.asset_key for m in first.asset_materializations_for_node(NODE)] == [hive]
-    assert set(checks_by_key(first)) == {("axe/db/hive/dump", "restorable")}
+    assert set(checks_by_key(first)) == {("axe/dumps/hive", "restorable")}
     # From the UI an operator can re-run just the check: it reads the latest dump back.
     again = materialize(config, selection=dg.AssetSelection.checks(
         dg.AssetCheckKey(hive, "restorable")))
     assert again.success
     assert again.asset_materializations_for_node(NODE) == []
-    evaluation = checks_by_key(again)[("axe/db/hive/dump", "restorable")]
+    evaluation = checks_by_key(again)[("axe/dumps/hive", "restorable")]
     first_meta = first.asset_materializations_for_node(NODE)[0].metadata
     assert evaluation.passed
     assert evaluation.metadata["snapshot_id"].value == first_meta["snapshot_id"].value
@@ -145,9 +146,9 @@ def test_failed_database_fails_the_run_and_the_coverage_check(make_config, serve
     assert not result.success
     got = {m.asset_key.to_user_string() for m in
            result.asset_materializations_for_node(NODE)}
-    assert "axe/db/hive/dump" in got and "axe/db/index/dump" not in got
-    assert "axe/tier_a/local" in got  # the partial set is recorded, and flagged:
-    coverage = checks_by_key(result)[("axe/tier_a/local", "coverage")]
+    assert "axe/dumps/hive" in got and "axe/dumps/index" not in got
+    assert "axe/tier_a/nightly_set" in got  # the partial set is recorded, and flagged:
+    coverage = checks_by_key(result)[("axe/tier_a/nightly_set", "coverage")]
     assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.ERROR
     assert "database index on gone-postgres is not in the set" in coverage.description
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -16,7 +16,9 @@ import pytest
 from axe_pipelines import cli
 from axe_pipelines.actions.restore import RestoreOptions, run_restore
 from axe_pipelines.actions.selection import RestoreError, resolve_target
+from axe_pipelines.assets.metadata import row_count_table, row_counts_from
 from axe_pipelines.backup import Item, local_restic, run_tier_a
+from axe_pipelines.names import item_key
 from axe_pipelines.postgres.client import PostgresError
 from axe_pipelines.postgres.cluster import LocalCluster
 from tests.conftest import PG_PASSWORD, REPO_PASSWORD
@@ -504,12 +506,12 @@ def test_counts_from_the_dump_snapshot_decide_and_post_restore_commands_run(
 
     # History saying the dump's snapshot held other counts: the copy is not swapped in.
     instance = dg.DagsterInstance.get()
-    key = dg.AssetKey(["axe", "db", "ledger", "dump"])
+    key = item_key("axe", Item("pgdump", "ledger"))
     meta = instance.get_latest_materialization_event(key).asset_materialization.metadata
-    counts = dict(meta["row_counts"].value)
+    counts = row_counts_from(meta["row_counts"])
     counts["public.journal_line"] += 1
     instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata={
-        "snapshot_id": meta["snapshot_id"].value, "row_counts": dg.MetadataValue.json(counts)}))
+        "snapshot_id": meta["snapshot_id"].value, "row_counts": row_count_table(counts)}))
     marker.unlink()
     before = db_fingerprint(server_a, scratch_db)
     assert axe(path, "restore", "--customer", "axe", "--target", "ledger") == 1

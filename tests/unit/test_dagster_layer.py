@@ -64,7 +64,7 @@ def test_the_inbound_sensor_reports_a_push_once_and_ignores_a_prune(tmp_path: Pa
         os.utime(snaps / name, (stamp, stamp))
     events, cursor = inbound_events("realchoice", block, 26, cursor, now)
     assert [type(e).__name__ for e in events] == ["AssetMaterialization", "AssetCheckEvaluation"]
-    assert events[0].asset_key == dg.AssetKey(["peers", "realchoice", "inbound"])
+    assert events[0].asset_key == dg.AssetKey(["peers", "inbound", "from-realchoice"])
     assert events[1].passed
     assert inbound_events("realchoice", block, 26, cursor, now)[0] == []
     (snaps / "new").unlink()  # the peer's prune: the newest file gets older, no push

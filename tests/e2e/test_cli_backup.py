@@ -77,7 +77,6 @@ def test_failed_items_exit_1_with_a_line_each(make_config, tmp_path, server_a, r
     assert [ln.split(":")[1].strip() for ln in failures] == ["axe roles/gone-postgres",
                                                              "axe db/gone"]
     assert "check axe/tier_a/nightly_set:coverage: FAILED" in proc.stdout
-    print("DEBUGOUT", proc.stdout)
     assert "db/hive" in proc.stdout and "FAILED" in proc.stdout
 
 

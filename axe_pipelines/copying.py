@@ -3,19 +3,23 @@ copy-and-confirm core (restic copy of the set's missing snapshots, then the targ
 every member must be there as some snapshot's `original`).
 
 Tiers B and C never copy a set that tier A is still writing: `in_progress(run_id)` (answered
-by the Dagster layer from its run storage) leaves such a set out.
+by the Dagster layer from its run storage) leaves such a set out. They copy the newest
+finished set even when it is incomplete (a night whose databases failed), and then also the
+newest earlier good snapshot of each item it lacks, so every tier can restore each item as of
+that night (restores pick per item); the `set_complete` check says the set is incomplete.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from axe_pipelines.backup import local_repository
+from axe_pipelines.backup import coverage, local_repository
 from axe_pipelines.config import Customer
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot
-from axe_pipelines.sets import BackupSet, list_sets
+from axe_pipelines.sets import BackupSet, list_sets, newest_holding
 
 Say = Callable[[str], None]
 
@@ -29,17 +33,63 @@ class NoSetToCopy(ItemFailed):
         self.waiting = waiting
 
 
+@dataclass(frozen=True)
+class Carried:
+    """The newest earlier good snapshot of an item the set to copy lacks, copied with it."""
+
+    label: str  # db/frame
+    snapshot: Snapshot
+    run_id: str  # the set it belongs to
+    time: datetime
+
+
+@dataclass(frozen=True)
+class SetToCopy(BackupSet):
+    """The newest finished tier-A set, with what it lacks: `missing` holds (item label, why)
+    per configured item not in it, `carried` the earlier snapshots copied in their place."""
+
+    missing: tuple[tuple[str, str], ...] = ()
+    carried: tuple[Carried, ...] = ()
+
+    @property
+    def to_copy(self) -> tuple[Snapshot, ...]:
+        """Return the set's members and the carried earlier snapshots."""
+        return (*self.snapshots, *(c.snapshot for c in self.carried))
+
+
+def with_gaps(customer: Customer, the_set: BackupSet,
+              earlier: list[BackupSet]) -> SetToCopy:
+    """Given a set, the finished sets before it (oldest first) and the customer, return the
+    set with what it lacks (tier-A coverage) and, per missing item, its newest earlier good
+    snapshot."""
+    missing, carried = [], []
+    for gap in coverage(customer, the_set.snapshots):
+        missing.append((gap.item.label, gap.reason))
+        older = newest_holding(earlier, gap.item.kind, gap.item.name)
+        snap = older.member(gap.item.kind, gap.item.name) if older else None
+        if older and snap:
+            carried.append(Carried(gap.item.label, snap, older.run_id, older.time))
+    return SetToCopy(the_set.run_id, the_set.time, the_set.snapshots, tuple(missing),
+                     tuple(carried))
+
+
 def present_ids(snapshots: list[Snapshot]) -> set[str]:
     """Given a repository's snapshots, return the ids it holds, counting a copy as its
     original."""
     return {s.original for s in snapshots if s.original} | {s.id for s in snapshots}
 
 
+def lacking(wanted: Iterable[Snapshot], snapshots: list[Snapshot]) -> list[Snapshot]:
+    """Given snapshots wanted and a repository's snapshots, return the wanted ones that are
+    not among them (matched by original id)."""
+    have = present_ids(snapshots)
+    return [s for s in wanted if s.id not in have]
+
+
 def missing_from(the_set: BackupSet, snapshots: list[Snapshot]) -> list[Snapshot]:
     """Given a set and a repository's snapshots, return the members of the set that are not
     among them (matched by original id)."""
-    have = present_ids(snapshots)
-    return [s for s in the_set.snapshots if s.id not in have]
+    return lacking(the_set.snapshots, snapshots)
 
 
 def finished_sets(sets: list[BackupSet],
@@ -55,10 +105,11 @@ def finished_sets(sets: list[BackupSet],
 
 def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
                         in_progress: Callable[[str], bool] | None = None,
-                        say: Say | None = None) -> BackupSet:
+                        say: Say | None = None) -> SetToCopy:
     """Given a customer and the copying tier's name ("tier B"), return the newest tier-A set
-    whose run has finished, saying which sets were left out. Raise NoSetToCopy when tier A
-    cannot be read or holds no finished set."""
+    whose run has finished, with what it lacks and the earlier snapshots to copy in their
+    place (SetToCopy), saying which sets were left out and what the set lacks. Raise
+    NoSetToCopy when tier A cannot be read or holds no finished set."""
     try:
         sets = list_sets(Restic(local_repository(customer_name, customer), timeout=600),
                          customer_name)
@@ -69,7 +120,13 @@ def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
         say(f"{tier}: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run is "
             f"still writing them")
     if done:
-        return done[-1]
+        newest = with_gaps(customer, done[-1], done[:-1])
+        if newest.missing and say:
+            say(f"{tier}: set {newest.run_id[:8]} of {newest.time:%Y-%m-%d %H:%M} is "
+                f"incomplete (missing {', '.join(label for label, _ in newest.missing)}); "
+                f"copying it with the newest earlier snapshot of "
+                f"{', '.join(c.label for c in newest.carried) or 'none of them (none exists)'}")
+        return newest
     if busy:
         raise NoSetToCopy(f"{tier} of {customer_name}: the only tier-A set is still being "
                           f"written by run {busy[-1][:8]}", waiting=True)
@@ -92,16 +149,17 @@ class CopyResult:
 
 def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_name: str, *,
              tier: str, to: str, say: Say) -> CopyResult:
-    """Given the target repository, tier A's repository and the set, copy the members the
-    target lacks and read the target back. Return the CopyResult; its `still_missing` names
-    what the target still lacks. Raise the mapped ResticError when restic fails."""
+    """Given the target repository, tier A's repository and the set, copy what the target
+    lacks of `the_set.to_copy` (its members, and for a SetToCopy the earlier snapshots of the
+    items it lacks) and read the target back. Return the CopyResult; its `still_missing`
+    names what the target still lacks. Raise the mapped ResticError when restic fails."""
     tags = [f"customer={customer_name}"]
-    todo = missing_from(the_set, target.snapshots(tags=tags))
+    todo = lacking(the_set.to_copy, target.snapshots(tags=tags))
     if todo:
         say(f"{tier}: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {to}")
         target.copy(source, [s.id for s in todo])
     after = target.snapshots(tags=tags)
     return CopyResult(copied=[s.id for s in todo],
-                      already_present=[s.id for s in the_set.snapshots if s not in todo],
+                      already_present=[s.id for s in the_set.to_copy if s not in todo],
                       bytes=sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo),
-                      after=after, still_missing=missing_from(the_set, after))
+                      after=after, still_missing=lacking(the_set.to_copy, after))

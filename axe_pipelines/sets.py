@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import TAG_TOOL
@@ -44,6 +44,12 @@ class BackupSet:
     def ids(self) -> list[str]:
         """Return the members' snapshot ids."""
         return [s.id for s in self.snapshots]
+
+    @property
+    def to_copy(self) -> tuple[Snapshot, ...]:
+        """Return what tiers B and C copy for this set: its members (copying.SetToCopy adds
+        the earlier snapshots of items the set lacks)."""
+        return self.snapshots
 
 
 def group_sets(snapshots: list[Snapshot]) -> list[BackupSet]:
@@ -113,3 +119,23 @@ def select_as_of(sets: list[BackupSet], as_of: datetime, *, where: str) -> Backu
     raise AsOfError(f"no backup set in {where} at or before {as_of:%Y-%m-%d %H:%M %Z}; "
                     f"sets exist from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} "
                     f"({len(sets)} sets)")
+
+
+def newest_holding(sets: list[BackupSet], kind: str, name: str,
+                   as_of: datetime | None = None) -> BackupSet | None:
+    """Given sets oldest first, an item (kind and config name) and a moment (None: any time),
+    return the newest set at or before it that holds a good snapshot of the item, or None.
+    A night that failed an item leaves that item to an earlier set: `--as-of` is per item."""
+    for s in reversed(sets):
+        if (as_of is None or s.time <= as_of) and s.member(kind, name) is not None:
+            return s
+    return None
+
+
+def sets_holding(sets: list[BackupSet], kind: str, name: str, zone: tzinfo, *,
+                 shown: int = 5) -> str:
+    """Given sets, an item and the zone to print in, return the --as-of values of the newest
+    `shown` sets holding it, newest first ("2026-05-20T03:00, 2026-05-19T03:00"), or "none"."""
+    times = [s.time.astimezone(zone) for s in reversed(sets) if s.member(kind, name)]
+    text = ", ".join(f"{t:%Y-%m-%dT%H:%M}" for t in times[:shown]) or "none"
+    return text + (f" (and {len(times) - shown} older)" if len(times) > shown else "")

@@ -39,27 +39,28 @@ from axe_pipelines.actions.restore_items import (
 from axe_pipelines.actions.selection import (
     RestoreError,
     Target,
+    as_of_moment,
     choose_set,
-    fetch_file,
     load_sets,
     member,
     open_source,
+    pick_member,
     resolve_database,
     resolve_target,
     scratch_dir,
-    server_databases,
     snapshot_size,
     tier_label,
 )
+from axe_pipelines.actions.table_lookup import locate_table
 from axe_pipelines.config import Customer, IntegrityCommand, Site, tier_timezone
 from axe_pipelines.integrity import NO_HISTORY, CheckResult, DumpHistory, check_names
 from axe_pipelines.postgres.client import PostgresError, connection_for, first_line
-from axe_pipelines.postgres.restore import describe_database, read_toc, swap_back
+from axe_pipelines.postgres.restore import describe_database, swap_back
 from axe_pipelines.postgres.table import describe_table
 from axe_pipelines.progress import human_bytes
-from axe_pipelines.restic import Restic, ResticError
+from axe_pipelines.restic import ResticError, Snapshot
 from axe_pipelines.safe_paths import remove_tree
-from axe_pipelines.sets import BackupSet
+from axe_pipelines.sets import BackupSet, newest_holding
 
 LAST_VALID = "last-valid"
 SNAPSHOT_KIND = {"roles": "roles", "database": "pgdump", "table": "pgdump", "folder": "files"}
@@ -119,61 +120,121 @@ class RestoreReport:
 def run_restore(config: Site, opts: RestoreOptions, *, history: DumpHistory = NO_HISTORY,
                 say: Say = print, on_line: Say = quiet,
                 now: datetime | None = None) -> RestoreReport:
-    """Given the site and the options, pick the set (as-of, or last-valid with a check), then
-    restore the target database, table or folder — or, with no target, every member of the
-    set (roles first) — and return the report. `--table` without `--target` finds the
-    database whose dump holds the table; `history` gives the dump-time row counts the restore
-    is compared with. With `dry_run` say the plan and change nothing.
+    """Given the site and the options, pick what to restore — for `--as-of`, per item: each
+    database, folder and server's roles from the newest set at or before that time holding a
+    good snapshot of it (a night that failed an item leaves it to an earlier set); for
+    last-valid, the newest snapshot passing the check — then restore the target database,
+    table or folder, or with no target every item (roles first), and return the report.
+    `--table` without `--target` finds the database whose dump holds the table; `history`
+    gives the dump-time row counts the restore is compared with. With `dry_run` say the plan
+    and change nothing.
 
-    Raise RestoreError, PostgresError or ResticError if a single target fails. With no target
-    every member is tried; a failing one is recorded in its TargetReport (`error`) and the
+    Raise RestoreError, PostgresError or ResticError if a single target fails (or has no
+    snapshot: the message lists the --as-of values that would work). With no target every
+    item is tried; a failing or missing one is recorded in its TargetReport (`error`) and the
     rest go on, so the undo commands of those already swapped are never lost."""
     customer = config.customer(opts.customer)
     target = _check_options(customer, opts)
     tz = tier_timezone(customer)
+    zone = ZoneInfo(tz)
     tier, peer, restic = open_source(config, opts.customer, opts.tier, opts.source)
     where = f"{tier_label(tier, peer)} of {opts.customer}"
     sets = load_sets(restic, opts.customer, where)
+    moment = None if opts.as_of == LAST_VALID else as_of_moment(opts.as_of, tz)
     if opts.table and target is None:
-        # Which database: looked up in the set the restore would use (for last-valid, the
+        # Which database: each one's dump as the restore would pick it (for last-valid, the
         # newest: tables rarely move between databases).
-        probe = sets[-1] if opts.as_of == LAST_VALID and sets else choose_set(
-            sets, opts.as_of, tz, where)
+        dumps = {db: found.snapshot for db in customer.databases
+                 if (found := _pick(sets, moment, "pgdump", db)) is not None}
         with scratch_dir() as wd:
             target = Target("database", locate_table(
-                opts.customer, customer, probe, opts.table, restic, workdir=wd, say=say,
+                opts.customer, customer, dumps, opts.table, restic, workdir=wd, say=say,
                 where=where, history=history))
     search: list[str] = []
-    if opts.as_of == LAST_VALID:
+    if moment is None:
         if target is None or target.kind != "database":
             raise RestoreError("--as-of last-valid needs --target DATABASE (or --table) and "
                                "--check NAME (a check configured for it, or row-counts)")
         assert opts.check is not None
         the_set, search = find_last_valid(opts.customer, customer, target.name, opts.check,
                                           sets, restic, say=say, where=where, history=history)
+        picks = [Pick("table" if opts.table else "database", target.name, the_set,
+                      member(the_set, "pgdump", target.name, where))]
     else:
         the_set = choose_set(sets, opts.as_of, tz, where)
+        picks = _picks(customer, sets, moment, target, opts, where)
     report = RestoreReport(opts.customer, tier, peer, the_set.time, the_set.run_id,
                            opts.dry_run, search=search)
-    zone = ZoneInfo(tz)
     age = (now or datetime.now(zone)) - the_set.time
     say(f"set {the_set.run_id[:12]} of {the_set.time.astimezone(zone):%Y-%m-%d %H:%M:%S %Z} "
         f"from {where} (age {_age(age.total_seconds())})")
-    work = _work(customer, the_set, target, opts)
-    for kind, name in work:
-        snap = member(the_set, SNAPSHOT_KIND[kind], name, where)
-        report.plan.append(
-            f"{kind} {opts.table + ' of ' if kind == 'table' else ''}{name}: snapshot "
-            f"{snap.short_id} ({tier_label(tier, peer)}, "
-            f"{snap.time.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}, {_size(snapshot_size(snap))})")
+    for p in picks:
+        if p.source is not None and p.source.run_id != the_set.run_id:
+            say(f"{p.kind} {p.name}: not in that set; from the set of "
+                f"{p.source.time.astimezone(zone):%Y-%m-%d %H:%M:%S %Z} (run "
+                f"{p.source.run_id[:12]}), its newest at or before --as-of")
+        report.plan.append(_plan_line(p, opts, tier_label(tier, peer), zone))
     ctx = ItemContext(opts.customer, customer, restic, Steps(say, report.steps), say, history,
                       on_line, config.path)
     if opts.dry_run:
-        _dry_run(ctx, opts, the_set, work, report, where)
+        _dry_run(ctx, opts, picks, report)
     else:
-        _restore_all(ctx, opts, the_set, work, report, where,
-                     whole_set=target is None or target.kind == "server")
+        _restore_all(ctx, opts, picks, report, zone, whole_set=target is None)
     return report
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Where one item of a restore comes from: the set and snapshot, or why there is none."""
+
+    kind: str  # roles, database, table, folder
+    name: str
+    source: BackupSet | None = None
+    snapshot: Snapshot | None = None
+    error: str = ""
+
+
+def _pick(sets: list[BackupSet], moment: datetime | None, kind: str, name: str) -> Pick | None:
+    """The newest set at or before `moment` (None: any) holding the item, as a Pick."""
+    found = newest_holding(sets, kind, name, moment)
+    snap = found.member(kind, name) if found else None
+    return Pick(kind, name, found, snap) if found and snap else None
+
+
+def _picks(customer: Customer, sets: list[BackupSet], moment: datetime,
+           target: Target | None, opts: RestoreOptions, where: str) -> list[Pick]:
+    """Every item to restore, in restore order (roles first), each from its newest set at or
+    before `moment`. A single target without one raises RestoreError; in a whole-set restore
+    a missing item is a Pick with its `error`, and the others go on."""
+    if target is None:
+        servers = sorted({d.server for d in customer.databases.values()})
+        work = [*(("roles", s) for s in servers if _pick(sets, moment, "roles", s)),
+                *(("database", d) for d in customer.databases),
+                *(("folder", f) for f in customer.folders)]
+    elif target.kind == "database":
+        work = [("table" if opts.table else "database", target.name)]
+    else:
+        work = [("folder", target.name)]
+    picks = []
+    for kind, name in work:
+        try:
+            source, snap = pick_member(sets, moment, SNAPSHOT_KIND[kind], name, where)
+        except RestoreError as exc:
+            if target is not None:
+                raise
+            picks.append(Pick(kind, name, error=str(exc).removesuffix("; nothing was changed")))
+            continue
+        picks.append(Pick(kind, name, source, snap))
+    return picks
+
+
+def _plan_line(p: Pick, opts: RestoreOptions, label: str, zone: ZoneInfo) -> str:
+    what = f"{p.kind} {opts.table + ' of ' if p.kind == 'table' else ''}{p.name}"
+    if p.snapshot is None or p.source is None:
+        return f"{what}: nothing to restore: {p.error}"
+    return (f"{what}: set {p.source.run_id[:12]}, snapshot {p.snapshot.short_id} ({label}, "
+            f"{p.snapshot.time.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}, "
+            f"{_size(snapshot_size(p.snapshot))})")
 
 
 def _check_options(customer: Customer, opts: RestoreOptions) -> Target | None:
@@ -194,65 +255,57 @@ def _check_options(customer: Customer, opts: RestoreOptions) -> Target | None:
     return target
 
 
-def _work(customer: Customer, the_set: BackupSet, target: Target | None,
-          opts: RestoreOptions) -> list[tuple[str, str]]:
-    """(kind, name) of every item to restore, in restore order: roles first."""
-    if target is None:
-        servers = sorted({d.server for d in customer.databases.values()})
-        return [*(("roles", s) for s in servers if the_set.member("roles", s)),
-                *(("database", d) for d in customer.databases),
-                *(("folder", f) for f in customer.folders)]
-    if target.kind == "database":
-        return [("table" if opts.table else "database", target.name)]
-    if target.kind == "server":  # the server's roles, then every database on it
-        return [*((("roles", target.name),) if the_set.member("roles", target.name) else ()),
-                *(("database", d) for d in server_databases(customer)[target.name])]
-    return [("folder", target.name)]
+def _restore_one(ctx: ItemContext, opts: RestoreOptions, p: Pick, sub: Path) -> TargetReport:
+    assert p.snapshot is not None
+    if p.kind == "roles":
+        return restore_roles(ctx, p.name, p.snapshot, sub)
+    if p.kind == "database":
+        return restore_database(ctx, p.name, p.snapshot, sub, force=opts.force, jobs=opts.jobs)
+    if p.kind == "table":
+        return restore_table(ctx, p.name, opts.table or "", p.snapshot, sub,
+                             lock_timeout=opts.lock_timeout)
+    return restore_folder(ctx, p.name, p.snapshot, in_place=opts.in_place, dest=opts.dest)
 
 
-def _restore_all(ctx: ItemContext, opts: RestoreOptions, the_set: BackupSet,
-                 work: list[tuple[str, str]], report: RestoreReport, where: str, *,
-                 whole_set: bool) -> None:
+def _restore_all(ctx: ItemContext, opts: RestoreOptions, picks: list[Pick],
+                 report: RestoreReport, zone: ZoneInfo, *, whole_set: bool) -> None:
     with scratch_dir() as workdir:
-        for kind, name in work:
-            snap = member(the_set, SNAPSHOT_KIND[kind], name, where)
-            sub = workdir / f"{kind}-{name}"
+        for p in picks:
+            kind = cast(TargetKind, p.kind)
+            if p.snapshot is None or p.source is None:
+                ctx.say(f"{p.kind} {p.name}: FAILED: {p.error}")
+                report.targets.append(TargetReport(kind, p.name, "", error=p.error))
+                continue
+            sub = workdir / f"{p.kind}-{p.name}"
             sub.mkdir()
             try:
-                if kind == "roles":
-                    result = restore_roles(ctx, name, snap, sub)
-                elif kind == "database":
-                    result = restore_database(ctx, name, snap, sub, force=opts.force,
-                                              jobs=opts.jobs)
-                elif kind == "table":
-                    result = restore_table(ctx, name, opts.table or "", snap, sub,
-                                           lock_timeout=opts.lock_timeout)
-                else:
-                    result = restore_folder(ctx, name, snap, in_place=opts.in_place,
-                                            dest=opts.dest)
+                result = _restore_one(ctx, opts, p, sub)
             except (RestoreError, PostgresError, ResticError) as exc:
                 if not whole_set:
                     raise
                 message = first_line(exc)
-                ctx.say(f"{kind} {name}: FAILED: {message}")
-                report.targets.append(TargetReport(cast(TargetKind, kind), name, snap.id,
-                                                   error=message))
+                ctx.say(f"{p.kind} {p.name}: FAILED: {message}")
+                report.targets.append(TargetReport(kind, p.name, p.snapshot.id, error=message))
                 continue
             finally:
                 remove_tree(sub, inside=workdir)
+            result.detail += f" (set of {p.source.time.astimezone(zone):%Y-%m-%d %H:%M %Z})"
             report.targets.append(result)
-            if kind in ("database", "table"):
-                after_restore(ctx, name, result)
+            if p.kind in ("database", "table"):
+                after_restore(ctx, p.name, result)
 
 
-def _dry_run(ctx: ItemContext, opts: RestoreOptions, the_set: BackupSet,
-             work: list[tuple[str, str]], report: RestoreReport, where: str) -> None:
+def _dry_run(ctx: ItemContext, opts: RestoreOptions, picks: list[Pick],
+             report: RestoreReport) -> None:
     say, customer = ctx.say, ctx.customer
     silent = replace(ctx, steps=Steps(quiet), say=quiet)
     say("dry run: nothing will be changed")
-    for (kind, name), line in zip(work, report.plan, strict=True):
+    for p, line in zip(picks, report.plan, strict=True):
+        kind, name, snap = p.kind, p.name, p.snapshot
+        if snap is None:
+            say(f"  would skip {line}")
+            continue
         say(f"  would restore {line}")
-        snap = member(the_set, SNAPSHOT_KIND[kind], name, where)
         if kind == "database":
             conn = connection_for(customer, name)
             say(f"    would replace {describe_database(conn)}")
@@ -294,79 +347,6 @@ def _age(seconds: float) -> str:
 
 def _size(n: int) -> str:
     return human_bytes(n) if n else "size unknown"
-
-
-# --- --table without --target ------------------------------------------------------------------
-
-
-def split_qualified(text: str) -> tuple[str, str]:
-    """Given a table name as typed or as pg_dump writes it (`public.journal_line`,
-    `journal_line`, `"My Schema"."T.x"`), return (schema or "", name), unquoted."""
-    parts: list[str] = []
-    current, quoted, i = "", False, 0
-    while i < len(text):
-        ch = text[i]
-        if ch == '"':
-            if quoted and text[i + 1:i + 2] == '"':
-                current += '"'
-                i += 1
-            else:
-                quoted = not quoted
-        elif ch == "." and not quoted:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-        i += 1
-    parts.append(current)
-    return (parts[-2] if len(parts) > 1 else ""), parts[-1]
-
-
-def table_matches(wanted: str, schema: str, name: str) -> bool:
-    """Given `--table` and a table's schema and name, return whether it names that table."""
-    w_schema, w_name = split_qualified(wanted)
-    return w_name == name and (not w_schema or w_schema == schema)
-
-
-def locate_table(customer_name: str, customer: Customer, the_set: BackupSet, table: str,
-                 restic: Restic, *, workdir: Path, say: Say, where: str,
-                 history: DumpHistory = NO_HISTORY) -> str:
-    """Given a set and `--table` without `--target`, return the one database whose dump holds
-    the table (from the row counts `history` recorded for the dump's snapshot, else from the
-    dump's own table of contents). Raise RestoreError listing the candidates if none or
-    several hold it."""
-    candidates: list[str] = []
-    searched: list[str] = []
-    for db_name, db in customer.databases.items():
-        snap = the_set.member("pgdump", db_name)
-        if snap is None:
-            continue
-        searched.append(db_name)
-        counts = history.counts_for(customer_name, db_name, snap.id)
-        if counts is not None:
-            tables = [split_qualified(key) for key in counts]
-        elif db.format == "custom":
-            sub = workdir / f"locate-{db_name}"
-            sub.mkdir(exist_ok=True)
-            entries, _ = read_toc(fetch_file(restic, snap, sub), where=f"database {db_name}")
-            tables = [(e.schema, e.name) for e in entries if e.desc == "TABLE"]
-            remove_tree(sub, inside=workdir)
-        else:
-            continue  # a plain dump cannot give one table back anyway
-        if any(table_matches(table, sch, name) for sch, name in tables):
-            candidates.append(db_name)
-    if len(candidates) == 1:
-        say(f"table {table} is in database {candidates[0]} (the only dump of the set holding "
-            f"it)")
-        return candidates[0]
-    if not candidates:
-        raise RestoreError(f"no database dump in the set of {the_set.time:%Y-%m-%d %H:%M} "
-                           f"({where}) holds a table {table!r} (searched: "
-                           f"{', '.join(searched) or 'none'}); check the name or pass "
-                           f"--target; nothing was changed")
-    raise RestoreError(f"table {table!r} is in more than one database ("
-                       f"{', '.join(candidates)}); say which with --target; nothing was "
-                       f"changed")
 
 
 # --- undo --------------------------------------------------------------------------------------

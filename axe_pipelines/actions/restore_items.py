@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 from axe_pipelines.actions.selection import RestoreError, dump_path, fetch_file
-from axe_pipelines.config import Customer, IntegrityCommand, tier_timezone
+from axe_pipelines.config import Customer, IntegrityCommand
+from axe_pipelines.damage import explain_damage
 from axe_pipelines.integrity import (
     CheckResult,
     DumpHistory,
@@ -35,7 +36,7 @@ from axe_pipelines.postgres.client import (
 )
 from axe_pipelines.postgres.dump import read_dump
 from axe_pipelines.postgres.roles import existing_roles, missing_roles_script, run_roles_script
-from axe_pipelines.restic import Restic, ResticError, Snapshot
+from axe_pipelines.restic import RepositoryDamaged, Restic, ResticError, Snapshot
 
 Say = Callable[[str], None]
 TargetKind = Literal["database", "table", "folder", "roles"]
@@ -141,8 +142,7 @@ def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Pa
 
     done = pg_restore.restore_database(conn, dump_file, db.format, exists=exists, force=force,
                                        jobs=jobs, verify=verify, where=where,
-                                       step=ctx.steps.step, on_line=ctx.on_line,
-                                       zone=tier_timezone(ctx.customer))
+                                       step=ctx.steps.step, on_line=ctx.on_line)
     report = TargetReport("database", db_name, snap.id, changed=True, checks=checks)
     if done.kept:
         report.undo = undo_command(ctx.customer_name, db_name, done.tag, ctx.config_path)
@@ -234,8 +234,7 @@ def folder_destination(customer: Customer, folder_name: str, snap: Snapshot, *,
     elif dest:
         target = Path(dest).expanduser()
     else:
-        target = home.with_name(
-            f"{home.name}.restored-{pg_restore.stamp(zone=tier_timezone(customer))}")
+        target = home.with_name(f"{home.name}.restored-{pg_restore.stamp()}")
     if not in_place and target.exists() and any(target.iterdir()):
         raise RestoreError(f"folder {folder_name}: {target} exists and is not empty; choose "
                            f"another --dest (or --in-place to restore over the original)")
@@ -257,6 +256,9 @@ def restore_folder(ctx: ItemContext, folder_name: str, snap: Snapshot, *, in_pla
         try:
             ctx.restic.run(["restore", f"{snap.id}:{original}", "--target", str(target)],
                            what=f"restoring folder {original}")
+        except RepositoryDamaged as exc:
+            raise RestoreError(f"folder {folder_name}: " + explain_damage(
+                ctx.restic, exc, snap.id, f"a restore of folder {folder_name}")) from None
         except ResticError as exc:
             raise RestoreError(f"folder {folder_name}: {first_line(exc)}") from None
     files = sum(1 for p in target.rglob("*") if p.is_file())

@@ -11,15 +11,25 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from axe_pipelines.config import Customer, Site
+from axe_pipelines.damage import explain_damage
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.postgres.client import first_line
-from axe_pipelines.restic import Restic, ResticError, Snapshot
+from axe_pipelines.restic import RepositoryDamaged, Restic, ResticError, Snapshot
 from axe_pipelines.safe_paths import remove_tree
-from axe_pipelines.sets import AsOfError, BackupSet, list_sets, parse_as_of, select_as_of
+from axe_pipelines.sets import (
+    AsOfError,
+    BackupSet,
+    list_sets,
+    newest_holding,
+    parse_as_of,
+    select_as_of,
+    sets_holding,
+)
 from axe_pipelines.tiers import TierName, TierUnavailable, open_tier, resolve_tier
 
 
@@ -31,19 +41,10 @@ class RestoreError(ItemFailed):
 
 @dataclass(frozen=True)
 class Target:
-    """What `--target` names, by its customers.yaml name: a database, a folder, or a server
-    holding more than one database (all of them, and the server's roles)."""
+    """What `--target` names: a database or a folder, by its customers.yaml name."""
 
-    kind: Literal["database", "folder", "server"]
+    kind: Literal["database", "folder"]
     name: str
-
-
-def server_databases(customer: Customer) -> dict[str, list[str]]:
-    """Given a customer, return each server that holds databases and their config names."""
-    found: dict[str, list[str]] = {}
-    for db_name, db in customer.databases.items():
-        found.setdefault(db.server, []).append(db_name)
-    return found
 
 
 def valid_targets(customer: Customer) -> list[str]:
@@ -51,52 +52,30 @@ def valid_targets(customer: Customer) -> list[str]:
     names: list[str] = []
     for db_name, db in customer.databases.items():
         names += [db_name, f"{db_name}-postgres", *db.aliases]
-    names += [*customer.folders, *server_databases(customer)]
+    names += list(customer.folders)
     return sorted(set(names))
 
 
-def _database(customer: Customer, target: str, *, spelled: bool) -> str | None:
-    """The database `target` names: its config name or an alias; with `spelled` also the
-    runbook's `<db>-postgres` form or its name on the server."""
-    for db_name, db in customer.databases.items():
-        if target in (db_name, *db.aliases) or spelled and target in (
-                f"{db_name}-postgres", customer.database_name(db_name)):
-            return db_name
-    return None
-
-
 def resolve_target(customer_name: str, customer: Customer, target: str) -> Target:
-    """Given `--target` (a database's config name or alias, a folder, a server's name, the
-    runbook's `<db>-postgres` form, or a database's real name), return the Target. A server
-    holding one database means that database (the runbook's containers: `frame-postgres` is
-    the server and `frame` + `-postgres` alike); one holding several means all of them. Raise
-    RestoreError listing the valid names if it names nothing."""
-    if (db := _database(customer, target, spelled=False)) is not None:
-        return Target("database", db)
+    """Given `--target` (config name, `<db>-postgres` as the runbook names them, an alias, a
+    database's real name, or a folder), return the Target. Raise RestoreError listing the
+    valid names if it names nothing."""
+    for db_name, db in customer.databases.items():
+        if target in (db_name, f"{db_name}-postgres", *db.aliases):
+            return Target("database", db_name)
     if target in customer.folders:
         return Target("folder", target)
-    on_server = server_databases(customer).get(target)
-    if on_server:
-        return Target("server", target) if len(on_server) > 1 else \
-            Target("database", on_server[0])
-    if (db := _database(customer, target, spelled=True)) is not None:
-        return Target("database", db)
+    for db_name in customer.databases:
+        if customer.database_name(db_name) == target:
+            return Target("database", db_name)
     raise RestoreError(f"unknown target {target!r} for customer {customer_name} "
                        f"(valid: {', '.join(valid_targets(customer))})")
 
 
 def resolve_database(customer_name: str, customer: Customer, target: str, purpose: str) -> str:
     """Given `--target` and what it is for (`last-valid needs a database`), return the
-    database's config name; here `<db>-postgres` means that database even when a server of
-    several has that name. Raise RestoreError if it names a folder, such a server (naming
-    its databases) or nothing."""
-    if (db := _database(customer, target, spelled=True)) is not None:
-        return db
+    database's config name. Raise RestoreError if it names a folder or nothing."""
     found = resolve_target(customer_name, customer, target)
-    if found.kind == "server":
-        raise RestoreError(f"{target} is a server holding "
-                           f"{', '.join(server_databases(customer)[target])}; {purpose}: "
-                           f"name one of them")
     if found.kind != "database":
         raise RestoreError(f"{target} is a folder; {purpose}")
     return found.name
@@ -136,14 +115,43 @@ def choose_set(sets: list[BackupSet], as_of: str, timezone: str, where: str) -> 
         raise RestoreError(f"{exc}; nothing was changed") from None
 
 
-def member(the_set: BackupSet, kind: str, name: str, where: str) -> Snapshot:
+def as_of_moment(as_of: str, timezone: str) -> datetime:
+    """Given `--as-of` (see sets.parse_as_of) and the customer's zone, return the moment it
+    means. Raise RestoreError if it is not a time."""
+    try:
+        return parse_as_of(as_of, timezone)
+    except AsOfError as exc:
+        raise RestoreError(f"{exc}; nothing was changed") from None
+
+
+def member(the_set: BackupSet, kind: str, name: str, where: str,
+           sets: list[BackupSet] | None = None) -> Snapshot:
     """Given a set, a snapshot kind (pgdump, roles, files) and a name, return that member.
-    Raise RestoreError if the set lacks it."""
+    Raise RestoreError if the set lacks it, naming the sets of `sets` that hold it."""
     snap = the_set.member(kind, name)
     if snap is None:
+        zone = the_set.time.tzinfo or UTC
+        holding = f" (sets holding one: {sets_holding(sets, kind, name, zone)})" if sets else ""
         raise RestoreError(f"the set of {the_set.time:%Y-%m-%d %H:%M} in {where} holds no "
-                           f"{kind} snapshot of {name}; pick another --as-of")
+                           f"{kind} snapshot of {name}; pick another --as-of{holding}")
     return snap
+
+
+def pick_member(sets: list[BackupSet], as_of: datetime, kind: str, name: str,
+                where: str) -> tuple[BackupSet, Snapshot]:
+    """Given sets oldest first, the `--as-of` moment and an item, return the newest set at
+    or before it holding a good snapshot of the item, and that snapshot (a night that failed
+    the item leaves it to an earlier set). Raise RestoreError listing the sets that hold one
+    when none at or before the moment does."""
+    found = newest_holding(sets, kind, name, as_of)
+    if found is None:
+        raise RestoreError(f"{where} holds no {kind} snapshot of {name} at or before "
+                           f"{as_of:%Y-%m-%d %H:%M %Z}; sets holding one: "
+                           f"{sets_holding(sets, kind, name, as_of.tzinfo or UTC)}; pick one "
+                           f"of those with --as-of; nothing was changed")
+    snap = found.member(kind, name)
+    assert snap is not None
+    return found, snap
 
 
 def dump_path(snap: Snapshot) -> str:
@@ -164,6 +172,9 @@ def fetch_file(restic: Restic, snap: Snapshot, workdir: Path) -> Path:
     try:
         restic.run(["restore", snap.id, "--target", str(workdir), "--include", path],
                    what=f"restoring {path} from snapshot {snap.short_id}")
+    except RepositoryDamaged as exc:
+        raise RestoreError(f"{explain_damage(restic, exc, snap.id, f'a restore of {path}')}; "
+                           f"nothing was changed") from None
     except ResticError as exc:
         raise RestoreError(f"{first_line(exc)}; nothing was changed") from None
     out = workdir / path.lstrip("/")

@@ -12,7 +12,7 @@ from datetime import datetime
 import dagster as dg
 
 from axe_pipelines.config import RingBackup, Site
-from axe_pipelines.copying import missing_from
+from axe_pipelines.copying import SetToCopy, missing_from
 from axe_pipelines.inbound import InboundState, inbound_state
 from axe_pipelines.names import inbound_key, tier_b_key
 from axe_pipelines.peer import PeerStatus, RingError, link
@@ -21,6 +21,7 @@ from axe_pipelines.ring import latest_set, peer_snapshots
 from axe_pipelines.sets import BackupSet
 
 SET_PRESENT = "set_present"
+SET_COMPLETE = "set_complete"  # tiers B and C: the set copied holds every configured item
 REACHABLE = "reachable"
 PEER_NOW = "peer_now"  # the same questions between pushes, on its own schedule
 ARRIVING = "arriving"
@@ -33,6 +34,40 @@ def set_present_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
         SET_PRESENT, asset=key,
         description="Every snapshot of the latest tier-A set is in the peer's repository "
                     "(matched by the copy's original snapshot id).")
+
+
+def set_complete_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """Return the spec of `set_complete` on a tier-B or tier-C asset (evaluated by the copy)."""
+    return dg.AssetCheckSpec(
+        SET_COMPLETE, asset=key,
+        description="The tier-A set copied holds every configured database, server's roles "
+                    "and required folder; a night that failed items is copied too (with the "
+                    "newest earlier snapshot of each missing item) but fails this check.")
+
+
+def set_complete_result(key: dg.AssetKey, the_set: BackupSet) -> dg.AssetCheckResult:
+    """Given the set a copy was made of, return `set_complete`: ERROR naming the missing
+    items (and which earlier snapshots were copied in their place) when it is incomplete."""
+    missing = the_set.missing if isinstance(the_set, SetToCopy) else ()
+    carried = the_set.carried if isinstance(the_set, SetToCopy) else ()
+    head = f"set {the_set.run_id[:8]} of {the_set.time:%Y-%m-%d %H:%M}"
+    text = f"{head} complete"
+    if missing:
+        covered = {c.label for c in carried}
+        text = (f"{head} is incomplete: missing {', '.join(label for label, _ in missing)}"
+                + ("; copied with it: " + ", ".join(
+                    f"{c.label} from the set of {c.time:%Y-%m-%d %H:%M}" for c in carried)
+                   if carried else "")
+                + ("; no earlier snapshot of " + ", ".join(
+                    label for label, _ in missing if label not in covered)
+                   if len(covered) < len(missing) else ""))
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=SET_COMPLETE, passed=not missing,
+        severity=dg.AssetCheckSeverity.ERROR, description=text,
+        metadata={"set": the_set.run_id, "missing": [label for label, _ in missing],
+                  "reasons": [why for _, why in missing],
+                  "carried": [f"{c.label} {c.snapshot.short_id} (set {c.run_id[:8]})"
+                              for c in carried]})
 
 
 def reachable_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from axe_pipelines.actions.restore import split_qualified, table_matches
 from axe_pipelines.actions.restore_items import Steps, folder_destination, undo_command
 from axe_pipelines.actions.selection import RestoreError, resolve_target, valid_targets
+from axe_pipelines.actions.table_lookup import split_qualified, table_matches
 from axe_pipelines.config import parse_config
 from axe_pipelines.restic import Snapshot
 

@@ -1,0 +1,119 @@
+"""A damaged pack looks damaged (issue 8 item 5): bytes flipped in the pack holding a dump's
+data. restic's next backup reuses the bad blob and says nothing (dedup never reads it back);
+the restorable check, a restore, `axe status` and `axe doctor` name the pack, the repository
+and what to run, and the restore's advice (an older set clear of the pack) works."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from axe_pipelines import cli
+from axe_pipelines.backup import local_restic, run_tier_a
+from axe_pipelines.restic import RepositoryDamaged, Restic
+from axe_pipelines.sets import list_sets
+from tests.conftest import create_sample_databases_named, server_entry
+
+T1 = datetime(2026, 5, 19, 18, 0, tzinfo=UTC)  # 2026-05-20 03:00 in Seoul
+T2 = datetime(2026, 5, 20, 18, 0, tzinfo=UTC)
+
+
+def flip_bytes_of(restic: Restic, snapshot_id: str, root: Path) -> str:
+    """Flip bytes inside a data blob from the middle of the snapshot's file (not its first
+    chunk: pg_dump's header holds the dump's time, so only later chunks are deduplicated by
+    the next backup), in its pack file; return the pack's id."""
+    tree = json.loads(restic.run(["cat", "snapshot", snapshot_id], what="snapshot"))["tree"]
+    node = json.loads(restic.run(["cat", "blob", tree], what="tree"))["nodes"][0]
+    assert len(node["content"]) >= 3, "the dump must span several chunks"
+    blob = node["content"][len(node["content"]) // 2]
+    for index_id in restic.run(["list", "index"], what="index").split():
+        index = json.loads(restic.run(["cat", "index", index_id], what="index"))
+        for pack in index["packs"]:
+            for entry in pack["blobs"]:
+                if entry["id"] == blob:
+                    path = root / "data" / pack["id"][:2] / pack["id"]
+                    data = bytearray(path.read_bytes())
+                    middle = entry["offset"] + entry["length"] // 2
+                    for i in range(middle, middle + 64):
+                        data[i] ^= 0xFF
+                    path.chmod(0o644)
+                    path.write_bytes(bytes(data))
+                    return pack["id"]
+    raise AssertionError("blob not found in any index")
+
+
+@pytest.fixture
+def big_db(server_a):
+    """A database whose dump spans several restic chunks (a few MiB)."""
+    name = "t_" + uuid.uuid4().hex[:10]
+    create_sample_databases_named(server_a, name, "frame", rows=60000)
+    yield name
+    server_a.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+    for (kept,) in server_a.psql(f"SELECT datname FROM pg_database WHERE datname LIKE "
+                                 f"'{name}\\_%';"):
+        server_a.psql(f'DROP DATABASE IF EXISTS "{kept}" WITH (FORCE);')
+
+
+@pytest.fixture
+def damaged(make_config, big_db, server_a, dagster_home, tmp_path):
+    """Two good nights of one database, then the pack of the second night's dump damaged."""
+    scratch_db = big_db
+    path, config = make_config(
+        servers={"frame-postgres": server_entry(server_a, roles=False)},
+        databases={"frame": {"server": "frame-postgres", "dbname": scratch_db}}, folders={})
+    customer = config.customer("axe")
+    restic = local_restic("axe", customer)
+    restic.init()
+    assert run_tier_a("axe", customer, at=T1, run_id="run-1").ok
+    server_a.psql("DELETE FROM journal_line WHERE id % 7 = 0;", dbname=scratch_db)
+    assert run_tier_a("axe", customer, at=T2, run_id="run-2").ok
+    first, second = list_sets(restic, "axe")
+    pack = flip_bytes_of(restic, second.snapshots[0].id, tmp_path / "repo")
+    return path, restic, pack, first, second
+
+
+def test_damaged_pack_is_named_by_the_check_the_restore_status_and_doctor(damaged, capsys):
+    path, restic, pack, first, second = damaged
+    axe = ["--config", str(path)]
+
+    # The next backup reuses the damaged blob; its read-back names the damage.
+    assert cli.main([*axe, "backup", "--local", "--plain"]) == 1
+    out = capsys.readouterr().out
+    (line,) = [ln for ln in out.splitlines() if ":restorable:" in ln]
+    assert f"FAILED (pack {pack[:8]} of tier A repository of axe" in line
+    assert "is damaged (ciphertext verification failed): run `restic check --read-data`" in line
+    assert "input file is too short" not in line
+    good = first.snapshots[0]
+    assert f"older sets clear of it: --as-of {good.time.isoformat(timespec='minutes')} " \
+           f"(snapshot {good.short_id})" in line
+
+    # A restore of the damaged night says the same, and changes nothing.
+    assert cli.main([*axe, "restore", "--customer", "axe", "--target", "frame", "--as-of",
+                     "2026-05-21"]) == 1
+    err = capsys.readouterr().err
+    assert f"restore: pack {pack[:8]} of tier A repository of axe" in err
+    assert "nothing was changed" in err
+
+    assert cli.main([*axe, "status"]) == 1
+    out = capsys.readouterr().out
+    assert "DAMAGED" in out and f"pack {pack[:8]} of tier A repository of axe" in out
+    assert cli.main([*axe, "doctor"]) == 1
+    out = capsys.readouterr().out
+    assert any(ln.startswith(f"FAIL pack {pack[:8]} of tier A repository of axe")
+               for ln in out.splitlines())
+
+    # The advice works: the older set is clear of the pack.
+    assert cli.main([*axe, "restore", "--customer", "axe", "--target", "frame", "--as-of",
+                     good.time.isoformat(timespec="minutes")]) == 0
+
+
+def test_restic_damage_words_become_repository_damaged(damaged):
+    _, restic, pack, _, second = damaged
+    with pytest.raises(RepositoryDamaged) as info:
+        restic.run(["dump", second.snapshots[0].id, second.snapshots[0].paths[0]],
+                   what="reading the dump")
+    assert info.value.pack == pack[:8] and info.value.cause == "ciphertext verification failed"

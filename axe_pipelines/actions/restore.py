@@ -48,6 +48,7 @@ from axe_pipelines.actions.selection import (
     resolve_database,
     resolve_target,
     scratch_dir,
+    server_databases,
     snapshot_size,
     tier_label,
 )
@@ -179,7 +180,8 @@ def run_restore(config: Site, opts: RestoreOptions, *, history: DumpHistory = NO
     if opts.dry_run:
         _dry_run(ctx, opts, picks, report)
     else:
-        _restore_all(ctx, opts, picks, report, zone, whole_set=target is None)
+        _restore_all(ctx, opts, picks, report, zone,
+                     whole_set=target is None or target.kind == "server")
     return report
 
 
@@ -213,6 +215,9 @@ def _picks(customer: Customer, sets: list[BackupSet], moment: datetime,
                 *(("folder", f) for f in customer.folders)]
     elif target.kind == "database":
         work = [("table" if opts.table else "database", target.name)]
+    elif target.kind == "server":  # the server's roles, then every database on it
+        work = [*((("roles", target.name),) if _pick(sets, moment, "roles", target.name)
+                  else ()), *(("database", d) for d in server_databases(customer)[target.name])]
     else:
         work = [("folder", target.name)]
     picks = []
@@ -220,7 +225,7 @@ def _picks(customer: Customer, sets: list[BackupSet], moment: datetime,
         try:
             source, snap = pick_member(sets, moment, SNAPSHOT_KIND[kind], name, where)
         except RestoreError as exc:
-            if target is not None:
+            if target is not None and target.kind != "server":
                 raise
             picks.append(Pick(kind, name, error=str(exc).removesuffix("; nothing was changed")))
             continue

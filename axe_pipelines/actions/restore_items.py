@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from axe_pipelines.actions.selection import RestoreError, dump_path, fetch_file
-from axe_pipelines.config import Customer, IntegrityCommand
+from axe_pipelines.config import Customer, IntegrityCommand, tier_timezone
 from axe_pipelines.damage import explain_damage
 from axe_pipelines.integrity import (
     CheckResult,
@@ -142,7 +142,8 @@ def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Pa
 
     done = pg_restore.restore_database(conn, dump_file, db.format, exists=exists, force=force,
                                        jobs=jobs, verify=verify, where=where,
-                                       step=ctx.steps.step, on_line=ctx.on_line)
+                                       step=ctx.steps.step, on_line=ctx.on_line,
+                                       zone=tier_timezone(ctx.customer))
     report = TargetReport("database", db_name, snap.id, changed=True, checks=checks)
     if done.kept:
         report.undo = undo_command(ctx.customer_name, db_name, done.tag, ctx.config_path)
@@ -234,7 +235,8 @@ def folder_destination(customer: Customer, folder_name: str, snap: Snapshot, *,
     elif dest:
         target = Path(dest).expanduser()
     else:
-        target = home.with_name(f"{home.name}.restored-{pg_restore.stamp()}")
+        target = home.with_name(
+            f"{home.name}.restored-{pg_restore.stamp(zone=tier_timezone(customer))}")
     if not in_place and target.exists() and any(target.iterdir()):
         raise RestoreError(f"folder {folder_name}: {target} exists and is not empty; choose "
                            f"another --dest (or --in-place to restore over the original)")

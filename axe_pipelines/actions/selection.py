@@ -41,10 +41,19 @@ class RestoreError(ItemFailed):
 
 @dataclass(frozen=True)
 class Target:
-    """What `--target` names: a database or a folder, by its customers.yaml name."""
+    """What `--target` names, by its customers.yaml name: a database, a folder, or a server
+    holding more than one database (all of them, and the server's roles)."""
 
-    kind: Literal["database", "folder"]
+    kind: Literal["database", "folder", "server"]
     name: str
+
+
+def server_databases(customer: Customer) -> dict[str, list[str]]:
+    """Given a customer, return each server that holds databases and their config names."""
+    found: dict[str, list[str]] = {}
+    for db_name, db in customer.databases.items():
+        found.setdefault(db.server, []).append(db_name)
+    return found
 
 
 def valid_targets(customer: Customer) -> list[str]:
@@ -52,30 +61,52 @@ def valid_targets(customer: Customer) -> list[str]:
     names: list[str] = []
     for db_name, db in customer.databases.items():
         names += [db_name, f"{db_name}-postgres", *db.aliases]
-    names += list(customer.folders)
+    names += [*customer.folders, *server_databases(customer)]
     return sorted(set(names))
 
 
-def resolve_target(customer_name: str, customer: Customer, target: str) -> Target:
-    """Given `--target` (config name, `<db>-postgres` as the runbook names them, an alias, a
-    database's real name, or a folder), return the Target. Raise RestoreError listing the
-    valid names if it names nothing."""
+def _database(customer: Customer, target: str, *, spelled: bool) -> str | None:
+    """The database `target` names: its config name or an alias; with `spelled` also the
+    runbook's `<db>-postgres` form or its name on the server."""
     for db_name, db in customer.databases.items():
-        if target in (db_name, f"{db_name}-postgres", *db.aliases):
-            return Target("database", db_name)
+        if target in (db_name, *db.aliases) or spelled and target in (
+                f"{db_name}-postgres", customer.database_name(db_name)):
+            return db_name
+    return None
+
+
+def resolve_target(customer_name: str, customer: Customer, target: str) -> Target:
+    """Given `--target` (a database's config name or alias, a folder, a server's name, the
+    runbook's `<db>-postgres` form, or a database's real name), return the Target. A server
+    holding one database means that database (the runbook's containers: `frame-postgres` is
+    the server and `frame` + `-postgres` alike); one holding several means all of them. Raise
+    RestoreError listing the valid names if it names nothing."""
+    if (db := _database(customer, target, spelled=False)) is not None:
+        return Target("database", db)
     if target in customer.folders:
         return Target("folder", target)
-    for db_name in customer.databases:
-        if customer.database_name(db_name) == target:
-            return Target("database", db_name)
+    on_server = server_databases(customer).get(target)
+    if on_server:
+        return Target("server", target) if len(on_server) > 1 else \
+            Target("database", on_server[0])
+    if (db := _database(customer, target, spelled=True)) is not None:
+        return Target("database", db)
     raise RestoreError(f"unknown target {target!r} for customer {customer_name} "
                        f"(valid: {', '.join(valid_targets(customer))})")
 
 
 def resolve_database(customer_name: str, customer: Customer, target: str, purpose: str) -> str:
     """Given `--target` and what it is for (`last-valid needs a database`), return the
-    database's config name. Raise RestoreError if it names a folder or nothing."""
+    database's config name; here `<db>-postgres` means that database even when a server of
+    several has that name. Raise RestoreError if it names a folder, such a server (naming
+    its databases) or nothing."""
+    if (db := _database(customer, target, spelled=True)) is not None:
+        return db
     found = resolve_target(customer_name, customer, target)
+    if found.kind == "server":
+        raise RestoreError(f"{target} is a server holding "
+                           f"{', '.join(server_databases(customer)[target])}; {purpose}: "
+                           f"name one of them")
     if found.kind != "database":
         raise RestoreError(f"{target} is a folder; {purpose}")
     return found.name

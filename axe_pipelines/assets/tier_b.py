@@ -1,9 +1,11 @@
 """Tier B as Dagster assets: the push to each ring peer, and what the peer pushes to us.
 
-    <customer>/tier_b/<peer>   restic copy of the latest tier-A set to the peer (sftp), with
-                               checks set_present and reachable; retried per a bounded policy
-    peers/<peer>/inbound       the peer's repository in receive_dir_at_self, observed by a
-                               sensor (sensors/inbound.py), freshness ~26 h, check arriving
+    <customer>/tier_b/<peer>       restic copy of the latest tier-A set to the peer (sftp),
+                                   with checks set_present and reachable; retried per a
+                                   bounded policy, the last attempt failing with the reason
+    peers/inbound/from-<peer>      the peer's repository in receive_dir_at_self, observed by
+                                   a sensor (sensors/inbound.py) at the push's own time,
+                                   freshness ~26 h, check arriving
 
 The work is in ring.py and inbound.py; the checks, jobs and schedules are in checks/tier_b.py,
 jobs.py and schedules.py. (No `from __future__ import annotations`: Dagster reads the context
@@ -15,6 +17,7 @@ from datetime import timedelta
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from axe_pipelines.assets.metadata import in_zone, sizes
 from axe_pipelines.checks.tier_b import (
     reachable_result,
     reachable_spec,
@@ -24,7 +27,7 @@ from axe_pipelines.checks.tier_b import (
     set_present_spec,
     tier_a_running,
 )
-from axe_pipelines.config import RingBackup, Site
+from axe_pipelines.config import RingBackup, Site, tier_timezone
 from axe_pipelines.names import (
     INBOUND_GROUP,
     PEER_TAG,
@@ -39,17 +42,18 @@ from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.ring import PushResult, push_set
 
 
-def push_metadata(result: PushResult, block: RingBackup) -> dict[str, object]:
-    """Given a push and the peer's block, return the tier-B materialization's metadata."""
+def push_metadata(result: PushResult, block: RingBackup, zone: str = "UTC") -> dict[str, object]:
+    """Given a push, the peer's block and the customer's zone, return the tier-B
+    materialization's metadata (the set's time in that zone)."""
     status = result.status
     free_gib = status.free_bytes / 1024 ** 3 if status and status.free_bytes is not None else -1
     return {
         "peer": result.peer, "host": result.host,
         "via_fallback": bool(status and status.via_fallback),
-        "set": result.run_id, "set_time": result.set_time.isoformat(),
+        "set": result.run_id, "set_time": in_zone(result.set_time, zone),
         "snapshots_copied": dg.MetadataValue.int(len(result.copied)),
         "snapshots_already_present": dg.MetadataValue.int(len(result.already_present)),
-        "bytes_copied": dg.MetadataValue.int(result.bytes),
+        **sizes(bytes_copied=result.bytes),
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 2)),
         "peer_free_gib": dg.MetadataValue.float(round(free_gib, 2)),
         "disk_available_gib": dg.MetadataValue.float(float(block.disk_available_gib or -1)),
@@ -69,6 +73,9 @@ def build_tier_b_asset(config: Site, customer_name: str, peer: str, *,
     block = link(config, customer_name, peer).block
     key = tier_b_key(customer_name, peer)
     window = timedelta(hours=customer.tiers.local.freshness_hours + 1)
+    zone = tier_timezone(customer)
+    # The CLI (retry=False) has one attempt; the schedule's run 1 + `retries`.
+    retries = settings.retries if retry else 0
 
     @dg.asset(
         key=key, deps=[set_key(customer_name)], group_name=tier_b_group(customer_name),
@@ -80,7 +87,7 @@ def build_tier_b_asset(config: Site, customer_name: str, peer: str, *,
             fail_window=window, warn_window=window - timedelta(hours=2)),
         # Transient faults (peer down, link dropped) are retried a bounded number of times;
         # a wrong password or damaged repository raises Failure(allow_retries=False).
-        retry_policy=dg.RetryPolicy(max_retries=settings.retries, delay=settings.retry_delay_s,
+        retry_policy=dg.RetryPolicy(max_retries=retries, delay=settings.retry_delay_s,
                                     backoff=dg.Backoff.EXPONENTIAL) if retry else None,
         # Tier A's pool: the copy waits while tier A writes tonight's set (one op at a time
         # per tier-A repository), so a half-written set is never read; the run's own check
@@ -97,11 +104,8 @@ def build_tier_b_asset(config: Site, customer_name: str, peer: str, *,
         except RingError as exc:
             if exc.ssh_exit is not None:  # ssh itself failed (else restic did, afterwards)
                 yield reachable_result(key, block, None, exc)
-            raise dg.Failure(description=str(exc), allow_retries=exc.retryable,
-                             metadata={"peer": peer, "host": exc.host or block.ssh_fqdn,
-                                       "ssh_exit": exc.ssh_exit if exc.ssh_exit is not None
-                                       else -1, "retryable": exc.retryable}) from None
-        yield dg.MaterializeResult(metadata=push_metadata(result, block))
+            raise push_failure(exc, peer, block, context.retry_number, retries) from None
+        yield dg.MaterializeResult(metadata=push_metadata(result, block, zone))
         yield reachable_result(key, block, result.status)
         # The peer's snapshots as read back after the copy, not the copy's own report.
         assert result.the_set is not None
@@ -111,9 +115,25 @@ def build_tier_b_asset(config: Site, customer_name: str, peer: str, *,
     return tier_b
 
 
+def push_failure(exc: RingError, peer: str, block: RingBackup, attempt: int,
+                 retries: int) -> dg.Failure:
+    """Given why a push failed, the attempt (0 = the first) and the retries allowed, return
+    the step's Failure: the operator's one line as its description, the details as metadata.
+    The last attempt does not ask for a retry, so the run's failure is headed by that line
+    rather than Dagster's "Exceeded max_retries"."""
+    last = attempt >= retries
+    return dg.Failure(
+        description=str(exc), allow_retries=exc.retryable and not last,
+        metadata={"peer": peer, "host": exc.host or block.ssh_fqdn,
+                  "ssh_exit": exc.ssh_exit if exc.ssh_exit is not None else -1,
+                  "retryable": exc.retryable, "attempt": attempt + 1,
+                  "attempts_allowed": retries + 1})
+
+
 def inbound_spec(peer: str, block: RingBackup, window_hours: float) -> dg.AssetSpec:
-    """Return `peers/<peer>/inbound`, an external asset whose materializations the inbound
-    sensor reports when a push from the peer has landed; fresh within `window_hours`."""
+    """Return `peers/inbound/from-<peer>`, an external asset whose materializations the
+    inbound sensor records, dated at the push's own time, when a push from the peer has
+    landed; fresh within `window_hours` of that push."""
     window = timedelta(hours=window_hours)
     return dg.AssetSpec(
         inbound_key(peer), group_name=INBOUND_GROUP, kinds={"restic"},

@@ -1,17 +1,19 @@
-"""Tier C as a Dagster asset: `<customer>/tier_c/cold`, the sync of the latest tier-A set onto
-the mounted cold SSDs, started by the mount sensor (sensors/cold.py), the CLI or the UI.
+"""Tier C as a Dagster asset: `<customer>/tier_c/cold_volumes`, the sync of the latest tier-A
+set onto the mounted cold SSDs, started by the mount sensor (sensors/cold.py), the CLI or the
+UI; fresh for a quarter after a sync (the rotation), not for a night.
 
 The work is in cold.py; the checks, jobs and schedules are in checks/tier_c.py, jobs.py and
 schedules.py. (No `from __future__ import annotations`: Dagster reads the context and config
 annotations at runtime.)
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from axe_pipelines.assets.metadata import in_zone, sizes
 from axe_pipelines.checks.tier_b import set_complete_result, set_complete_spec, tier_a_running
 from axe_pipelines.checks.tier_c import rotation_result, rotation_spec
 from axe_pipelines.cold import (
@@ -22,7 +24,7 @@ from axe_pipelines.cold import (
     sync_volume,
     volume_at,
 )
-from axe_pipelines.config import Site, tier_timezone
+from axe_pipelines.config import QUARTER_DAYS, ColdTier, Site, tier_timezone
 from axe_pipelines.names import TIER_TAG, repository_pool, set_key, tier_c_group, tier_c_key
 from axe_pipelines.rotation import expected_volume
 
@@ -33,23 +35,38 @@ class ColdSyncConfig(dg.Config):
     volume: str = ""
 
 
-def sync_metadata(results: list[SyncResult], expected: int) -> dict[str, object]:
-    """Given the syncs of one run and this quarter's volume number, return the tier-C
-    materialization's metadata (`synced_volumes` feeds the volumes_current check)."""
+def sync_metadata(results: list[SyncResult], expected: int,
+                  zone: str = "UTC") -> dict[str, object]:
+    """Given the syncs of one run, this quarter's volume number and the customer's zone,
+    return the tier-C materialization's metadata (`synced_volumes` feeds the volumes_current
+    check; its times are in that zone)."""
     return {
         "volumes": [r.volume.name for r in results],
         "volume_ids": [r.volume.identity for r in results],
         "synced_volumes": dg.MetadataValue.json(
-            {str(r.volume.number): r.synced_at.isoformat() for r in results if r.volume.number}),
+            {str(r.volume.number): in_zone(r.synced_at, zone) for r in results
+             if r.volume.number}),
         "expected_volume": expected,
         "set": results[0].run_id if results else "",
+        "set_time": in_zone(results[0].set_time, zone) if results else "",
         "snapshots_copied": dg.MetadataValue.int(sum(len(r.copied) for r in results)),
         "snapshots_already_present": dg.MetadataValue.int(
             sum(len(r.already_present) for r in results)),
-        "bytes_copied": dg.MetadataValue.int(sum(r.bytes for r in results)),
+        **sizes(bytes_copied=sum(r.bytes for r in results)),
         "duration_s": dg.MetadataValue.float(round(sum(r.duration_s for r in results), 2)),
         "repositories_created": [r.volume.name for r in results if r.created_repository],
     }
+
+
+def rotation_freshness(cold: ColdTier) -> dg.FreshnessPolicy:
+    """Given the cold settings, return tier C's freshness policy as the rotation sees it: one
+    volume per quarter, so the copy is fresh for a quarter after a sync (92 days, the longest
+    one), warns after that and fails `rotation_grace_days` later — not every night, when tier
+    A writes a set the SSD in the drawer does not have yet (the UI says "Unsynced" then)."""
+    quarter = timedelta(days=QUARTER_DAYS)
+    return dg.FreshnessPolicy.time_window(
+        fail_window=quarter + timedelta(days=max(cold.rotation_grace_days, 1)),
+        warn_window=quarter)
 
 
 def build_tier_c_asset(site: Site, customer_name: str) -> dg.AssetsDefinition:
@@ -71,6 +88,7 @@ def build_tier_c_asset(site: Site, customer_name: str) -> dg.AssetsDefinition:
         # of a customer queue behind each other; the volume's own lock file also keeps a CLI
         # sync and a Dagster sync of the same volume apart.
         pool=repository_pool(customer),
+        freshness_policy=rotation_freshness(cold),
     )
     def tier_c(context: AssetExecutionContext, config: ColdSyncConfig):
         try:
@@ -93,7 +111,7 @@ def build_tier_c_asset(site: Site, customer_name: str) -> dg.AssetsDefinition:
         expected = expected_volume(datetime.now(ZoneInfo(zone)), cold.volumes,
                                    cold.rotation_origin)
         if results:
-            yield dg.MaterializeResult(metadata=sync_metadata(results, expected))
+            yield dg.MaterializeResult(metadata=sync_metadata(results, expected, zone))
             yield rotation_result(key, [r.volume.number for r in results], expected,
                                   [r.volume.name for r in results])
             if results[0].the_set is not None:  # every volume got the same newest set

@@ -4,12 +4,13 @@ and no secret anywhere (output, Dagster storage, process arguments)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from tests.conftest import PG_PASSWORD, server_entry
 
@@ -77,19 +78,43 @@ def test_failed_items_exit_1_with_a_line_each(make_config, tmp_path, server_a, r
     assert [ln.split(":")[1].strip() for ln in failures] == ["axe roles/gone-postgres",
                                                              "axe db/gone"]
     assert "check axe/tier_a/nightly_set:coverage: FAILED" in proc.stdout
-    assert "db/hive" in proc.stdout and "FAILED" in proc.stdout
+    # Each item's own status in the table (not any FAILED, which the coverage line has):
+    # the reachable server's items were backed up, the unreachable one's failed.
+    rows = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines()[1:7]}
+    assert {item: cells[0] for item, cells in rows.items()} == {
+        "roles/frame-postgres": "ok", "roles/gone-postgres": "FAILED", "db/hive": "ok",
+        "db/gone": "FAILED", "files/files": "ok", "total": "2"}
+    assert len(rows["db/hive"][1]) == 8 and rows["total"][1] == "failed"  # hive's snapshot id
+
+
+def traced_axe(config_path: Path, home: Path, trace: Path, *args: str,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """run_axe under `strace -f -e trace=execve`: every program started during the run, however
+    short-lived (psql, the password command, `restic cat config`), is recorded with its whole
+    argv in `trace` (environment values are not: strace prints only their count)."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed; run scripts/setup")
+    full_env = dict(os.environ, AXE_CONFIG=str(config_path), DAGSTER_HOME=str(home),
+                    **(env or {}))
+    return subprocess.run([strace, "-f", "-qq", "--seccomp-bpf", "-e", "trace=execve",
+                           "-s", "65536", "-o", str(trace), "--", sys.executable, "-m",
+                           "axe_pipelines.cli", *args], env=full_env, capture_output=True,
+                          text=True, timeout=600)
 
 
 def test_no_secret_in_output_dagster_storage_or_process_arguments(make_config, tmp_path,
                                                                   server_a, server_b,
-                                                                  restic_bin):
-    """The database password comes from a file, the repository's from a command; neither
-    may show up in argv, the run's output, or anything Dagster stored."""
+                                                                  restic_bin, monkeypatch):
+    """The database password comes from a file, the repository's from a command (both files
+    with a note on a second line); then a night with a wrong database password. No password,
+    right or wrong, may show up in the argv of any process the runs started (every execve,
+    traced), their output, or anything Dagster stored (run config, event log)."""
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
-    (secrets_dir / "pg").write_text(PG_PASSWORD + "\n")
+    (secrets_dir / "pg").write_text(PG_PASSWORD + "\nrotated 2026-05 (the note is no part of it)\n")
     repo_password = "repo-via-command-" + os.urandom(8).hex()
-    (secrets_dir / "repo").write_text(repo_password + "\n")
+    (secrets_dir / "repo").write_text(repo_password + "\nold one in the safe\n")
     path, _ = make_config(
         servers={"frame-postgres": server_entry(server_a, password={"file": str(secrets_dir /
                                                                                "pg")}),
@@ -98,47 +123,35 @@ def test_no_secret_in_output_dagster_storage_or_process_arguments(make_config, t
         local={"password": {"command": ["cat", str(secrets_dir / "repo")]}})
     home = tmp_path / "home"
     assert run_axe(path, home, "init").returncode == 0
+    no_env = {"AXE_TEST_PG_PASSWORD": "", "AXE_TEST_REPO_PASSWORD": ""}
 
-    seen: set[str] = set()
-    stop = threading.Event()
+    good = traced_axe(path, home, tmp_path / "good.trace", "backup", "--local", env=no_env)
+    assert good.returncode == 0, good.stderr
+    wrong_pg = "pg-wrong-" + os.urandom(8).hex()
+    (secrets_dir / "pg").write_text(wrong_pg + "\n")
+    bad = traced_axe(path, home, tmp_path / "bad.trace", "backup", "--local", env=no_env)
+    assert bad.returncode == 1 and "password authentication failed" in bad.stderr, bad.stderr
 
-    def sample_argv() -> None:
-        while not stop.is_set():
-            for pid in os.listdir("/proc"):
-                if pid.isdigit():
-                    try:
-                        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    except OSError:
-                        continue
-                    if raw:
-                        seen.add(raw.replace(b"\0", b" ").decode(errors="replace"))
-
-    sampler = threading.Thread(target=sample_argv, daemon=True)
-    sampler.start()
-    try:
-        proc = run_axe(path, home, "backup", "--local",
-                       env={"AXE_TEST_PG_PASSWORD": "", "AXE_TEST_REPO_PASSWORD": ""})
-    finally:
-        stop.set()
-        sampler.join()
-    assert proc.returncode == 0, proc.stderr
-    # The sampler did watch the run (else this test could not fail).
-    assert any(" --stdin-from-command -- " in c and "pg_dump" in c for c in seen)
-    assert any("restic" in c for c in seen)
-
+    execs = [ln for t in ("good.trace", "bad.trace")
+             for ln in (tmp_path / t).read_text().splitlines() if "execve(" in ln]
+    # The trace saw the short-lived programs too (else this test could not fail).
+    for program in ('/pg_dump", [', '/psql", [', '["cat", "' + str(secrets_dir / "repo"),
+                    '"cat", "config"', '"--stdin-from-command", "--", '):
+        assert any(program in ln for ln in execs), program
     stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
-    for secret in (PG_PASSWORD, repo_password):
-        assert secret not in proc.stdout and secret not in proc.stderr
-        assert not [c for c in seen if secret in c]
-        assert secret.encode() not in stored
-    # And not in the run's config or any event Dagster recorded.
-    os.environ["DAGSTER_HOME"] = str(home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = dg.DagsterInstance.get()
-    (run,) = instance.get_runs()
-    events = " ".join(str(e) for e in instance.all_logs(run.run_id))
+    runs = instance.get_runs()
+    assert len(runs) == 2
+    events = " ".join(str(e) for run in runs for e in instance.all_logs(run.run_id))
     assert len(events) > 1000
-    for secret in (PG_PASSWORD, repo_password):
-        assert secret not in str(run.run_config) and secret not in events
+    for secret in (PG_PASSWORD, repo_password, wrong_pg):
+        for proc in (good, bad):
+            assert secret not in proc.stdout and secret not in proc.stderr
+        assert not [ln for ln in execs if secret in ln]
+        assert secret.encode() not in stored
+        assert not [run for run in runs if secret in str(run.run_config)]
+        assert secret not in events
 
 
 def test_terminal_gets_a_live_table(make_config, tmp_path, restic_bin):

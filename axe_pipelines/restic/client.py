@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from axe_pipelines.restic.errors import (
     BackupIncomplete,
@@ -179,8 +180,14 @@ class Restic:
         args += ["--", *map(str, paths)]
         return self._backup(args, on_progress, {}, what="backup of " + ", ".join(map(str, paths)))
 
-    @staticmethod
-    def _common(tags: Sequence[str], at: datetime) -> list[str]:
+    def _common(self, tags: Sequence[str], at: datetime) -> list[str]:
+        """Given the tags and the logical time, return restic's --tag/--time arguments.
+
+        restic reads --time as a wall-clock time in its own TZ (set to self.timezone in env()),
+        so an aware time is first turned into that zone: a UTC 18:00 is 03:00 in Seoul, not
+        18:00 there."""
+        if at.tzinfo is not None:
+            at = at.astimezone(ZoneInfo(self.timezone)) if self.timezone else at.astimezone()
         return ["--tag", ",".join(tags), "--time", at.strftime(RESTIC_TIME_FORMAT)]
 
     def _backup(self, args: list[str], on_progress: Callable[[int], None] | None,

@@ -11,6 +11,7 @@ random-looking bytea, listed in checksum_tables, so the digest is taken over all
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import time
@@ -124,6 +125,7 @@ def main() -> int:
                     "database; the big one's checks include the digest over the whole table."})
     finally:
         cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)  # a 200 MB database and its repository
     return 0
 
 

@@ -20,8 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from axe_pipelines import interrupt
 from axe_pipelines.config import Customer, tier_timezone
 from axe_pipelines.errors import ItemFailed
+from axe_pipelines.instance.owner import release, run_dir, sweep
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.postgres.dump import SnapshotSession, pg_dump_argv, pg_dumpall_argv
 from axe_pipelines.progress import NullReporter, Reporter
@@ -122,7 +124,13 @@ def local_repository(customer_name: str, customer: Customer) -> Repository:
 def local_restic(customer_name: str, customer: Customer) -> Restic:
     """Given a customer with tier A, return a Restic for its tier-A repository, stamping
     snapshot times in the tier's zone. Raise ResticNotFound without a usable restic."""
-    return Restic(local_repository(customer_name, customer), timezone=tier_timezone(customer))
+    assert customer.tiers is not None
+    tier = customer.tiers.local
+    # A call without a progress stream (list, tag, unlock) is all idle time: the idle bound
+    # is its bound too; a backup's stream is stopped after idle_timeout_s without bytes.
+    return Restic(local_repository(customer_name, customer), timezone=tier_timezone(customer),
+                  timeout=tier.timeout_s, idle_timeout=tier.idle_timeout_s,
+                  call_timeout=tier.idle_timeout_s)
 
 
 def plan_tier_a(customer: Customer) -> list[Item]:
@@ -153,9 +161,11 @@ def dump_filename(customer: Customer, item: Item) -> str:
 
 
 def _server_connection(customer: Customer, server_name: str) -> Connection:
-    """A connection to a server's first configured database (for server-wide tools)."""
-    db_name = next(n for n, d in customer.databases.items() if d.server == server_name)
-    return Connection(server_name, customer.servers[server_name], customer.database_name(db_name))
+    """A connection to a server's maintenance database (`maintenance_db`, default postgres)
+    for server-wide tools: a backed-up database that is gone or misnamed must not fail the
+    roles and pg_dumpall items too."""
+    server = customer.servers[server_name]
+    return Connection(server_name, server, server.maintenance_db)
 
 
 # restic passes the dump tool's stderr on only as far as it gets before restic itself exits,
@@ -250,7 +260,8 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
     is the result's one-line `error` (an incomplete folder snapshot is tagged `incomplete`)."""
     started = time.monotonic()
     result = ItemResult(item=item, ok=False)
-    errfd, errname = tempfile.mkstemp(prefix="axe-dump-", suffix=".stderr")
+    # In the run's own folder, so a killed run's file is removed by the next run (owner.py).
+    errfd, errname = tempfile.mkstemp(prefix="axe-dump-", suffix=".stderr", dir=run_dir(run_id))
     os.close(errfd)
     job = _Job(restic, customer, item.tags(customer_name, run_id), at,
                lambda n: reporter.progress(item, n), Path(errname))
@@ -314,17 +325,25 @@ def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: 
 
     def run_lane(lane_items: Sequence[Item]) -> None:
         for item in lane_items:
-            reporter.start(item)
-            res = backup_item(restic, customer_name, customer, item, at=at, run_id=run_id,
-                              reporter=reporter)
+            if interrupt.requested():
+                # Ctrl-C / SIGTERM: what runs now is being stopped; nothing new starts.
+                res = ItemResult(item=item, ok=False, error="not started: interrupted")
+            else:
+                reporter.start(item)
+                res = backup_item(restic, customer_name, customer, item, at=at,
+                                  run_id=run_id, reporter=reporter)
             with lock:
                 results[item] = res
             reporter.finish(res)
 
+    sweep()  # a killed run's scratch files (its process is provably gone)
     workers = max(1, min(customer.tiers.local.parallel_servers, len(lanes)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="axe-lane") as pool:
-        for f in [pool.submit(run_lane, lane) for lane in lanes.values()]:
-            f.result()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="axe-lane") as pool:
+            for f in [pool.submit(run_lane, lane) for lane in lanes.values()]:
+                f.result()
+    finally:
+        release(run_id)
     ordered = [results[i] for i in todo]
     snapshots: list[Snapshot] = []
     if any(r.ok for r in ordered):

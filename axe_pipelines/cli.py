@@ -102,15 +102,17 @@ def _print_copy(outcome: CopyOutcome) -> None:
 def cmd_backup(args: argparse.Namespace) -> int:
     """`axe backup --local/--ring/--cold`: each tier asked for, in that order; the worst
     exit code of all."""
+    from axe_pipelines import interrupt
     from axe_pipelines.actions.backup import backup_cold, backup_local, backup_ring
     from axe_pipelines.runs import InProcessRunner
 
+    interrupt.install()  # Ctrl-C / SIGTERM: stop within seconds, exit 130 / 143
     if not (args.local or args.ring or args.cold):
         _err("say which tier: --local, --ring and/or --cold (run in that order)")
         return EXIT_CONFIG
     site = load_config(args.config)
     names = site.to_back_up(args.customer)
-    runner = InProcessRunner()
+    runner = InProcessRunner(say=_note, verbose=args.verbose)
     worst = EXIT_OK
     if args.local:
         for local in backup_local(site, names, runner, reporter_for=_reporter_for(args.plain),
@@ -277,6 +279,8 @@ def _backup_commands(sub: argparse._SubParsersAction) -> None:
     backup.add_argument("--skip-restore-check", action="store_true",
                         help="do not read every dump back through pg_restore now (the "
                         "restorable check can be run later from the UI)")
+    backup.add_argument("--verbose", action="store_true", help="also show Dagster's ERROR "
+                        "records and stack traces here (they are always in the run log)")
     backup.set_defaults(func=cmd_backup)
     status_commands(sub)  # status, snapshots, doctor (cli_status.py)
 

@@ -60,6 +60,8 @@ class Server(_Model):
     roles: bool = Field(True, description="back up roles with pg_dumpall --globals-only")
     dumpall: bool = Field(False, description="also keep a plain pg_dumpall of the whole server")
     container: str | None = Field(None, description="the seed's name for it, e.g. frame-postgres")
+    maintenance_db: str = Field("postgres", min_length=1, description="database the roles and "
+                                "pg_dumpall dumps connect through (not a backed-up one)")
 
 
 class IntegrityQuery(_Model):
@@ -117,6 +119,13 @@ class LocalTier(_Model, CareSettings):
     timezone: str | None = None
     freshness_hours: float = Field(26, gt=0)
     parallel_servers: int = Field(2, ge=1, le=16)
+    # Bounds of tier A (issue 8): a hung disk or pipe fails the item instead of the night.
+    timeout_s: float = Field(43200, gt=0, description="wall bound on one restic call")
+    idle_timeout_s: float = Field(300, gt=0, description="a restic call (with its pg_dump) "
+                                  "whose bytes read stay put this long is stopped (restic "
+                                  "counts a chunk of up to 8 MiB when it is done)")
+    wait_timeout_s: float = Field(3600, gt=0, description="how long a run waits for a live "
+                                  "run holding the repository's pool slot, then fails")
 
     _v_cron = field_validator("schedule")(check_cron)
 

@@ -39,6 +39,10 @@ TIER_TAG = "axe/tier"
 VOLUME_TAG = "axe/volume"
 PEER_TAG = "axe/peer"
 KIND_TAG = "axe/kind"
+# The process that runs a run `axe` started (instance/recovery.py tells a dead one by these).
+HOST_TAG = "axe/host"
+PID_TAG = "axe/pid"
+PID_START_TAG = "axe/pid_start"
 INBOUND_GROUP = "peers"
 # The code location, as workspace.yaml names it; AXE_LOCATION_NAME (deploy/compose.yaml) says
 # otherwise. Runs that `axe` executes itself carry it, so the UI lists them under their job.

@@ -6,6 +6,8 @@ plain `RunOutcome` for actions/backup.py.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -16,6 +18,7 @@ from axe_pipelines.cold import Volume
 from axe_pipelines.config import Site
 from axe_pipelines.definitions import build_definitions
 from axe_pipelines.instance import ensure_dagster_home
+from axe_pipelines.instance.guard import DEFAULT_WAIT_S, run_guarded
 from axe_pipelines.jobs import tier_b_jobs
 from axe_pipelines.names import (
     PEER_TAG,
@@ -27,8 +30,10 @@ from axe_pipelines.names import (
     tier_c_op,
 )
 
-# The CLI draws its own progress; Dagster's console log only speaks up on errors.
-_QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# The CLI draws its own progress and prints one `axe:` line per failure; Dagster's ERROR
+# records and stack traces stay in the run log (the UI) unless --verbose asks for them here.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+_VERBOSE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def run_failure(result: dg.ExecuteInProcessResult) -> str:
@@ -75,26 +80,44 @@ class InProcessRunner:
     embedded SQLite dagster.yaml when missing). Raise Unusable when that home is not
     writable."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, say: Callable[[str], None] | None = None,
+                 verbose: bool = False) -> None:
         ensure_dagster_home()
         self.instance = dg.DagsterInstance.get()
+        # Lines about waiting for a slot or a dead run's leftovers (instance/guard.py).
+        self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.logging = _VERBOSE if verbose else _QUIET
+
+    @staticmethod
+    def _bounds(site: Site, customer_name: str, tier: str) -> dict[str, Any]:
+        tiers = site.customer(customer_name).tiers
+        return {"what": f"tier {tier} of {customer_name}", "wait_timeout_s":
+                tiers.local.wait_timeout_s if tiers else DEFAULT_WAIT_S}
 
     def run_job(self, defs: dg.Definitions, job_name: str, *,
                 checks: set[dg.AssetCheckKey] | None = None, tags: dict[str, str] | None = None,
                 resources: dict[str, Any] | None = None,
-                run_config: dict[str, Any] | None = None) -> RunOutcome:
+                run_config: dict[str, Any] | None = None, what: str = "",
+                wait_timeout_s: float = DEFAULT_WAIT_S) -> RunOutcome:
         """Given definitions holding the job `job_name`, run it here under that name with its
         own tags (the run queue's `axe/repository` among them), `tags` and the code
         location's label, so the UI files the run under that job; with `checks`, only those
-        of its asset checks. Return the run's outcome."""
-        job = defs.get_job_def(job_name)
+        of its asset checks. It starts once its pool slots are free (instance/guard.py: a
+        dead run's leftovers recovered, at most `wait_timeout_s` of waiting for a live one).
+        Return the run's outcome. Raise SlotTimeout or Interrupted."""
+        job = defs.resolve_job_def(job_name)
         if checks is not None:
             job = job.get_subset(asset_selection=set(job.asset_layer.selected_asset_keys),
                                  asset_check_selection=checks)
-        return outcome(job.execute_in_process(
-            instance=self.instance, tags={**location_tags(), **(tags or {})},
-            resources=resources, run_config={**(run_config or {}), **_QUIET},
-            raise_on_error=False))
+
+        def execute(run_id: str, process: dict[str, str]) -> dg.ExecuteInProcessResult:
+            return job.execute_in_process(
+                instance=self.instance, run_id=run_id,
+                tags={**location_tags(), **(tags or {}), **process}, resources=resources,
+                run_config={**(run_config or {}), **self.logging}, raise_on_error=False)
+
+        return outcome(run_guarded(self.instance, job, execute, what=what or job.name,
+                                   wait_timeout_s=wait_timeout_s, say=self.say))
 
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
                skip_restore_check: bool) -> RunOutcome:
@@ -104,11 +127,12 @@ class InProcessRunner:
         # The code location's own job (its selection names checks of other tiers' jobs);
         # the CLI's reporter replaces the location's None for this run.
         defs = build_definitions(site)
-        job = defs.get_job_def(tier_a_job(customer_name))
+        job = defs.resolve_job_def(tier_a_job(customer_name))
         checks = {k for k in job.asset_layer.asset_graph.asset_check_keys
                   if k.name != "restorable"} if skip_restore_check else None
         return self.run_job(defs, job.name, checks=checks, resources={
-            PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)})
+            PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
+                            **self._bounds(site, customer_name, "A"))
 
     def tier_b(self, site: Site, customer_name: str, peer: str) -> RunOutcome:
         """Push the customer's latest set to `peer` now as its job `<customer>_tier_b`,
@@ -116,7 +140,7 @@ class InProcessRunner:
         push, _ = tier_b_jobs(customer_name, site.customer(customer_name), [])
         asset = build_tier_b_asset(site, customer_name, peer, retry=False)
         return self.run_job(dg.Definitions(assets=[asset], jobs=[push]), push.name,
-                            tags={PEER_TAG: peer})
+                            tags={PEER_TAG: peer}, **self._bounds(site, customer_name, "B"))
 
     def tier_c(self, site: Site, customer_name: str, volume: Volume) -> RunOutcome:
         """Sync the customer's latest set onto `volume` now as its job `<customer>_tier_c`,
@@ -125,4 +149,4 @@ class InProcessRunner:
             build_definitions(site), tier_c_job(customer_name),
             tags={VOLUME_TAG: volume.name},
             run_config={"ops": {tier_c_op(customer_name): {"config": {
-                "volume": str(volume.path)}}}})
+                "volume": str(volume.path)}}}}, **self._bounds(site, customer_name, "C"))

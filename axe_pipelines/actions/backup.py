@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from axe_pipelines.backup import Item, ItemResult, local_restic, plan_tier_a
 from axe_pipelines.cold import Volume, find_volumes
 from axe_pipelines.config import Site
-from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE
+from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Unusable
 from axe_pipelines.instance import ensure_dagster_home
 from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.progress import Reporter, human_bytes
@@ -151,7 +151,12 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
     for name in names:
         customer = site.customers[name]
         try:
-            local_restic(name, customer).probe()
+            restic = local_restic(name, customer)
+            restic.probe()
+            # Locks of a killed run (its restic on this host is gone) go before this run.
+            for lock in restic.clear_stale_locks():
+                say(f"tier A of {name}: removed a stale lock of pid {lock.pid} (gone) from "
+                    f"{restic.repo.location}")
         except ResticError as exc:
             yield LocalOutcome(name, unusable=str(exc))
             continue
@@ -160,7 +165,12 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
         assert customer.tiers is not None
         say(f"tier A of {name}: {len(items)} item(s) into {customer.tiers.local.repository}")
         started = time.monotonic()
-        run = runner.tier_a(site, name, reporter=reporter, skip_restore_check=skip_restore_check)
+        try:
+            run = runner.tier_a(site, name, reporter=reporter,
+                                skip_restore_check=skip_restore_check)
+        except Unusable as exc:  # the repository's pool stayed held by a live run
+            yield LocalOutcome(name, unusable=str(exc).removeprefix(f"tier A of {name}: "))
+            continue
         wall = time.monotonic() - started
         done = {r.item: r for r in reporter.results}
         yield LocalOutcome(name, items, [done[i] for i in items if i in done], wall, run)

@@ -166,8 +166,9 @@ def set_bytes(the_set: BackupSet) -> tuple[int, int]:
 
 def free_space(label: str, free: int | None, the_set: BackupSet | None) -> Iterator[Finding]:
     """Given where a tier writes, its free bytes and the newest set, yield FAIL when the next
-    night would not fit even as small as the last one's additions, warn when the set's full
-    size would not (a first copy to a new repository needs that much), else ok."""
+    night would not fit even as small as the last one's additions, warn when three such
+    nights would not, or when the set's full size would not (a first copy to a new
+    repository needs that much), else ok."""
     if free is None or the_set is None:
         return
     raw, added = set_bytes(the_set)
@@ -175,6 +176,10 @@ def free_space(label: str, free: int | None, the_set: BackupSet | None) -> Itera
             f"added {human_bytes(added)}")
     if free < added:
         yield Finding("FAIL", f"{text}: the next backup does not fit; free space or prune")
+    elif free < 3 * added:
+        # Issue 8: a disk that fills mid-dump fails that night; warn while there is time.
+        yield Finding("warn", f"{text}: less than three nights of such additions fit; free "
+                              f"space or prune before a backup runs out of it")
     elif free < raw:
         yield Finding("warn", f"{text}: a full copy of it would not fit (a new tier's first "
                               f"copy needs that much)")

@@ -21,7 +21,7 @@ import dagster as dg
 
 from axe_pipelines.actions.status_model import Outcome, StuckRun
 from axe_pipelines.checks.tier_c import last_sync_by_volume
-from axe_pipelines.instance import DEFAULT_HOME, EMBEDDED
+from axe_pipelines.instance import DEFAULT_HOME, EMBEDDED, recovery
 from axe_pipelines.names import drill_check_key, restic_check_key, tier_b_key, tier_c_key
 
 HISTORY = 200  # tier-C materializations read back for per-volume last syncs
@@ -102,11 +102,12 @@ class DagsterOpsHistory:
         if instance is None:
             return []
         stuck = []
+        dead = recovery.stuck(instance)  # its process is gone: stuck at any age (issue 8)
         for record in instance.get_run_records(dg.RunsFilter(statuses=_IN_PROGRESS),
                                                limit=100):
             since = _when(record.start_time) if record.start_time else \
                 record.create_timestamp.astimezone(UTC)
-            if now - since > older_than:
+            if now - since > older_than or record.dagster_run.run_id in dead:
                 run = record.dagster_run
                 stuck.append(StuckRun(run.run_id, run.job_name, run.status.value, since))
         return stuck
@@ -209,7 +210,8 @@ def instance_findings(home: Path | str | None = None) -> list[tuple[str, str]]:
             runs = instance.get_runs_count()
             storage = type(instance.run_storage).__name__
             return [("ok", f"Dagster instance {history.home}: {runs} run(s) recorded "
-                           f"({storage})"), *_daemon_findings(instance, history.home)]
+                           f"({storage})"), *_daemon_findings(instance, history.home),
+                    *recovery.findings(instance)]  # stuck runs, held pool slots (issue 8)
         except Exception as exc:  # noqa: BLE001 - any storage failure is the finding
             return [("FAIL", f"Dagster instance {history.home} does not answer: "
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

@@ -158,3 +158,30 @@ def recover(instance: dg.DagsterInstance) -> list[str]:
                 lines.append(f"freed a slot of pool {slot.pool} left by "
                              f"{'ended ' if slot.ended else ''}run {slot.run_id[:8]}")
     return lines
+
+
+def findings(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+    """Given the instance, return what `axe doctor` says about runs and pool slots as
+    (status, text): FAIL for a run left in progress by a dead process or a slot nothing can
+    be using (the next `axe backup` clears both), ok for live holders, and an ok line when
+    no slot is held at all."""
+    found: list[tuple[str, str]] = []
+    for holder in holders(instance):
+        if holder.gone:
+            found.append(("FAIL", f"{holder.describe()} is {holder.status} but its process "
+                                  "is gone (killed?); the next `axe backup` marks it failed "
+                                  "and frees its pool slots"))
+    for slot in held_slots(instance):
+        if slot.stale:
+            found.append(("FAIL", f"{slot.describe()}: the next `axe backup` frees it"))
+        else:
+            found.append(("ok", slot.describe()))
+    if not found:
+        found.append(("ok", "no pool slot is held and no run was left behind by a dead "
+                            "process"))
+    return found
+
+
+def stuck(instance: dg.DagsterInstance) -> set[str]:
+    """Given the instance, return the ids of runs in progress whose process is gone."""
+    return {h.run_id for h in holders(instance) if h.gone}

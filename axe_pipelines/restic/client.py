@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from axe_pipelines import interrupt
 from axe_pipelines.restic.errors import (
     BackupIncomplete,
     LockHolder,
@@ -33,6 +34,7 @@ from axe_pipelines.restic.errors import (
     ResticError,
     ResticFatal,
     ResticTimeout,
+    disk_full,
     raise_for,
 )
 from axe_pipelines.restic.model import (
@@ -44,14 +46,32 @@ from axe_pipelines.restic.model import (
 )
 from axe_pipelines.restic.process import (
     Finished,
-    ProcessDeadline,
+    Watchdog,
     find_restic,
     interrupt_and_drain,
     run_bounded,
+    spawn,
 )
 from axe_pipelines.secrets import SecretError
 
 T = TypeVar("T")
+
+
+class _Touching:
+    """A read-only stream that tells a Watchdog each time bytes come through (progress)."""
+
+    def __init__(self, stream: IO[bytes], dog: Watchdog):
+        self._stream, self._dog = stream, dog
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._dog.touch()
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
 _SLOW = "(a password command waiting for input, or a slow or vanished disk or link)"
 
 
@@ -59,11 +79,15 @@ class Restic:
     """One repository, driven through the restic binary."""
 
     def __init__(self, repo: Repository, *, binary: str | None = None,
-                 timezone: str | None = None, timeout: float | None = None):
+                 timezone: str | None = None, timeout: float | None = None,
+                 idle_timeout: float | None = None, call_timeout: float | None = None):
         self.repo = repo
         self.binary = binary or find_restic()
         self.timezone = timezone
-        self.timeout = timeout
+        self.timeout = timeout  # wall bound of one call
+        # A streaming call (backup, dump) that shows no progress for this long is stopped.
+        self.idle_timeout = idle_timeout
+        self.call_timeout = call_timeout  # bound of a call without a stream (default: timeout)
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -97,8 +121,9 @@ class Restic:
     def run(self, args: Sequence[str], *, what: str, timeout: float | None = None,
             retry_stale_lock: bool = True, env_extra: dict[str, str] | None = None) -> str:
         """Given restic arguments, run them and return stdout. Raise ResticTimeout after
-        `timeout` (default: this repository's), else the mapped ResticError."""
-        deadline = timeout if timeout is not None else self.timeout
+        `timeout` (default: this repository's call_timeout, else its timeout), else the
+        mapped ResticError."""
+        deadline = timeout if timeout is not None else (self.call_timeout or self.timeout)
 
         def once() -> str:
             try:
@@ -194,18 +219,26 @@ class Restic:
                 env_extra: dict[str, str], *, what: str) -> BackupSummary:
         summary: dict[str, Any] = {}
 
-        def on_line(line: str) -> None:
+        done_so_far = [-1]
+
+        def on_line(line: str) -> bool:
+            """Progress is more bytes read (a stalled pg_dump or a full disk shows none)."""
             if not line.startswith("{"):
-                return
+                return False
             try:
                 msg = json.loads(line)
             except ValueError:
-                return
+                return False
             kind = msg.get("message_type")
-            if kind == "status" and on_progress is not None:
-                on_progress(int(msg.get("bytes_done") or 0))
-            elif kind == "summary":
+            if kind == "status":
+                n = int(msg.get("bytes_done") or 0)
+                if on_progress is not None:
+                    on_progress(n)
+                moved, done_so_far[0] = n > done_so_far[0], max(n, done_so_far[0])
+                return moved
+            if kind == "summary":
                 summary.update(msg)
+            return True
 
         done = self.stream(args, what=what, on_line=on_line, env_extra=env_extra, ok=(0, 3),
                            after_timeout=" (no snapshot written)")
@@ -219,23 +252,36 @@ class Restic:
             raise ResticFatal(f"{self.repo.label}: {what}: restic reported no snapshot")
         return BackupSummary.from_json(summary)
 
-    def stream(self, args: Sequence[str], *, what: str, on_line: Callable[[str], None],
+    def stream(self, args: Sequence[str], *, what: str,
+               on_line: Callable[[str], bool | None],
                env_extra: dict[str, str] | None = None, ok: Sequence[int] = (0,),
                after_timeout: str = "") -> Finished:
-        """Given restic arguments, run them bounded by this repository's timeout (SIGINT, then
-        SIGKILL), handing every stdout line to `on_line`, and return how restic ended when its
-        exit status is one of `ok`. A provably stale lock is cleared once. Raise ResticTimeout
-        (its message ending in `after_timeout`), else the mapped ResticError."""
+        """Given restic arguments, run them bounded by this repository's timeout and, when
+        `on_line` reports progress (returns True for a line that shows some), by its
+        idle_timeout (SIGINT, then SIGKILL); handing every stdout line to `on_line`, and
+        return how restic ended when its exit status is one of `ok`. restic is stopped at
+        once when its disk is full (it would wait for ever). A provably stale lock is cleared
+        once. Raise ResticTimeout (its message ending in `after_timeout`), RepositoryFull,
+        else the mapped ResticError."""
 
         def once() -> Finished:
             done = run_bounded(self._argv(args), self.env(env_extra), timeout=self.timeout,
-                               on_line=on_line)
+                               on_line=on_line, idle_timeout=self.idle_timeout,
+                               stop_on=lambda ln: "full" if disk_full(ln) else None)
+            if done.reason == "idle":
+                raise ResticTimeout(f"{self.repo.label}: {what} moved no data for "
+                                    f"{self.idle_timeout:.0f} s {_SLOW}; it was stopped"
+                                    f"{after_timeout}", detail=done.stderr[-2000:])
             if done.timed_out:
                 raise ResticTimeout(f"{self.repo.label}: {what} did not finish within "
                                     f"{self.timeout:.0f} s; it was stopped{after_timeout}",
                                     detail=done.stderr[-2000:])
-            if done.code not in ok:
-                raise_for(done.code, done.stderr, self.repo, what)
+            if done.code not in ok and interrupt.requested() and not disk_full(done.stderr):
+                # Stopped by Ctrl-C/SIGTERM: restic's own words would be "context canceled".
+                raise ResticFatal(f"{self.repo.label}: {what} was interrupted{after_timeout}",
+                                  restic_exit=done.code, detail=done.stderr[-2000:])
+            if done.code not in ok or done.reason:
+                raise_for(done.code or 1, done.stderr, self.repo, what)
             return done
 
         return self._clearing_stale_lock(once)
@@ -321,25 +367,27 @@ class Restic:
         ends normally and removes its lock (a reader that just closes the pipe kills restic with
         SIGPIPE and leaves a stale lock behind). Raise the mapped error when restic fails.
         """
-        proc = subprocess.Popen(self._argv(["dump", snapshot_id, path]), env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL)
+        proc = spawn(self._argv(["dump", snapshot_id, path]), self.env(), text=False)
         stderr_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
                                   daemon=True)
         reader.start()
-        deadline = ProcessDeadline(proc, self.timeout)
+        deadline = Watchdog(proc, wall=self.timeout, idle=self.idle_timeout, group=True)
         assert proc.stdout is not None
-        try:
-            yield proc.stdout
-            while proc.stdout.read(1 << 20):
-                pass
-            code = proc.wait()
-        finally:
-            deadline.cancel()
-            if proc.poll() is None:
-                interrupt_and_drain(proc)  # the reader raised: stop restic, let it unlock
+        with interrupt.watched(proc, group=True):
+            try:
+                yield _Touching(proc.stdout, deadline)  # type: ignore[misc]
+                while proc.stdout.read(1 << 20):
+                    pass
+                code = proc.wait()
+            finally:
+                deadline.cancel()
+                if proc.poll() is None:
+                    interrupt_and_drain(proc)  # the reader raised: stop restic, let it unlock
         reader.join(5)
+        if deadline.reason == "idle":
+            raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} "
+                                f"moved no data for {self.idle_timeout:.0f} s {_SLOW}")
         if deadline.passed:
             raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} did "
                                 f"not finish within {self.timeout:.0f} s")

@@ -62,7 +62,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from axe_pipelines.actions.backup import init
 
     site = load_config(args.config)
-    for what, state in init(site, site.to_back_up(args.customer)):
+    for what, state in init(site, site.to_back_up(args.customer), args.chunker_from):
         print(f"{what}: {state}")
     return EXIT_OK
 
@@ -263,6 +263,8 @@ def _backup_commands(sub: argparse._SubParsersAction) -> None:
     init = sub.add_parser("init", help="create the tier A repositories and the Dagster home "
                           "where runs are recorded (idempotent)")
     init.add_argument("--customer")
+    init.add_argument("--chunker-from", metavar="TIER", help="new tier A with the chunker "
+                      "parameters of ring, cold or a peer (default: any copy found)")
     init.set_defaults(func=cmd_init)
 
     backup = sub.add_parser("backup", help="run a tier now")

@@ -6,7 +6,7 @@ Deduplication makes one damaged pack poison every later backup that reuses its b
 reports the new backup as fine: it never reads the old blob), so the first reader to meet it
 names it: the restorable check after each backup, a restore, an integrity check. The record
 is `axe-damage.json` in the Dagster home (one entry per repository location); it goes away
-when `clear_damage` is called after a passing `restic check --read-data`, or, for a repository
+when `axe check --read-data` passes on that repository (`clear_damage`), or, for a repository
 on a local disk, when the pack file is gone (repaired or pruned).
 """
 

@@ -91,15 +91,18 @@ class Runner(Protocol):
         how it ended."""
 
 
-def init(site: Site, names: list[str]) -> Iterator[tuple[str, str]]:
-    """Given the customers to back up, make sure the Dagster home where runs are recorded is
-    usable, then create each tier-A repository unless it exists; yield (what, state) as each
-    is done. Raise Unusable (home not writable) or the mapped ResticError."""
+def init(site: Site, names: list[str],
+         chunker_from: str | None = None) -> Iterator[tuple[str, str]]:
+    """Given the customers to back up (and `--chunker-from`), make sure the Dagster home where
+    runs are recorded is usable, then create each tier-A repository unless it exists, with
+    the chunker parameters of an existing ring or cold copy (chunker.py); yield (what, state)
+    as each is done. Raise Unusable (home not writable, --chunker-from unusable) or the mapped
+    ResticError."""
+    from axe_pipelines.chunker import init_tier_a
+
     yield f"Dagster home {ensure_dagster_home()}", "ready"
     for name in names:
-        restic = local_restic(name, site.customers[name])
-        created = restic.init()
-        yield restic.repo.label, "created" if created else "exists already"
+        yield init_tier_a(site, name, chunker_from)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from axe_pipelines.care.check import CheckOutcome, check_plan, rotation_week, ru
 from axe_pipelines.care.policy import TIERS, Tier
 from axe_pipelines.care.repositories import TierRepository, tier_repositories
 from axe_pipelines.config import Site
+from axe_pipelines.damage import clear_damage
 from axe_pipelines.errors import EXIT_FAILED, EXIT_OK, AxeError
 
 
@@ -63,7 +64,10 @@ def check_repository(repo: TierRepository, now: datetime, *,
         with repo.guard():
             restic = repo.open()
             subset = None if read_data else week_subset(repo, now)
-            return TierCheck(repo, run_check(restic, subset, read_data=read_data))
+            outcome = run_check(restic, subset, read_data=read_data)
+            if read_data and not outcome.damaged:
+                clear_damage(restic.repo.location)  # every pack read back: damage.py's record
+            return TierCheck(repo, outcome)
     except AxeError as exc:
         return TierCheck(repo, error=str(exc).strip().splitlines()[0],
                          error_exit=exc.exit_code)

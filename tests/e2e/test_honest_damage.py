@@ -41,6 +41,7 @@ def flip_bytes_of(restic: Restic, snapshot_id: str, root: Path) -> str:
                     for i in range(middle, middle + 64):
                         data[i] ^= 0xFF
                     path.chmod(0o644)
+                    (root.parent / "pack.good").write_bytes(path.read_bytes())
                     path.write_bytes(bytes(data))
                     return pack["id"]
     raise AssertionError("blob not found in any index")
@@ -109,6 +110,16 @@ def test_damaged_pack_is_named_by_the_check_the_restore_status_and_doctor(damage
     # The advice works: the older set is clear of the pack.
     assert cli.main([*axe, "restore", "--customer", "axe", "--target", "frame", "--as-of",
                      good.time.isoformat(timespec="minutes")]) == 0
+    capsys.readouterr()
+
+    # Repaired (the pack's good bytes back), a full read of the data clears the record.
+    repo = path.parent / "repo"
+    (repo / "data" / pack[:2] / pack).write_bytes((path.parent / "pack.good").read_bytes())
+    assert cli.main([*axe, "check", "--customer", "axe", "--tier", "local",
+                     "--read-data"]) == 0
+    capsys.readouterr()
+    cli.main([*axe, "status"])
+    assert "DAMAGED" not in capsys.readouterr().out
 
 
 def test_restic_damage_words_become_repository_damaged(damaged):

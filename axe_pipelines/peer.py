@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from axe_pipelines.config import Customer, RingBackup, RingTier, Site
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic
+from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.secrets import SecretSource
 
 NEXT_STEP = "retry at the next scheduled run or run `axe backup --ring`; `axe doctor` checks ssh"
@@ -253,7 +253,7 @@ class SshRecord:
 
     def close(self) -> None:
         """Remove the record's folder."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_tree(self.folder, inside=Path(tempfile.gettempdir()))
 
     def sessions(self, settle_s: float = 3.0) -> list[int | None]:
         """Return each session's ssh exit status (None for one still running), after waiting

@@ -33,6 +33,7 @@ from axe_pipelines.postgres.client import (
 )
 from axe_pipelines.postgres.cluster import LocalCluster, free_port
 from axe_pipelines.postgres.roles import existing_roles, missing_roles_script, run_roles_script
+from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.secrets import FileSource
 
 SERVER_NAME = "drill staging"
@@ -146,7 +147,7 @@ class DrillStaging:
                 self._stop_cluster(self.cluster)
                 self.cluster = None
             if self.root is not None:
-                shutil.rmtree(self.root, ignore_errors=True)
+                remove_tree(self.root, inside=self.parent)
                 self.root = None
 
     @staticmethod

@@ -36,6 +36,7 @@ from axe_pipelines.restic import (
     Snapshot,
 )
 from axe_pipelines.secrets import SecretError
+from axe_pipelines.set_meta import store_set_meta
 
 ItemKind = Literal["pgdump", "roles", "dumpall", "files"]
 TAG_TOOL = "axe-pipelines"
@@ -345,6 +346,7 @@ def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: 
     finally:
         release(run_id)
     ordered = [results[i] for i in todo]
+    store_set_meta(restic, [TAG_TOOL, f"customer={customer_name}"], at, run_id, ordered)
     snapshots: list[Snapshot] = []
     if any(r.ok for r in ordered):
         snapshots = restic.snapshots(tags=[f"customer={customer_name}", f"run={run_id}"])

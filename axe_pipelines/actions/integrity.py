@@ -38,6 +38,7 @@ from axe_pipelines.postgres.cluster import Staging
 from axe_pipelines.postgres.dump import read_dump
 from axe_pipelines.postgres.restore import read_toc
 from axe_pipelines.restic import Restic, Snapshot
+from axe_pipelines.set_meta import SetMetaHistory
 from axe_pipelines.sets import BackupSet, parse_as_of
 
 Say = Callable[[str], None]
@@ -95,7 +96,8 @@ def find_last_valid(customer_name: str, customer: Customer, db_name: str, check:
         snap = candidates[i].member("pgdump", db_name)
         assert snap is not None
         results = stage_and_check(customer_name, customer, db_name, snap, restic, stage,
-                                  only=[check], history=history)
+                                  only=[check],
+                                  history=SetMetaHistory(history, restic, candidates))
         ok = bool(results) and all(r.passed for r in results)
         line = (f"{candidates[i].time:%Y-%m-%d %H:%M} ({snap.short_id}): "
                 f"{'passes' if ok else 'fails'} {check}"
@@ -179,7 +181,8 @@ def run_integrity_check(config: Site, customer_name: str, target: str, *,
         say("starting a staging PostgreSQL …")
         with Staging() as staging:
             checks = stage_and_check(customer_name, customer, db_name, snap, restic, staging,
-                                     only=only, history=history)
+                                     only=only,
+                                     history=SetMetaHistory(history, restic, [the_set]))
     return IntegrityReport(customer_name, tier_name, db_name, snap.id, the_set.time, live,
                            checks)
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from axe_pipelines.backup import coverage
 from axe_pipelines.config import Customer, Site, tier_timezone
 from axe_pipelines.restic import Snapshot
+from axe_pipelines.set_meta import SET_META_KIND
 from axe_pipelines.sets import BackupSet, list_sets
 from axe_pipelines.tiers import open_tier, resolve_tier
 
@@ -68,7 +69,8 @@ def describe_set(customer: Customer, the_set: BackupSet) -> SetInfo:
     zone = ZoneInfo(tier_timezone(customer))
     return SetInfo(
         run_id=the_set.run_id, time=the_set.time.astimezone(zone),
-        items=tuple(sorted(item_label(s) for s in the_set.snapshots)),
+        items=tuple(sorted(item_label(s) for s in the_set.snapshots
+                           if s.tag("kind") != SET_META_KIND)),  # set-meta is no item
         missing=tuple(g.reason for g in coverage(customer, the_set.snapshots)),
         raw_bytes=sum(int(s.summary.get("total_bytes_processed") or 0)
                       for s in the_set.snapshots))

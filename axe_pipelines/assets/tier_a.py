@@ -52,6 +52,7 @@ from axe_pipelines.postgres.client import PostgresError
 from axe_pipelines.progress import LogReporter, human_bytes
 from axe_pipelines.readback import DumpCheck, verify_dump
 from axe_pipelines.restic import Restic, ResticError
+from axe_pipelines.set_meta import SET_META_KIND
 
 
 def logical_time(tags: dict[str, str], timezone: str, now: datetime | None = None) -> datetime:
@@ -102,7 +103,7 @@ def item_metadata(result: ItemResult, run: TierAResult) -> dict[str, object]:
 
 def set_metadata(run: TierAResult) -> dict[str, object]:
     """Given a tier-A run, return the night's set's metadata: members, failures, totals."""
-    by_id = {s.id: s for s in run.snapshots}
+    by_id = {s.id: s for s in run.snapshots if s.tag("kind") != SET_META_KIND}  # no item
     records = []
     for r in run.results:
         records.append(dg.TableRecord({

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 from axe_pipelines.backup import TAG_TOOL, Item
 from axe_pipelines.care.policy import RetentionPolicy
 from axe_pipelines.restic import Snapshot
+from axe_pipelines.set_meta import SET_META_KIND
 
 NEWEST = "newest of its item"
 NEWEST_COMPLETE = "newest complete of its item"
@@ -166,6 +167,8 @@ def item_label(snapshot: Snapshot) -> str | None:
     or None when it carries no kind or item tag."""
     kind = snapshot.tag("kind")
     name = snapshot.tag("database") or snapshot.tag("server") or snapshot.tag("folder")
+    if kind == SET_META_KIND:  # the set's own record (set_meta.py): judged as one more item
+        name = "set"
     if not kind or not name:
         return None
     try:

@@ -67,6 +67,7 @@ from axe_pipelines.postgres.restore import read_toc
 from axe_pipelines.restic import Restic, ResticError, Snapshot, find_restic, restic_version
 from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.secrets import SecretError
+from axe_pipelines.set_meta import SetMetaHistory
 from axe_pipelines.sets import BackupSet, parse_as_of
 
 Say = Callable[[str], None]
@@ -139,6 +140,7 @@ class Drill:
         self.work_dir = work_dir
         self.staging: DrillStaging | None = None
         self._roles: dict[tuple[str, str], CheckResult] = {}
+        self._histories: dict[str, SetMetaHistory] = {}
 
     def prove(self, kind: str, name: str, required: bool = True) -> ItemProof:
         """Given a database or folder, try each tier in order until one proves it; return
@@ -188,7 +190,11 @@ class Drill:
         db = self.customer.databases[db_name]
         snap = self._snapshot(holding, "pgdump", db_name, attempt)
         tier_a_id = snap.original or snap.id  # what the dump-time history is keyed by
-        recorded = recorded_counts_soon(self.history, self.customer_name, db_name, tier_a_id)
+        # Dagster's history first, then the set's own set-meta (a rebuilt machine has no
+        # history); one SetMetaHistory per tier, so each set's set-meta is read once.
+        history = self._histories.setdefault(
+            source.name, SetMetaHistory(self.history, restic, source.open()[1]))
+        recorded = recorded_counts_soon(history, self.customer_name, db_name, tier_a_id)
         results = self._roles_for(source, restic, holding, db.server)
         started = time.monotonic()
         with self._scratch() as workdir:
@@ -211,7 +217,7 @@ class Drill:
                                       counts_source=counted)
                 if db.checksum_tables:
                     results.append(digest_check(conn, db.checksum_tables, recorded_digests(
-                        self.history, self.customer_name, db_name, tier_a_id)))
+                        history, self.customer_name, db_name, tier_a_id)))
             self.staging.drop(name)
         self._judge(attempt, results, started)
 

@@ -100,8 +100,9 @@ def _message(peer: str, state: InboundState, arrived: bool, now: datetime, zone:
         return f"{state.path} holds no snapshot from {peer} yet"
     age = f"{(now - state.newest).total_seconds() / 3600:.1f} h ago"
     if arrived:
-        return (f"recorded a push from {peer} at {_when(state.newest, zone)} ({age}; "
-                f"{state.snapshot_files} snapshot files, {human_bytes(state.total_bytes)})")
+        files = f"{state.snapshot_files} snapshot file" + ("s" if state.snapshot_files != 1 else "")
+        return (f"recorded a push from {peer} at {_when(state.newest, zone)} ({age}; {files}, "
+                f"{human_bytes(state.total_bytes)})")
     return f"no new push from {peer}; the last one was at {_when(state.newest, zone)} ({age})"
 
 

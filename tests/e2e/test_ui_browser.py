@@ -1,8 +1,11 @@
 """The Dagster UI as an operator sees it, in a real browser: Debian's Chromium driven by
 Playwright (from PyPI; no browser download) against `dagster-webserver` + `dagster-daemon` on
-a home with one tier-A backup. Opens the lineage graph and a dump's page, finds every asset by
-its label and the status and freshness shown, and saves screenshots under
-$AXE_TEST_ARTIFACTS (default tests/artifacts/test_ui_browser/).
+a home with one tier-A backup (run by `axe backup --local`), a ring peer, two peers' pushes to
+us (one fresh, one 40 h old) and a cold tier. Opens the lineage graph and a dump's page, finds
+every asset by its own label and the status and freshness shown, and saves screenshots under
+$AXE_TEST_ARTIFACTS (default tests/artifacts/test_ui_browser/). Through GraphQL: the CLI's run
+is filed under its job, the inbound sensor's ticks say what they recorded, and the pushes'
+freshness counts from the push.
 
 The Dagster UI has no test ids: nodes are found by the CSS-module class prefix of Dagster's
 pinned release (`AssetNode_assetName`), and texts by what the page says.
@@ -13,12 +16,14 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from axe_pipelines.names import location_name
 from tests.conftest import PG_PASSWORD_ENV, REPO_PASSWORD_ENV, server_entry
 from tests.ui_support import BIN, Dagster, artifacts_dir, running_dagster, wait_for
 
@@ -27,6 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1920, "height": 1200}
+LINEAGE_VIEWPORT = {"width": 1920, "height": 2800}
 NODE_NAME = '[class*="AssetNode_assetName"]'
 NODE_LABEL = f"svg foreignObject {NODE_NAME}"
 ASSETS = "{ assetNodes { assetKey { path } tags { key value } " \
@@ -49,9 +55,22 @@ def _require_browser() -> None:
         pytest.skip(reason)
 
 
+def _peer(root: Path, name: str, pushed_hours_ago: float) -> dict[str, Any]:
+    """A ring peer's block whose receive folder holds one push (a snapshot file) that old."""
+    snapshots = root / "inbound" / name / "snapshots"
+    snapshots.mkdir(parents=True)
+    stamp = (datetime.now(UTC) - timedelta(hours=pushed_hours_ago)).timestamp()
+    (snapshots / "a1b2c3").write_text("encrypted\n")
+    os.utime(snapshots / "a1b2c3", (stamp, stamp))
+    return {"ring_backup": {"ssh_user": name, "ssh_fqdn": f"{name}.invalid",
+                            "receive_dir_at_peer": f"/srv/peer-backups/{name}/",
+                            "receive_dir_at_self": str(root / "inbound" / name)}}
+
+
 def ui_site(root: Path, server_a: Any) -> Path:
-    """Given a folder and server A, write a customers.yaml with two databases, a folder, tier A
-    and a cold tier (never synced, so the graph has two groups); return its path."""
+    """Given a folder and server A, write a customers.yaml with two databases, a folder, tier A,
+    tier B to realchoice (never pushed: nothing listens there), a cold tier (never synced) and
+    two peers pushing to us, realchoice 40 h ago and nearby 1 h ago; return its path."""
     (root / "files" / "uploads").mkdir(parents=True)
     (root / "files" / "uploads" / "a.txt").write_text("contract\n" * 100)
     (root / "cold-password").write_text("cold-not-the-repo-password\n")
@@ -63,9 +82,12 @@ def ui_site(root: Path, server_a: Any) -> Path:
             "folders": {"files": {"path": str(root / "files"), "required": True}},
             "tiers": {"local": {"repository": str(root / "repo"),
                                 "password": {"env": REPO_PASSWORD_ENV}},
+                      "ring": {"peers": ["realchoice"]},
                       "cold": {"password": {"file": str(root / "cold-password")},
                                "mount_glob": str(root / "Volumes" / "axe-cold-*"),
                                "accept_plain_folders": True}}},
+        "realchoice": _peer(root, "realchoice", 40),
+        "nearby": _peer(root, "nearby", 1),
     }
     path = root / "customers.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -73,11 +95,17 @@ def ui_site(root: Path, server_a: Any) -> Path:
     return path
 
 
-def _fresh_dumps(dagster: Dagster) -> list[dict[str, Any]] | None:
+def freshness(node: dict[str, Any]) -> str | None:
+    """Given a GraphQL asset node, return its freshness status (HEALTHY, DEGRADED, ...)."""
+    return (node["freshnessStatusInfo"] or {}).get("freshnessStatus")
+
+
+def _judged(dagster: Dagster) -> list[dict[str, Any]] | None:
     nodes = dagster.graphql(ASSETS)["assetNodes"]
     dumps = [n for n in nodes if {"key": "axe/kind", "value": "pgdump"} in n["tags"]]
-    ok = dumps and all((n["freshnessStatusInfo"] or {}).get("freshnessStatus") == "HEALTHY"
-                       for n in dumps)
+    pushes = [n for n in nodes if n["assetKey"]["path"][:2] == ["peers", "inbound"]]
+    ok = dumps and all(freshness(n) == "HEALTHY" for n in dumps) and len(pushes) == 2 and all(
+        freshness(n) in ("HEALTHY", "DEGRADED") for n in pushes)
     return nodes if ok else None
 
 
@@ -85,7 +113,7 @@ def _fresh_dumps(dagster: Dagster) -> list[dict[str, Any]] | None:
 def ui(tmp_path_factory, server_a) -> Iterator[tuple[Dagster, list[dict[str, Any]]]]:
     """A webserver and daemon on an embedded (SQLite) home in which `axe backup --local` has
     recorded one tier-A run; yields the server and its asset nodes once the freshness daemon
-    has judged the dumps."""
+    has judged the dumps and the inbound sensor's pushes."""
     _require_browser()
     root = tmp_path_factory.mktemp("ui")
     config = ui_site(root, server_a)
@@ -96,8 +124,9 @@ def ui(tmp_path_factory, server_a) -> Iterator[tuple[Dagster, list[dict[str, Any
                               text=True, timeout=300)
         assert done.returncode == 0, (argv, done.stdout[-2000:], done.stderr[-2000:])
     with running_dagster(home, {"AXE_CONFIG": str(config)}, root / "logs") as dagster:
-        nodes = wait_for(lambda: _fresh_dumps(dagster), timeout=120, interval=3,
-                         what="the freshness daemon to judge the dumps", on_timeout=dagster.logs)
+        nodes = wait_for(lambda: _judged(dagster), timeout=180, interval=3,
+                         what="the freshness daemon to judge the dumps and the pushes",
+                         on_timeout=dagster.logs)
         yield dagster, nodes
 
 
@@ -152,6 +181,8 @@ def label_of(node: dict[str, Any]) -> str:
 def open_lineage(page: Page, dagster: Dagster, nodes: list[dict[str, Any]]) -> list[str]:
     """Given a page, open the global asset lineage and return the node labels it draws once
     every asset is there. Raise AssertionError if the graph lacks one."""
+    # The graph draws only the nodes in view: a tall page holds every group of this site.
+    page.set_viewport_size(LINEAGE_VIEWPORT)
     page.goto(f"{dagster.url}/asset-groups")
     # With more than one group the graph opens with every group collapsed; the graph's own
     # settings menu expands them.
@@ -192,25 +223,68 @@ def test_lineage_graph_and_dump_page(page: Page, ui) -> None:
     expect(page.get_by_text("Freshness policy", exact=True).first).to_be_visible()
     # The freshness daemon's verdict, as the page words it (only freshness says "Passing").
     expect(page.get_by_text("Passing", exact=True).first).to_be_visible()
-    for part in dump["assetKey"]["path"]:  # the breadcrumb spells the whole key
+    # The breadcrumb spells the key's end (Dagster folds a three-part key's first part into
+    # "…"): `dumps › frame` — the page says which database's dump it is.
+    for part in dump["assetKey"]["path"][-2:]:
         expect(page.get_by_role("link", name=part, exact=True).or_(
             page.get_by_text(part, exact=True)).first).to_be_visible()
+    # Sizes people read beside the byte counts, and the one row-count table.
+    expect(page.get_by_text("size_read", exact=True)).to_be_visible()
+    expect(page.get_by_text("row_counts", exact=True)).to_be_visible()
+    expect(page.get_by_text("tables", exact=True)).to_have_count(0)
     expect(page.get_by_role("dialog")).to_have_count(0)
     page.screenshot(path=str(out / "dump.png"))
 
 
-class RepeatedLabels(AssertionError):
-    """Several graph nodes carry the same label."""
-
-
-# Only RepeatedLabels is the expected failure: a graph that does not load fails for real.
-@pytest.mark.xfail(strict=True, raises=RepeatedLabels,
-                   reason="asset keys renamed by issue 11's key change")
 def test_every_node_has_a_distinct_label(page: Page, ui) -> None:
-    """Today every database's dump is labelled "dump": an operator cannot tell them apart."""
+    """Every database's dump was once labelled "dump": now each node says what it is."""
     dagster, nodes = ui
     drawn = open_lineage(page, dagster, nodes)
     page.screenshot(path=str(artifacts_dir("test_ui_browser") / "labels.png"))
     repeated = sorted({label for label in drawn if drawn.count(label) > 1})
-    if repeated:
-        raise RepeatedLabels(f"labels shared by several nodes: {repeated}")
+    assert not repeated, f"labels shared by several nodes: {repeated}"
+    assert {"frame", "hive", "frame-postgres", "files", "nightly_set", "realchoice",
+            "cold_volumes", "restore_drill", "from-realchoice", "from-nearby"} <= set(drawn)
+
+
+JOB_RUNS = """query($location: String!) { pipelineOrError(params: {pipelineName: "axe_tier_a",
+  repositoryName: "__repository__", repositoryLocationName: $location}) {
+  __typename ... on Pipeline { runs { runId pipelineName status tags { key value } } } } }"""
+EPHEMERAL = """{ runsOrError(filter: {pipelineName: "__ephemeral_asset_job__"}) {
+  ... on Runs { results { runId } } } }"""
+
+
+def test_the_cli_run_is_filed_under_its_job(ui) -> None:
+    dagster, _ = ui
+    job = dagster.graphql(JOB_RUNS, {"location": location_name()})["pipelineOrError"]
+    assert job["__typename"] == "Pipeline", job
+    [run] = job["runs"]
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert run["status"] == "SUCCESS" and tags["axe/tier"] == "a" and "axe/repository" in tags
+    assert dagster.graphql(EPHEMERAL)["runsOrError"]["results"] == []
+
+
+TICKS = """query($location: String!, $sensor: String!) { sensorOrError(sensorSelector: {
+  repositoryName: "__repository__", repositoryLocationName: $location, sensorName: $sensor}) {
+  __typename ... on Sensor { sensorState { ticks(limit: 5) { status skipReason } } } } }"""
+PUSHES = """query($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) {
+  freshnessStatusInfo { freshnessStatus }
+  assetMaterializations(limit: 1) { timestamp metadataEntries { label } } } }"""
+
+
+def test_pushes_are_dated_and_judged_from_the_push_and_ticks_say_so(ui) -> None:
+    dagster, _ = ui
+    for peer, hours, verdict in (("realchoice", 40, "DEGRADED"), ("nearby", 1, "HEALTHY")):
+        [node] = dagster.graphql(PUSHES, {"path": ["peers", "inbound", f"from-{peer}"]})[
+            "assetNodes"]
+        # Found minutes ago by the sensor, recorded at the push's own time: 40 h is stale.
+        assert freshness(node) == verdict
+        [push] = node["assetMaterializations"]
+        age_h = (datetime.now(UTC).timestamp() - int(push["timestamp"]) / 1000) / 3600
+        assert abs(age_h - hours) < 0.5, (peer, age_h)
+        assert "dagster/last_updated_timestamp" in {m["label"] for m in
+                                                    push["metadataEntries"]}
+        sensor = dagster.graphql(TICKS, {"location": location_name(),
+                                         "sensor": f"peers_{peer}_inbound"})["sensorOrError"]
+        reasons = [t["skipReason"] or "" for t in sensor["sensorState"]["ticks"]]
+        assert any(r.startswith(f"recorded a push from {peer} at ") for r in reasons), reasons

@@ -67,14 +67,20 @@ def wait(seconds: float) -> bool:
     return _stopped.wait(seconds)
 
 
-def _signal(child: _Child, sig: int) -> None:
+def send(proc: subprocess.Popen, sig: int, *, group: bool) -> None:
+    """Given a child, send it `sig` (its whole process group with `group`); a child that is
+    already gone is left alone."""
     try:
-        if child.group:
-            os.killpg(child.proc.pid, sig)
+        if group:
+            os.killpg(proc.pid, sig)
         else:
-            child.proc.send_signal(sig)
+            proc.send_signal(sig)
     except (ProcessLookupError, PermissionError):
-        pass  # already gone
+        pass
+
+
+def _signal(child: _Child, sig: int) -> None:
+    send(child.proc, sig, group=child.group)
 
 
 def _kill_leftovers(after_s: float) -> None:

@@ -8,15 +8,14 @@ repository does not exist, 11 repository locked, 12 wrong password; 130 is SIGIN
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from axe_pipelines.errors import Unusable
+from axe_pipelines.instance.owner import ProcessRecord
 from axe_pipelines.restic.model import Repository
 
 
@@ -119,15 +118,7 @@ class LockHolder:
     @property
     def provably_stale(self) -> bool:
         """True when the lock was taken on this host by a process that no longer exists."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return ProcessRecord(self.host, self.pid).gone
 
 
 _LOCK_RE = re.compile(

@@ -117,22 +117,13 @@ class Watchdog:
         self.reason = reason
         threading.Thread(target=self._interrupt, daemon=True, name="axe-stop-child").start()
 
-    def _signal(self, sig: int) -> None:
-        try:
-            if self._group:
-                os.killpg(self._proc.pid, sig)
-            else:
-                self._proc.send_signal(sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     def _interrupt(self) -> None:
-        self._signal(signal.SIGINT)
+        interrupt.send(self._proc, signal.SIGINT, group=self._group)
         for _ in range(50):
             if self._proc.poll() is not None:
                 return
             time.sleep(0.1)
-        self._signal(signal.SIGKILL)
+        interrupt.send(self._proc, signal.SIGKILL, group=self._group)
 
     def cancel(self) -> None:
         """The child has finished (or is about to be killed): stop watching it."""

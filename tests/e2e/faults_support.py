@@ -64,6 +64,19 @@ def start_axe(config: Path, home: Path, *args: str, err: Path) -> subprocess.Pop
                             stderr=err.open("w"), text=True)
 
 
+def backup_mid_dump(make_config: ConfigFactory, cluster: LocalCluster, tmp_path: Path,
+                    ) -> tuple[Path, Path, subprocess.Popen, Path]:
+    """Set up the bulk database's config and repository, start `axe backup --local --plain`
+    and return (config, home, the process, its stderr file) once its pg_dump streams rows."""
+    path, _ = bulk_config(make_config, cluster)
+    home = tmp_path / "home"
+    assert run_axe(path, home, "init").returncode == 0
+    err = tmp_path / "axe.err"
+    proc = start_axe(path, home, "backup", "--local", "--plain", err=err)
+    wait_until("pg_dump streaming", lambda: dumping(cluster), proc=proc, err=err)
+    return path, home, proc, err
+
+
 def backends(cluster: LocalCluster, dbname: str) -> list[tuple[str, str, str]]:
     """Return (application_name, state, wait_event_type) of every session on `dbname`."""
     rows = cluster.psql("SELECT application_name, state, coalesce(wait_event_type, '') FROM "

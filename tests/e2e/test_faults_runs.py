@@ -15,9 +15,9 @@ import dagster as dg
 from tests.e2e.faults_support import (
     BULK_DB,
     backends,
+    backup_mid_dump,
     bulk_config,
     cpu_seconds,
-    dumping,
     restic_json,
     run_axe,
     start_axe,
@@ -31,12 +31,7 @@ def _instance(home) -> dg.DagsterInstance:
 
 def test_kill_9_mid_dump_then_the_next_backup_recovers(make_config, server_a, tmp_path,
                                                         restic_bin):
-    path, _ = bulk_config(make_config, server_a)
-    home = tmp_path / "home"
-    assert run_axe(path, home, "init").returncode == 0
-    err = tmp_path / "killed.err"
-    proc = start_axe(path, home, "backup", "--local", "--plain", err=err)
-    wait_until("pg_dump streaming", lambda: dumping(server_a), proc=proc, err=err)
+    path, home, proc, _ = backup_mid_dump(make_config, server_a, tmp_path)
     scratch = [p for p in runs_dir_of(home).glob("*/axe-dump-*.stderr")]
     assert scratch, "the dump's stderr file lives in the run's folder"
     proc.send_signal(signal.SIGKILL)
@@ -48,6 +43,14 @@ def test_kill_9_mid_dump_then_the_next_backup_recovers(make_config, server_a, tm
         held = [k for k in instance.event_log_storage.get_concurrency_keys()
                 if instance.event_log_storage.get_concurrency_info(k).claimed_slots]
         assert held, "the killed run still holds its pool slot"
+    # doctor and status say so before anything is cleared.
+    doctor = run_axe(path, home, "doctor").stdout.splitlines()
+    assert [ln for ln in doctor if ln.startswith(f"FAIL run {run.run_id[:8]} (pid ") and
+            "is STARTED but its process is gone" in ln], doctor
+    assert [ln for ln in doctor if ln.startswith("FAIL run ") and "holds a slot of pool" in ln
+            and "(stale)" in ln], doctor
+    status = run_axe(path, home, "status")
+    assert status.returncode == 1 and f"run {run.run_id[:8]}" in status.stdout, status.stdout
 
     started = time.monotonic()
     done = run_axe(path, home, "backup", "--local", "--plain", timeout=240)

@@ -15,12 +15,9 @@ from tests.e2e.faults_support import (
     BULK_DB,
     alive,
     backends,
-    bulk_config,
+    backup_mid_dump,
     descendants,
-    dumping,
     restic_json,
-    run_axe,
-    start_axe,
     wait_until,
 )
 
@@ -28,12 +25,7 @@ from tests.e2e.faults_support import (
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_dump_stops_the_run_and_its_children(make_config, server_a, tmp_path,
                                                           restic_bin, sig, code):
-    path, _ = bulk_config(make_config, server_a)
-    home = tmp_path / "home"
-    assert run_axe(path, home, "init").returncode == 0
-    err = tmp_path / "axe.err"
-    proc = start_axe(path, home, "backup", "--local", "--plain", err=err)
-    wait_until("pg_dump streaming", lambda: dumping(server_a), proc=proc, err=err)
+    _, home, proc, err = backup_mid_dump(make_config, server_a, tmp_path)
     children = descendants(proc.pid)
     assert children
     started = time.monotonic()

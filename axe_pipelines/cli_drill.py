@@ -53,6 +53,7 @@ def format_report(report: DrillReport) -> list[str]:
     lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
               for r in [list(_COLUMNS), *rows]]
     lines += [f"  fallback: {line}" for line in report.fallback_lines()]
+    lines += [f"  damage: {line} (recorded for axe status / doctor)" for line in report.damage]
     if report.evidence_dir:
         snap = (f"snapshot {report.evidence_snapshot[:8]} in tier A" if report.evidence_snapshot
                 else report.evidence_error)

@@ -43,13 +43,16 @@ from axe_pipelines.actions.drill_staging import DrillStaging, StagingError
 from axe_pipelines.actions.drill_tiers import (
     FAILURES,
     TierSource,
+    damage_in,
     failure_reason,
     newest_holding,
     tier_chain,
+    tier_word,
 )
 from axe_pipelines.actions.selection import RestoreError, dump_path
 from axe_pipelines.backup import TAG_TOOL, local_restic
 from axe_pipelines.config import Customer, Site, tier_timezone
+from axe_pipelines.damage import record_damage
 from axe_pipelines.integrity import (
     NO_HISTORY,
     CheckResult,
@@ -141,6 +144,7 @@ class Drill:
         self.staging: DrillStaging | None = None
         self._roles: dict[tuple[str, str], CheckResult] = {}
         self._histories: dict[str, SetMetaHistory] = {}
+        self.damage: list[str] = []
 
     def prove(self, kind: str, name: str, required: bool = True) -> ItemProof:
         """Given a database or folder, try each tier in order until one proves it; return
@@ -149,6 +153,7 @@ class Drill:
         for source in self.chain:
             attempt = Attempt(tier=source.name)
             item.attempts.append(attempt)
+            restic: Restic | None = None
             try:
                 restic, sets = source.open()
                 holding = newest_holding(sets, "pgdump" if kind == "database" else "files",
@@ -157,6 +162,7 @@ class Drill:
                 prove(source, restic, holding, attempt, name)
             except FAILURES as exc:
                 attempt.reason = failure_reason(exc, source.name)
+                self._note_damage(source, restic, exc, item.label)
             self.say(f"drill: {item.label} from {source.name}: "
                      + ("proven" + (f" in {attempt.rto_s:.1f} s" if attempt.rto_s else "")
                         if attempt.ok else f"failed ({attempt.reason})"))
@@ -168,6 +174,20 @@ class Drill:
                                            .total_seconds() / 3600, 2)
                 break
         return item
+
+    def _note_damage(self, source: TierSource, restic: Restic | None, exc: BaseException,
+                     label: str) -> None:
+        """Damage met by the drill is recorded where `axe status` / `axe doctor` look
+        (damage.py) and kept for the report's verdict, once per tier."""
+        damaged = damage_in(exc)
+        if damaged is None:
+            return
+        line = (f"{tier_word(source.name)} is damaged: pack {damaged.pack[:10]} "
+                f"({damaged.cause}), met restoring {label}")
+        if not any(d.startswith(f"{tier_word(source.name)} is damaged") for d in self.damage):
+            self.damage.append(line)
+        if restic is not None:
+            record_damage(restic, damaged, f"the restore drill ({label}, {source.name})")
 
     def _snapshot(self, holding: list[BackupSet], kind: str, name: str,
                   attempt: Attempt) -> Snapshot:
@@ -305,6 +325,7 @@ def run_drill(site: Site, customer_name: str, options: DrillOptions = DrillOptio
                 tier="-", reason="the staging server did not start")])
                 for n in customer.databases if n not in {i.name for i in report.items}]
     report.items += [drill.prove("folder", n, f.required) for n, f in customer.folders.items()]
+    report.damage = drill.damage
     report.wall_s = round(time.monotonic() - clock_started, 2)
     report.finished = datetime.now(zone).replace(microsecond=0).isoformat()
     return report

@@ -10,7 +10,7 @@ version that ran it, every snapshot id restored, the digests and check outputs, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ class DrillReport:
     wall_s: float = 0.0
     items: list[ItemProof] = field(default_factory=list)
     fatal: str | None = None
+    damage: list[str] = field(default_factory=list)  # "tier A is damaged: pack …", per tier
     evidence_dir: str = ""
     evidence_snapshot: str = ""
     evidence_error: str = ""
@@ -159,6 +160,7 @@ def markdown(report: DrillReport) -> str:
              f"- staging: {report.staging or '-'}", f"- Dagster run: {report.run_id or '-'}"]
     if report.fatal:
         lines.append(f"- **drill could not run**: {report.fatal}")
+    lines += [f"- **damage**: {d}" for d in report.damage]
     rows = report.rows()
     if rows:
         cols = list(rows[0])
@@ -200,7 +202,12 @@ def slack_message(report: DrillReport, url: str | None = None) -> Message:
     fallbacks = report.fallback_lines()
     if report.fatal:
         fallbacks = [f"the drill could not run: {report.fatal}", *fallbacks]
-    return drill_message(report.customer, report.ok, report.rows(), fallbacks, url=url)
+    message = drill_message(report.customer, report.ok, report.rows(), fallbacks, url=url)
+    if report.damage:  # said in the summary, not only in a fallback line
+        verdict = "passed, but" if report.ok else "FAILED, and"
+        message = replace(message, summary=f"{report.customer}: restore drill {verdict} "
+                          + "; ".join(report.damage))
+    return message
 
 
 def past_reports(evidence_dir: Path, customer: str, last: int) -> list[DrillReport]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from axe_pipelines.actions.selection import RestoreError
 from axe_pipelines.config import Site
 from axe_pipelines.postgres.client import PostgresError, first_line
-from axe_pipelines.restic import Restic, ResticError
+from axe_pipelines.restic import RepositoryDamaged, Restic, ResticError
 from axe_pipelines.ring import ring_peers
 from axe_pipelines.secrets import SecretError
 from axe_pipelines.sets import BackupSet, list_sets
@@ -26,19 +26,39 @@ FAILURES = (RestoreError, ResticError, PostgresError, TierUnavailable, SecretErr
 _PACK = re.compile(r"<data/([0-9a-f]{6,64})>")
 
 
+TIER_WORDS = {"local": "tier A", "cold": "tier C", "ring": "tier B"}
+
+
+def tier_word(name: str) -> str:
+    """Given a drill tier's name (`local`, `cold`, `ring (peer)`), return the operator's word
+    for it: `tier A`, `tier C`, `tier B (peer)`."""
+    head, _, peer = name.partition(" ")
+    return TIER_WORDS.get(head, head) + (f" {peer}" if peer else "")
+
+
+def damage_in(exc: BaseException) -> RepositoryDamaged | None:
+    """Given why a tier failed, return it as RepositoryDamaged when it is damage to a pack
+    file (restic's own RepositoryDamaged, or a complaint naming `<data/…>` in another
+    error), else None."""
+    if isinstance(exc, RepositoryDamaged):
+        return exc
+    text = f"{exc}\n{getattr(exc, 'detail', '') or ''}"
+    m = _PACK.search(text)
+    if not m:
+        return None
+    cause = next((ln.rsplit(": ", 1)[-1].strip() for ln in text.splitlines()
+                  if m[1] in ln and ": " in ln), "unreadable")
+    return RepositoryDamaged(first_line(exc), pack=m[1], cause=cause)
+
+
 def failure_reason(exc: BaseException, tier: str) -> str:
     """Given why a tier failed, return its one line; restic's complaint about a pack file
     is named as what it is: damage in that tier's repository, and what to run."""
-    text = f"{exc}\n{getattr(exc, 'detail', '') or ''}"
-    m = _PACK.search(text)
-    pack = getattr(exc, "pack", None) or (m[1] if m else None)  # restic's RepositoryDamaged
-    if not pack:
+    damaged = damage_in(exc)
+    if damaged is None:
         return first_line(exc)
-    cause = getattr(exc, "cause", None) or next(
-        (ln.rsplit(": ", 1)[-1].strip() for ln in text.splitlines() if pack in ln and ": " in ln),
-        "unreadable")
-    return (f"pack {pack[:10]} of the {tier} repository is damaged ({cause}); run "
-            f"`restic check --read-data` (`axe check`) on it")
+    return (f"pack {damaged.pack[:10]} of the {tier} repository is damaged ({damaged.cause}); "
+            f"run `restic check --read-data` (`axe check`) on it")
 
 
 def _uncached(restic: Restic) -> Restic:

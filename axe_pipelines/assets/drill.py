@@ -74,6 +74,8 @@ def drill_metadata(report: DrillReport) -> dict[str, object]:
     }
     if report.fatal:
         meta["fatal"] = report.fatal
+    if report.damage:
+        meta["damage"] = dg.MetadataValue.md("\n".join(f"- {d}" for d in report.damage))
     served = [(i, i.served) for i in report.items if i.served]
     for item, attempt in served:
         if attempt.rto_s is not None:

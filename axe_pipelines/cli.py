@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from axe_pipelines.cli_care import care_commands
+from axe_pipelines.cli_config import add_config_init
 from axe_pipelines.cli_status import status_commands
 from axe_pipelines.config import load_config
 from axe_pipelines.errors import (
@@ -255,10 +256,11 @@ def _tier_args(p: argparse.ArgumentParser) -> None:
 
 def _backup_commands(sub: argparse._SubParsersAction) -> None:
     """config validate, init, backup, status, doctor."""
-    cfg = sub.add_parser("config", help="check customers.yaml")
+    cfg = sub.add_parser("config", help="check customers.yaml, or write a starting one")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     cfg_sub.add_parser("validate", help="say 'valid' or name every bad field"
                        ).set_defaults(func=cmd_config_validate)
+    add_config_init(cfg_sub)  # cli_config.py
 
     init = sub.add_parser("init", help="create the tier A repositories and the Dagster home "
                           "where runs are recorded (idempotent)")

@@ -115,6 +115,16 @@ def test_a_live_holder_makes_the_next_run_wait_then_fail(make_config, server_a, 
         assert "still holds pool" in lines[-1] and "after 8 s (tiers.local.wait_timeout_s)" \
             in lines[-1]
         assert 2 < waited < 30
+        # A waiting run stops on SIGTERM at once (the wedged one ignored it).
+        err_c = tmp_path / "c.err"
+        third = start_axe(path, home, "backup", "--local", "--plain", err=err_c)
+        wait_until("the waiting line", lambda: "waiting for run" in err_c.read_text(),
+                   proc=third, err=err_c)
+        signalled = time.monotonic()
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(30) == 143
+        assert time.monotonic() - signalled < 5
+        assert err_c.read_text().splitlines()[-1] == "axe: interrupted"
     finally:
         locker.stdin.close()  # releases the lock: run A goes on
         locker.wait(30)

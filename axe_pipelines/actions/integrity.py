@@ -11,11 +11,13 @@ from datetime import datetime
 
 from axe_pipelines.actions.selection import (
     RestoreError,
+    as_of_moment,
     choose_set,
     fetch_file,
     load_sets,
     member,
     open_source,
+    pick_member,
     resolve_database,
     scratch_dir,
     tier_label,
@@ -169,9 +171,10 @@ def run_integrity_check(config: Site, customer_name: str, target: str, *,
                            f"{', '.join(check_names(db))})")
     tier_name, peer, restic = open_source(config, customer_name, tier, source)
     where = f"{tier_label(tier_name, peer)} of {customer_name}"
-    the_set = choose_set(load_sets(restic, customer_name, where), as_of,
-                         tier_timezone(customer), where)
-    snap = member(the_set, "pgdump", db_name, where)
+    sets, tz = load_sets(restic, customer_name, where), tier_timezone(customer)
+    choose_set(sets, as_of, tz, where)  # no set at all at or before: the range that exists
+    # Per item: a night that failed this database leaves it to an earlier set.
+    the_set, snap = pick_member(sets, as_of_moment(as_of, tz), "pgdump", db_name, where)
     say(f"snapshot {snap.short_id} of {db_name} from set {the_set.time:%Y-%m-%d %H:%M} "
         f"({where})")
     if live:

@@ -129,6 +129,10 @@ def test_a_failed_night_is_copied_as_incomplete_and_restores_per_item(world: Wor
     assert any(ln.startswith("database ledger: ") and "(set of 2026-05-20 03:00 KST)" in ln
                for ln in out.splitlines())
 
+    # integrity-check picks per item too: the database from its newest good set.
+    assert world.axe("integrity-check", "--customer", "axe", "--target", "ledger", "--from",
+                     "realchoice", "--as-of", "2026-05-21") == 0
+    assert "of ledger from set 2026-05-20 03:00" in capsys.readouterr().out
     # --table without --target searches each database's own newest dump, not the bad set.
     assert world.axe("restore", "--customer", "axe", "--from", "realchoice", "--as-of",
                      "2026-05-21", "--table", "journal_line", "--dry-run") == 0

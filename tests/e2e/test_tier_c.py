@@ -264,8 +264,14 @@ def test_init_cut_short_on_a_real_mount_leaves_nothing_that_looks_valid(site: Si
     if not mount_tmpfs(path, "size=8m,nr_inodes=64"):
         pytest.skip(REFUSED)
     try:
-        with pytest.raises(ColdError):
+        with pytest.raises(ColdError) as err:
             sync_volume(config, "axe", volume_at(config.customer("axe").tiers.cold, path))
+        # Which volume, what failed (restic's init, out of inodes: ENOSPC) and that tier A is
+        # untouched; not just any ColdError.
+        assert str(err.value).startswith(f"tier C: sync of cold volume axe-cold-3 (#3) at {path} "
+                                         f"failed: ")
+        assert "creating the repository failed: no space left on device" in str(err.value)
+        assert "nothing on tier A changed" in str(err.value)
         assert not (path / "restic-repo").exists()
         assert not list(path.glob(".axe-init-*"))
     finally:

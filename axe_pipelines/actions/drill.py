@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from axe_pipelines.actions.drill_evidence import copy_evidence
 from axe_pipelines.actions.drill_folders import prove_folder
 from axe_pipelines.actions.drill_report import (
     Attempt,
@@ -349,8 +350,9 @@ def finish_drill(site: Site, customer_name: str, report: DrillReport, *,
                  url: str | None = None, say: Say = quiet) -> DrillReport:
     """Given a finished drill, keep its evidence and tell the operators: write drill.json and
     drill.md under drill.evidence_dir/<customer>/<stamp>/, back that folder up into tier A
-    (tagged kind=drill), send the one Slack message (drill.slack); then write the files
-    again with the evidence snapshot and the delivery. Return the report. Never raises for
+    (tagged kind=drill) and copy that snapshot to tiers C and B (drill_evidence.py), send
+    the one Slack message (drill.slack); then write the files again with the evidence
+    snapshot and the delivery. Return the report. Never raises for
     a failure here: a Slack outage or a broken tier A is recorded, the result stays."""
     customer = site.customer(customer_name)
     started = datetime.fromisoformat(report.started)
@@ -362,6 +364,7 @@ def finish_drill(site: Site, customer_name: str, report: DrillReport, *,
             [folder], tags=evidence_tags(customer_name, stamp), at=started)
         report.evidence_snapshot = summary.snapshot_id
         say(f"drill: evidence in {folder}, snapshot {summary.snapshot_id[:8]} in tier A")
+        report.evidence_copies = copy_evidence(site, customer_name, summary.snapshot_id, say)
     except OSError as exc:
         report.evidence_error = f"cannot write {folder}: {exc.strerror or exc}"
     except (ResticError, SecretError) as exc:

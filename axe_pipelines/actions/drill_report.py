@@ -97,6 +97,7 @@ class DrillReport:
     evidence_dir: str = ""
     evidence_snapshot: str = ""
     evidence_error: str = ""
+    evidence_copies: dict[str, str] = field(default_factory=dict)  # tier -> copied / why not
     slack: str = ""
 
     @property
@@ -183,6 +184,7 @@ def markdown(report: DrillReport) -> str:
         lines += ["", "## Fallbacks", *[f"- {f}" for f in fallbacks]]
     lines += ["", f"Evidence snapshot in tier A: {report.evidence_snapshot or '-'}"
               + (f" ({report.evidence_error})" if report.evidence_error else "")]
+    lines += [f"- in {tier}: {how}" for tier, how in report.evidence_copies.items()]
     return "\n".join(lines) + "\n"
 
 

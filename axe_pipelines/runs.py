@@ -6,6 +6,7 @@ plain `RunOutcome` for actions/backup.py.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -29,9 +30,11 @@ from axe_pipelines.names import (
     tier_c_job,
     tier_c_op,
 )
+from axe_pipelines.sensors.alerts import alert_run_failure, cli_alert_tags, step_assets
 
 # The CLI draws its own progress and prints one `axe:` line per failure; Dagster's ERROR
 # records and stack traces stay in the run log (the UI) unless --verbose asks for them here.
+_LOG = logging.getLogger(__name__)
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 _VERBOSE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -91,33 +94,43 @@ class InProcessRunner:
     @staticmethod
     def _bounds(site: Site, customer_name: str, tier: str) -> dict[str, Any]:
         tiers = site.customer(customer_name).tiers
-        return {"what": f"tier {tier} of {customer_name}", "wait_timeout_s":
+        return {"what": f"tier {tier} of {customer_name}", "site": site, "wait_timeout_s":
                 tiers.local.wait_timeout_s if tiers else DEFAULT_WAIT_S}
 
     def run_job(self, defs: dg.Definitions, job_name: str, *,
                 checks: set[dg.AssetCheckKey] | None = None, tags: dict[str, str] | None = None,
                 resources: dict[str, Any] | None = None,
                 run_config: dict[str, Any] | None = None, what: str = "",
-                wait_timeout_s: float = DEFAULT_WAIT_S) -> RunOutcome:
+                wait_timeout_s: float = DEFAULT_WAIT_S, site: Site | None = None,
+                retry_left: bool = False) -> RunOutcome:
         """Given definitions holding the job `job_name`, run it here under that name with its
         own tags (the run queue's `axe/repository` among them), `tags` and the code
         location's label, so the UI files the run under that job; with `checks`, only those
         of its asset checks. It starts once its pool slots are free (instance/guard.py: a
         dead run's leftovers recovered, at most `wait_timeout_s` of waiting for a live one).
-        Return the run's outcome. Raise SlotTimeout or Interrupted."""
+        With `site`, a failed run is posted to Slack here (sensors/alerts.py: no daemon's
+        sensor may see this run), unless `retry_left` and it failed retryably. Return the
+        run's outcome. Raise SlotTimeout or Interrupted."""
         job = defs.resolve_job_def(job_name)
         if checks is not None:
             job = job.get_subset(asset_selection=set(job.asset_layer.selected_asset_keys),
                                  asset_check_selection=checks)
 
         def execute(run_id: str, process: dict[str, str]) -> dg.ExecuteInProcessResult:
+            alerting = cli_alert_tags() if site is not None else {}
             return job.execute_in_process(
                 instance=self.instance, run_id=run_id,
-                tags={**location_tags(), **(tags or {}), **process}, resources=resources,
-                run_config={**(run_config or {}), **self.logging}, raise_on_error=False)
+                tags={**location_tags(), **(tags or {}), **alerting, **process},
+                resources=resources, run_config={**(run_config or {}), **self.logging},
+                raise_on_error=False)
 
-        return outcome(run_guarded(self.instance, job, execute, what=what or job.name,
-                                   wait_timeout_s=wait_timeout_s, say=self.say))
+        ended = outcome(run_guarded(self.instance, job, execute, what=what or job.name,
+                                    wait_timeout_s=wait_timeout_s, say=self.say))
+        # An interrupted run raised above: its process ends now, and the sensor posts it.
+        if site is not None and not ended.success:
+            alert_run_failure(site, self.instance, ended.run_id, step_assets(defs), _LOG.info,
+                              retried=retry_left and ended.retryable)
+        return ended
 
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
                skip_restore_check: bool) -> RunOutcome:
@@ -134,13 +147,16 @@ class InProcessRunner:
             PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
                             **self._bounds(site, customer_name, "A"))
 
-    def tier_b(self, site: Site, customer_name: str, peer: str) -> RunOutcome:
+    def tier_b(self, site: Site, customer_name: str, peer: str, *,
+               retry_left: bool = False) -> RunOutcome:
         """Push the customer's latest set to `peer` now as its job `<customer>_tier_b`,
-        without the schedule's retries (the operator is watching)."""
+        without the schedule's retries (actions/backup.py retries in runs of their own; with
+        `retry_left` a retryable failure is not alerted)."""
         push, _ = tier_b_jobs(customer_name, site.customer(customer_name), [])
         asset = build_tier_b_asset(site, customer_name, peer, retry=False)
         return self.run_job(dg.Definitions(assets=[asset], jobs=[push]), push.name,
-                            tags={PEER_TAG: peer}, **self._bounds(site, customer_name, "B"))
+                            tags={PEER_TAG: peer}, retry_left=retry_left,
+                            **self._bounds(site, customer_name, "B"))
 
     def tier_c(self, site: Site, customer_name: str, volume: Volume) -> RunOutcome:
         """Sync the customer's latest set onto `volume` now as its job `<customer>_tier_c`,

@@ -83,8 +83,10 @@ class Runner(Protocol):
         """Given a customer, back its tier A up now, progress to `reporter`; return how the
         run ended."""
 
-    def tier_b(self, site: Site, customer_name: str, peer: str) -> RunOutcome:
-        """Given a customer and a peer, push the latest set there now; return how it ended."""
+    def tier_b(self, site: Site, customer_name: str, peer: str, *,
+               retry_left: bool = False) -> RunOutcome:
+        """Given a customer and a peer, push the latest set there now; return how it ended.
+        With `retry_left`, a retryable failure is not alerted (another attempt follows)."""
 
     def tier_c(self, site: Site, customer_name: str, volume: Volume) -> RunOutcome:
         """Given a customer and a mounted volume, sync the latest set onto it now; return
@@ -229,7 +231,7 @@ def push_with_retries(site: Site, name: str, peer: str, runner: Runner, *, retry
     retries = settings.retries if retry else 0
     attempt = 0
     while True:
-        run = runner.tier_b(site, name, peer)
+        run = runner.tier_b(site, name, peer, retry_left=attempt < retries)
         attempt += 1
         if run.success or not run.retryable or attempt > retries:
             return run

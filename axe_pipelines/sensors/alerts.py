@@ -17,6 +17,7 @@ within one tick, once a destination failed, the rest for it wait for the next ti
 (No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
 """
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,15 @@ import dagster as dg
 
 from axe_pipelines.config import DEFAULT_TIMEZONE, Site, tier_timezone
 from axe_pipelines.config_ops import alert_destinations, webserver_base_url
-from axe_pipelines.names import ALERT_SENSOR, RUN_FAILURE_SENSOR, customer_of_job
+from axe_pipelines.instance.owner import ProcessRecord
+from axe_pipelines.names import (
+    ALERT_SENSOR,
+    HOST_TAG,
+    PID_START_TAG,
+    PID_TAG,
+    RUN_FAILURE_SENSOR,
+    customer_of_job,
+)
 from axe_pipelines.notify import (
     Message,
     check_failure_message,
@@ -44,6 +53,10 @@ from axe_pipelines.notify import (
 )
 
 TIER_PARTS = ("tier_a", "tier_b", "tier_c")
+# Who posts a failed run: ALERT_BY_CLI, the `axe` process that runs it; ALERT_SENT, done.
+ALERT_TAG = "axe/alert"
+ALERT_BY_CLI = "cli"
+ALERT_SENT = "sent"
 
 
 @dataclass(frozen=True)
@@ -140,9 +153,9 @@ def deliver(site: Site, about: str | None, message: Message, log: Callable[[str]
 # --- run failures ------------------------------------------------------------------------------
 
 
-def _steps(context: dg.RunFailureSensorContext) -> list[FailedStep]:
+def _steps(events: Iterable[dg.DagsterEvent]) -> list[FailedStep]:
     steps = []
-    for event in context.get_step_failure_events():
+    for event in events:
         data = event.step_failure_data
         user = data.user_failure_data
         metadata = {k: getattr(v, "value", v) for k, v in (user.metadata if user else {}).items()}
@@ -151,26 +164,101 @@ def _steps(context: dg.RunFailureSensorContext) -> list[FailedStep]:
     return steps
 
 
+def failure_alert(site: Site, run: dg.DagsterRun, step_failures: Iterable[dg.DagsterEvent],
+                  run_message: str | None,
+                  step_assets: Mapping[str, list[str]]) -> tuple[str | None, Message]:
+    """Given a failed run, its STEP_FAILURE events, the run's failure message and which asset
+    keys each step produces, return (whom it is about, the message): customer, job, the
+    failed asset or item, the one-line reason, a link to the run."""
+    steps = _steps(step_failures)
+    first = next((s for s in steps if s.description), steps[0] if steps else None)
+    assets = step_assets.get(first.step_key or "", []) if first else []
+    item, reason = failure_facts(first, assets, run_message)
+    about = run_customer(site, run.job_name, assets, run.run_config or {})
+    job = "a run" if run.job_name.startswith("__") else run.job_name
+    return about, run_failure_message(about or "axe", job, item, reason,
+                                      dagster_run_url(webserver_base_url(site, about),
+                                                      run.run_id))
+
+
+def cli_alert_tags() -> dict[str, str]:
+    """Return the tags of a run an `axe` command runs itself: it posts the run's failure (the
+    sensor leaves the run to it while its process lives)."""
+    return {ALERT_TAG: ALERT_BY_CLI}
+
+
+def left_to_cli(run: dg.DagsterRun) -> bool:
+    """Given a failed run, return True when its alert is not the sensor's to send: the `axe`
+    process that ran it posted it already, or is alive and will (a process killed before it
+    could post leaves it to the sensor)."""
+    state = run.tags.get(ALERT_TAG)
+    if state == ALERT_SENT:
+        return True
+    if state != ALERT_BY_CLI:
+        return False
+    owner = ProcessRecord.from_dict({"host": run.tags.get(HOST_TAG), "pid": run.tags.get(PID_TAG),
+                                     "start": run.tags.get(PID_START_TAG, "")})
+    return owner is not None and not owner.gone
+
+
+def alert_run_failure(site: Site, instance: dg.DagsterInstance, run_id: str,
+                      step_assets: Mapping[str, list[str]],
+                      log: Callable[[str], None], *, retried: bool = False) -> bool:
+    """Given a run an `axe` command ran (no code location origin: a daemon's run-failure
+    sensor may never see it, and a cron-only site runs no sensor), post its failure to Slack
+    once, as the sensor would, and tag it sent first so the sensor does not post it again;
+    `retried` (another attempt follows) only tags it. Return True when it was a failed run
+    not posted before. Never raises for Slack."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status != dg.DagsterRunStatus.FAILURE or \
+            run.tags.get(ALERT_TAG) == ALERT_SENT:
+        return False
+    instance.add_run_tags(run_id, {ALERT_TAG: ALERT_SENT})
+    if retried:
+        log(f"run {run_id[:8]} failed and is tried again: no alert for it")
+        return False
+    steps = [e.dagster_event for e in instance.all_logs(
+        run_id, of_type=dg.DagsterEventType.STEP_FAILURE) if e.dagster_event]
+    ends = [e for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            if e.dagster_event]
+    about, message = failure_alert(site, run, steps,
+                                   ends[-1].dagster_event.message if ends else None, step_assets)
+    deliver(site, about, message, log)
+    return True
+
+
+def alert_drill_failure(site: Site, customer_name: str, run_id: str) -> bool:
+    """Given the run id of a drill `axe drill` ran and failed, post it as alert_run_failure
+    does; return what it returns."""
+    from axe_pipelines.assets.drill import build_drill_asset  # assets/drill imports the CLI's
+
+    steps = step_assets(dg.Definitions(assets=[build_drill_asset(site, customer_name)]))
+    return alert_run_failure(site, dg.DagsterInstance.get(), run_id, steps,
+                             logging.getLogger(__name__).info)
+
+
 def build_run_failure_sensor(site: Site,
                              step_assets: Mapping[str, list[str]]) -> dg.SensorDefinition:
     """Given the site and which asset keys (`a/b/c`) each step (op) produces, return the
-    run-failure sensor for every job of this code location."""
+    run-failure sensor for every job of this code location and for the runs `axe` commands
+    start themselves (they carry no code location origin; left to the command while its
+    process lives: left_to_cli)."""
 
+    # monitor_all_code_locations: without it the daemon's sensor skips every run whose
+    # origin is not this location (run_status_sensor_definition.py), i.e. all of the CLI's
+    # execute_in_process runs. One code location per site, so "all" is this site's.
     @dg.run_failure_sensor(name=RUN_FAILURE_SENSOR, minimum_interval_seconds=30,
                            default_status=dg.DefaultSensorStatus.RUNNING,
+                           monitor_all_code_locations=True,
                            description="Posts each failed run (customer, job, the failed "
                                        "asset or item, the reason, a link) to Slack.")
     def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
         run = context.dagster_run
-        steps = _steps(context)
-        first = next((s for s in steps if s.description), steps[0] if steps else None)
-        assets = step_assets.get(first.step_key or "", []) if first else []
-        item, reason = failure_facts(first, assets, context.failure_event.message)
-        about = run_customer(site, run.job_name, assets, run.run_config or {})
-        job = "a run" if run.job_name.startswith("__") else run.job_name
-        message = run_failure_message(about or "axe", job, item, reason,
-                                      dagster_run_url(webserver_base_url(site, about),
-                                                      run.run_id))
+        if left_to_cli(run):
+            context.log.info(f"run {run.run_id[:8]}: posted by the axe command that ran it")
+            return
+        about, message = failure_alert(site, run, context.get_step_failure_events(),
+                                       context.failure_event.message, step_assets)
         deliver(site, about, message, context.log.info)
 
     return alert_on_run_failure
@@ -285,6 +373,11 @@ def _watched(defs: dg.Definitions) -> tuple[dict[str, list[str]], list[dg.AssetC
         step_assets[check_def.op.name] = sorted(k.asset_key.to_user_string()
                                                 for k in check_def.check_keys)
     return step_assets, sorted(set(checks), key=str), sorted(set(fresh), key=str)
+
+
+def step_assets(defs: dg.Definitions) -> dict[str, list[str]]:
+    """Given definitions, return which asset keys (`a/b/c`) each of their steps produces."""
+    return _watched(defs)[0]
 
 
 def alert_definitions(site: Site, defs: dg.Definitions) -> dg.Definitions:

@@ -24,6 +24,7 @@ from axe_pipelines.definitions import build_definitions
 from axe_pipelines.names import (
     ALERT_SENSOR,
     RUN_FAILURE_SENSOR,
+    location_name,
     set_key,
     tier_a_job,
     tier_b_job,
@@ -84,11 +85,19 @@ def world(tmp_path: Path, slack: SlackCatcher, dagster_home: Path,
 
 def tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance,
          cursor: str | None) -> str | None:
-    """One evaluation of a sensor as the daemon makes it; return the cursor it leaves."""
-    sensor = defs.resolve_sensor_def(name)
-    result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                          definitions=defs))
-    return result.cursor
+    """One evaluation of a sensor as the daemon makes it, from inside the code location (its
+    origin and repository name set: a run-status sensor compares them with each run's
+    origin); return the cursor it leaves."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(
+        module_name="axe_pipelines.definitions", attribute="defs"),
+        location_name=location_name())
+    context = dg.SensorEvaluationContext(instance_ref=None, cursor=cursor,
+                                         repository_name="__repository__", instance=instance,
+                                         definitions=defs, code_location_origin=origin)
+    return defs.resolve_sensor_def(name).evaluate_tick(context).cursor
 
 
 def run_job(defs: dg.Definitions, name: str,
@@ -119,6 +128,45 @@ def test_a_failing_tier_b_run_is_one_message_with_its_reason_and_link(world, sla
     assert "max_retries" not in text and "Traceback" not in text and "Stack" not in text
     assert f"{UI}/runs/{failed.run_id}" in text
     assert "alertsecret" not in text
+
+
+def test_a_failing_cli_backup_is_one_message_and_the_sensor_adds_none(world, slack, capsys):
+    # `axe backup` runs in-process (no code location origin): a daemon's sensor would skip
+    # it, and a cron-only site runs no sensor; the command posts it itself, once, after
+    # tiers.ring.retries (1 here) attempts.
+    from axe_pipelines.cli import main
+
+    site, defs, instance = world
+    assert main(["--config", str(site.path), "backup", "--local"]) == 0
+    cursor = tick(defs, RUN_FAILURE_SENSOR, instance, None)
+    assert main(["--config", str(site.path), "backup", "--ring"]) == 1
+    assert len(slack.requests) == 1
+    (text,) = texts(slack)
+    assert "axe: axe_tier_b failed at axe/tier_b/realchoice" in text
+    assert "cannot reach realchoice" in text and "alertsecret" not in text
+    runs = instance.get_runs(dg.RunsFilter(job_name=tier_b_job("axe")))
+    assert len(runs) == 2 and f"/runs/{runs[0].run_id}" in text  # the last attempt's
+
+    cursor = tick(defs, RUN_FAILURE_SENSOR, instance, cursor)  # sees both failed runs
+    tick(defs, RUN_FAILURE_SENSOR, instance, cursor)
+    assert len(slack.requests) == 1
+
+
+def test_a_failed_cli_drill_run_is_one_message(world, slack, monkeypatch):
+    # A drill run fails only when it cannot run at all: here a tier word that the CLI's own
+    # validation would refuse first, let through to reach the run.
+    from axe_pipelines import cli_drill
+    from axe_pipelines.cli import main
+
+    site, defs, instance = world
+    cursor = tick(defs, RUN_FAILURE_SENSOR, instance, None)
+    monkeypatch.setattr(cli_drill, "_validate", lambda *args: None)
+    assert main(["--config", str(site.path), "drill", "--tier", "nosuch"]) == 1
+    assert len(slack.requests) == 1
+    (text,) = texts(slack)
+    assert "axe: a run failed at axe/drill/" in text and "nosuch" in text
+    tick(defs, RUN_FAILURE_SENSOR, instance, cursor)
+    assert len(slack.requests) == 1
 
 
 def test_a_failed_coverage_check_is_one_message(world, slack, tmp_path: Path):

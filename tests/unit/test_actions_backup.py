@@ -30,7 +30,7 @@ class Runner:
     def tier_a(self, site, customer_name, *, reporter, skip_restore_check):
         raise AssertionError("not used here")
 
-    def tier_b(self, site, customer_name, peer):
+    def tier_b(self, site, customer_name, peer, *, retry_left=False):
         self.asked.append((customer_name, peer))
         return self.outcome
 

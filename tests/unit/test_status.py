@@ -218,7 +218,7 @@ class FlakyPeer:
     def __init__(self, failures: int, retryable: bool = True):
         self.failures, self.retryable, self.runs = failures, retryable, 0
 
-    def tier_b(self, site, customer_name, peer):
+    def tier_b(self, site, customer_name, peer, *, retry_left=False):
         self.runs += 1
         if self.runs <= self.failures:
             return RunOutcome(f"run{self.runs}", False, "tier B: cannot reach realchoice\nmore",

@@ -58,6 +58,7 @@ def format_report(report: DrillReport) -> list[str]:
         snap = (f"snapshot {report.evidence_snapshot[:8]} in tier A" if report.evidence_snapshot
                 else report.evidence_error)
         lines.append(f"  evidence: {report.evidence_dir} ({snap})")
+        lines += [f"  evidence in {tier}: {how}" for tier, how in report.evidence_copies.items()]
     elif report.evidence_error:
         lines.append(f"  evidence: {report.evidence_error}")
     if report.slack:
@@ -65,12 +66,17 @@ def format_report(report: DrillReport) -> list[str]:
     return lines
 
 
-def _report(site: Site, names: list[str], last: int) -> int:
+def _report(site: Site, names: list[str], last: int, from_tier: str | None) -> int:
+    from axe_pipelines.actions.drill_evidence import reports_in_tier
+
     for name in names:
-        found = past_reports(site.customer(name).drill.evidence_dir, name, last)
+        evidence_dir = site.customer(name).drill.evidence_dir
+        found = (reports_in_tier(site, name, from_tier, last) if from_tier
+                 else past_reports(evidence_dir, name, last))
         if not found:
-            print(f"{name}: no drill recorded in "
-                  f"{site.customer(name).drill.evidence_dir.expanduser() / name}")
+            print(f"{name}: no drill recorded in " + (
+                f"tier {from_tier} (kind=drill snapshots)" if from_tier
+                else str(evidence_dir.expanduser() / name)))
         for report in found:
             print("\n".join(format_report(report)))
     return EXIT_OK
@@ -93,7 +99,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     site = load_config(args.config)
     names = site.to_back_up(args.customer)
     if args.report:
-        return _report(site, names, args.last)
+        return _report(site, names, args.last, args.from_tier)
     _validate(site, names, args.tier, args.as_of)
     from axe_pipelines.assets.drill import materialize_drill  # the Dagster layer, on demand
     from axe_pipelines.sensors.alerts import alert_drill_failure
@@ -131,5 +137,8 @@ def add_drill_command(sub: argparse._SubParsersAction) -> None:
                        help="print past drills from drill.evidence_dir instead")
     drill.add_argument("--last", type=int, default=5, metavar="N",
                        help="with --report: the newest N drills (default 5)")
+    drill.add_argument("--from-tier", metavar="TIER",
+                       help="with --report: read the drills' evidence snapshots from this tier "
+                       "(local, ring, cold or a ring peer) instead of drill.evidence_dir")
     drill.set_defaults(func=cmd_drill)
 

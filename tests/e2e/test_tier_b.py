@@ -516,10 +516,11 @@ def test_corrupted_peer_repository_is_clear_and_not_retried(site: Site):
     assert (site.peer_dir / "config").stat().st_size == 200
 
 
-def test_link_dropping_mid_copy_fails_fast_and_next_run_clears_the_stale_lock(site: Site):
-    config = site.config()
-    before = site.tier_a_state()
-    locks = site.peer_dir / "locks"
+def _hang_the_link_mid_copy(site: Site, config: SiteModel) -> tuple[list[BaseException], float]:
+    """Pushes in a thread and freezes the peer's sshd (SIGSTOP) as soon as the copy has
+    written its first pack file there; returns what the push raised and how many seconds
+    after the freeze it ended. The peer is stopped afterwards (its stuck sessions die with
+    it), so a test can start it fresh."""
     errors: list[BaseException] = []
 
     def push() -> None:
@@ -530,9 +531,8 @@ def test_link_dropping_mid_copy_fails_fast_and_next_run_clears_the_stale_lock(si
 
     worker = threading.Thread(target=push)
     worker.start()
-    # Take the peer away as soon as the copy writes its first pack file.
     data = site.peer_dir / "data"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while worker.is_alive() and not (data.is_dir() and any(
             f.is_file() for d in data.iterdir() for f in d.iterdir())):
         assert time.monotonic() < deadline, "the copy never started uploading"
@@ -542,12 +542,21 @@ def test_link_dropping_mid_copy_fails_fast_and_next_run_clears_the_stale_lock(si
     dropped = time.monotonic()
     worker.join(120)
     gone_after = time.monotonic() - dropped
-    site.sshd.stop()  # the stuck sessions die with it; the peer comes back fresh
-    assert not worker.is_alive()
+    site.sshd.stop()
+    assert not worker.is_alive(), "the push still hangs 120 s after the link died"
+    return errors, gone_after
+
+
+def test_link_dropping_mid_copy_fails_fast_and_next_run_clears_the_stale_lock(site: Site):
+    config = site.config()
+    before = site.tier_a_state()
+    locks = site.peer_dir / "locks"
+    errors, gone_after = _hang_the_link_mid_copy(site, config)
     assert errors and isinstance(errors[0], RingError), errors
-    assert errors[0].retryable
+    assert errors[0].retryable and errors[0].ssh_exit == 255
+    assert "the link to realchoice at localhost dropped: no answer for 2 s" in str(errors[0])
     # Bounded: ssh's keepalives (1 s x 2) end it in seconds, not restic's ~22 minutes; 60 s
-    # is generous (the join above would have given up at 120 s).
+    # is generous (the helper's join gives up at 120 s).
     assert gone_after < 60, f"link drop took {gone_after:.1f} s to detect"
     print(f"link drop detected after {gone_after:.1f} s")  # recorded for the report
     assert site.tier_a_state() == before
@@ -593,29 +602,7 @@ def test_a_hung_link_with_the_default_keepalives_fails_in_about_30_s_in_axes_wor
     config = site.config()
     settings = ring_settings(config.customer("axe"))
     assert (settings.alive_interval_s, settings.alive_count_max) == (10, 3)
-    errors: list[BaseException] = []
-
-    def push() -> None:
-        try:
-            push_set(config, "axe", "realchoice")
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
-
-    worker = threading.Thread(target=push)
-    worker.start()
-    data = site.peer_dir / "data"
-    deadline = time.monotonic() + 120
-    while worker.is_alive() and not (data.is_dir() and any(
-            f.is_file() for d in data.iterdir() for f in d.iterdir())):
-        assert time.monotonic() < deadline, "the copy never started uploading"
-        time.sleep(0.005)
-    assert worker.is_alive(), "the copy finished before the link could be dropped"
-    site.sshd.pause()
-    dropped = time.monotonic()
-    worker.join(120)
-    gone_after = time.monotonic() - dropped
-    site.sshd.stop()
-    assert not worker.is_alive(), "the push still hangs 120 s after the link died"
+    errors, gone_after = _hang_the_link_mid_copy(site, config)
     print(f"hung link detected after {gone_after:.1f} s with the default keepalives")
     assert 25 < gone_after < 38, f"a hung link took {gone_after:.1f} s to fail (README: ~30 s)"
     assert errors and isinstance(errors[0], RingError), errors

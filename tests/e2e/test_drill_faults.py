@@ -4,6 +4,8 @@ ends with a clear line, nothing left running, no staging folder left behind."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -13,11 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from axe_pipelines import cli
 from axe_pipelines.actions.drill import DrillOptions, finish_drill, run_drill
 from axe_pipelines.backup import local_restic, run_tier_a
+from axe_pipelines.names import drill_key
 from tests.e2e.drill_support import (
     SLACK_ENV,
     leftovers,
@@ -28,6 +32,7 @@ from tests.e2e.drill_support import (
 from tests.slack_catcher import SlackCatcher
 
 FAST_SLACK = {"timeout_s": 0.5, "retries": 3, "backoff_s": 0.05}
+CHECK = dg.AssetCheckKey(drill_key("axe"), "restorable_everywhere")
 
 
 def _one_database(tmp_path, server_a, server_b, work: Path, **drill):
@@ -92,18 +97,56 @@ def test_slack_outage_never_changes_the_drill(tmp_path, server_a, server_b, work
         assert run_tier_a("axe", customer, at=_now(), run_id="run-1").ok
         report = run_drill(config, "axe", DrillOptions(as_of="latest"))
         assert report.ok
+        proven = [dataclasses.asdict(i) for i in report.items]
         caplog.set_level(logging.WARNING, logger="axe_pipelines.notify.slack")
         started = time.monotonic()
         finish_drill(config, "axe", report)
         took = time.monotonic() - started
         tries = len(slack.requests)
-    assert report.ok and report.items[0].served is not None  # unchanged by Slack
+    # finish_drill left the proof as it was, and the evidence records it as passed.
+    assert [dataclasses.asdict(i) for i in report.items] == proven and report.ok
+    recorded = json.loads((Path(report.evidence_dir) / "drill.json").read_text())
+    assert recorded["ok"] is True and "not delivered" in recorded["slack"]
     assert "not delivered after 3 attempts" in report.slack
     assert tries == (0 if mode == "refused" else 3)
     assert took < 15  # three bounded attempts, the evidence backup included
     warnings = [r for r in caplog.records if r.name == "axe_pipelines.notify.slack"]
     assert len(warnings) == 1 and "outage" not in warnings[0].getMessage()
     assert report.evidence_snapshot  # the result is recorded either way
+
+
+@pytest.mark.parametrize("mode", ["500", "refused"])
+def test_axe_drill_exits_and_checks_the_same_whatever_slack_does(
+        tmp_path, server_a, server_b, work_dir, dagster_home, monkeypatch, capsys,  # noqa: F811
+        mode):
+    """`axe drill` end to end, once with Slack answering and once with it down: the same
+    exit code and the same restorable_everywhere result, recorded in the Dagster home."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "a.txt").write_text("a\n" * 1000)
+    results = {}
+    for slack_mode in ("ok", mode):
+        with SlackCatcher(slack_mode) as slack:
+            monkeypatch.setenv(SLACK_ENV, slack.webhook_url("T0/B0/outage"))
+            path, config = write_config(tmp_path, server_a, server_b, databases={},
+                                        folders={"files": {"path": str(files)}},
+                                        drill={"work_dir": str(work_dir), "slack": {
+                                            "webhook": {"env": SLACK_ENV}, **FAST_SLACK}})
+            local_restic("axe", config.customer("axe")).init()
+            assert run_tier_a("axe", config.customer("axe"), at=_now(), run_id="run-1").ok
+            capsys.readouterr()
+            code = cli.main(["--config", str(path), "drill", "--as-of", "latest"])
+            out = capsys.readouterr().out
+        check = dg.DagsterInstance.get().event_log_storage \
+            .get_latest_asset_check_execution_by_key([CHECK])[CHECK]
+        evaluation = check.event.dagster_event.event_specific_data
+        line = next(ln for ln in out.splitlines() if "restorable_everywhere" in ln)
+        slack_line = next(ln for ln in out.splitlines() if ln.startswith("  slack: "))
+        results[slack_mode] = (code, line, evaluation.passed, "delivered" in slack_line
+                               and "not delivered" not in slack_line)
+    assert results["ok"] == (0, "check axe/drill/restore_drill:restorable_everywhere: ok",
+                             True, True)
+    assert results[mode][:3] == results["ok"][:3] and results[mode][3] is False
 
 
 def _now():

@@ -35,7 +35,7 @@ from axe_pipelines.cold import (
 from axe_pipelines.config import Site as SiteModel
 from axe_pipelines.config import load_config
 from axe_pipelines.definitions import tier_c_definitions
-from axe_pipelines.names import tier_c_key, tier_c_op
+from axe_pipelines.names import ALERT_SENSOR, RUN_FAILURE_SENSOR, tier_c_key, tier_c_op
 from axe_pipelines.restic import Repository, Restic
 from axe_pipelines.rotation import expected_volume, first_turn_ends
 from axe_pipelines.secrets import EnvSource
@@ -611,8 +611,9 @@ def test_definitions_load_with_tiers_b_and_c(site: Site):
     keys = set(repo.asset_graph.get_all_asset_keys())
     assert {tier_c_key("axe"), dg.AssetKey(["axe", "tier_b", "realchoice"]),
             dg.AssetKey(["peers", "inbound", "from-realchoice"])} <= keys
-    assert {s.name for s in repo.sensor_defs} == {"axe_cold_volumes",
-                                                  "peers_realchoice_inbound"}
+    # Tier C's mount sensor and tier B's inbound sensor, beside the site's two alert sensors.
+    assert {s.name for s in repo.sensor_defs} == {"axe_cold_volumes", "peers_realchoice_inbound",
+                                                  RUN_FAILURE_SENSOR, ALERT_SENSOR}
     assert {"axe_tier_b_nightly", "axe_cold_rotation_daily"} <= {
         s.name for s in repo.schedule_defs}
 

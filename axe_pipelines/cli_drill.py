@@ -17,7 +17,8 @@ from axe_pipelines.actions.drill_report import DrillReport, past_reports
 from axe_pipelines.config import Site, load_config, tier_timezone
 from axe_pipelines.errors import EXIT_FAILED, EXIT_OK
 
-_COLUMNS = ("item", "tier", "snapshot", "set", "rpo_h", "rto_s", "checks", "result")
+_COLUMNS = ("item", "tier", "snapshot", "set", "rpo_h", "rpo_gap_h", "rto_s", "checks",
+            "result")
 
 
 class _Terminal:
@@ -41,7 +42,8 @@ def _cell(value: object) -> str:
 
 def format_report(report: DrillReport) -> list[str]:
     """Given a drill's report, return the lines `axe drill` prints: the verdict, the table
-    (item, tier that served it, snapshot, set, RPO hours, RTO seconds, checks, result), the
+    (item, tier that served it, snapshot, set, RPO hours: the snapshot's age and the gap
+    between the last two good sets, RTO seconds, checks, result), the
     fallbacks, the evidence and Slack lines."""
     rows = [[_cell(r[c]) for c in _COLUMNS] for r in report.rows()]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)]

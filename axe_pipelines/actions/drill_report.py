@@ -118,7 +118,8 @@ class DrillReport:
             rows.append({"item": item.label, "tier": a.tier if item.served else "-",
                          "snapshot": (a.snapshot_id or "")[:8] or "-",
                          "set": a.set_time[:16].replace("T", " ") if a.set_time else "-",
-                         "rpo_h": item.rpo_age_h, "rto_s": a.rto_s if item.served else None,
+                         "rpo_h": item.rpo_age_h, "rpo_gap_h": item.rpo_gap_h,
+                         "rto_s": a.rto_s if item.served else None,
                          "checks": a.checks_passed if a.checks else "-",
                          "result": "ok" if item.served else
                                    ("FAILED" if item.required else "WARN")})

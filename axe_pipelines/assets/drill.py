@@ -41,7 +41,9 @@ class DrillConfig(dg.Config):
 
 _ITEM_COLUMNS = [dg.TableColumn(name, kind) for name, kind in (
     ("item", "string"), ("tier", "string"), ("snapshot", "string"), ("set", "string"),
-    ("rpo_h", "float"), ("rto_s", "float"), ("checks", "string"), ("result", "string"))]
+    ("rpo_h", "float"), ("rpo_gap_h", "float"), ("rto_s", "float"), ("checks", "string"),
+    ("result", "string"))]
+_NUMBERS = ("rpo_h", "rpo_gap_h", "rto_s")
 _ATTEMPT_COLUMNS = [dg.TableColumn(name, kind) for name, kind in (
     ("item", "string"), ("tier", "string"), ("result", "string"), ("snapshot", "string"),
     ("rto_s", "float"), ("reason", "string"))]
@@ -50,7 +52,7 @@ _ATTEMPT_COLUMNS = [dg.TableColumn(name, kind) for name, kind in (
 def drill_metadata(report: DrillReport) -> dict[str, object]:
     """Given a drill's report, return the asset's metadata: the item and attempt tables, the
     fallbacks, where the evidence is, and RTO/RPO per item and at most as numbers."""
-    items = [dg.TableRecord({k: ("" if v is None else v) if k not in ("rpo_h", "rto_s")
+    items = [dg.TableRecord({k: ("" if v is None else v) if k not in _NUMBERS
                              else float(v or 0.0) for k, v in row.items()})
              for row in report.rows()]
     attempts = [dg.TableRecord({"item": i.label, "tier": a.tier,
@@ -82,10 +84,14 @@ def drill_metadata(report: DrillReport) -> dict[str, object]:
             meta[f"rto_s/{item.label}"] = dg.MetadataValue.float(attempt.rto_s)
         if item.rpo_age_h is not None:
             meta[f"rpo_h/{item.label}"] = dg.MetadataValue.float(item.rpo_age_h)
+        if item.rpo_gap_h is not None:  # between the last two good sets holding the item
+            meta[f"rpo_gap_h/{item.label}"] = dg.MetadataValue.float(item.rpo_gap_h)
     meta["rto_s_max"] = dg.MetadataValue.float(max((a.rto_s or 0.0 for _, a in served),
                                                    default=0.0))
     meta["rpo_h_max"] = dg.MetadataValue.float(max((i.rpo_age_h or 0.0 for i, _ in served),
                                                    default=0.0))
+    meta["rpo_gap_h_max"] = dg.MetadataValue.float(max((i.rpo_gap_h or 0.0 for i, _ in served),
+                                                       default=0.0))
     return meta
 
 

@@ -165,7 +165,8 @@ def test_the_report_round_trips_through_its_json_and_renders():
         "served by cold", "files/cache: local failed (gone); NOT PROVEN by any tier"]
     row = report.rows()[0]
     assert row == {"item": "db/index", "tier": "cold", "snapshot": "c0ffee00", "set":
-                   "2026-07-14 03:00", "rpo_h": 24.0, "rto_s": 4.25, "checks": "1/1",
+                   "2026-07-14 03:00", "rpo_h": 24.0, "rpo_gap_h": 24.0, "rto_s": 4.25,
+                   "checks": "1/1",
                    "result": "ok"}
     assert report.rows()[1]["result"] == "WARN"
     md = markdown(report)
@@ -173,6 +174,24 @@ def test_the_report_round_trips_through_its_json_and_renders():
     message = slack_message(report)
     assert message.summary == "axe: restore drill passed (2 items)" and message.ok
     assert message.bullets_title == "Fallbacks"
+
+
+def test_the_rpo_gap_between_the_last_two_good_sets_is_shown_everywhere():
+    from axe_pipelines.assets.drill import drill_metadata
+    from axe_pipelines.cli_drill import format_report
+
+    report = _report()
+    report.items[0].rpo_gap_h = 26.5
+    meta = drill_metadata(report)
+    assert meta["rpo_gap_h/db/index"].value == 26.5 and meta["rpo_gap_h_max"].value == 26.5
+    [record, _] = meta["items"].value.records
+    assert record.data["rpo_gap_h"] == 26.5
+    header, first = format_report(report)[1:3]
+    assert first[header.index("rpo_gap_h"):].split()[0] == "26.5"  # in its own column
+    assert "| rpo_gap_h |" in markdown(report) and "| 26.5 |" in markdown(report)
+    message = slack_message(report)
+    assert "rpo_gap_h" in message.columns
+    assert message.rows[0][message.columns.index("rpo_gap_h")] == "26.5"
 
 
 def test_restorable_everywhere_is_an_error_naming_each_tier_when_nothing_proved_an_item():

@@ -14,10 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from axe_pipelines.care.policy import TIERS, Tier
 from axe_pipelines.config import load_config
 from axe_pipelines.errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from axe_pipelines.actions.check import TierCheck
 
 
 def _tiers(words: list[str] | None) -> list[Tier]:
@@ -60,7 +64,23 @@ def cmd_check(args: argparse.Namespace) -> int:
                           now=datetime.now(UTC), read_data=args.read_data)
     for result in results:
         print("\n".join(result.lines()), flush=True)
+    _record(results)
     return max((r.exit_code for r in results), default=EXIT_OK)
+
+
+def _record(results: list[TierCheck]) -> None:
+    """Record the results in the Dagster instance (checks/care.py), so `axe status` sees a
+    check run from cron; one `axe:` line when they cannot be (the check itself stands)."""
+    from axe_pipelines.checks.care import record_checks  # the Dagster layer, on demand
+    from axe_pipelines.errors import AxeError
+
+    if not results:
+        return
+    try:
+        record_checks(results)
+    except (AxeError, OSError) as exc:
+        print(f"axe: check results not recorded for axe status: "
+              f"{str(exc).strip().splitlines()[0]}", file=sys.stderr)
 
 
 def _scope(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,14 @@ from axe_pipelines.actions.check import TierCheck, check_repository
 from axe_pipelines.care.policy import Tier
 from axe_pipelines.care.repositories import tier_repositories
 from axe_pipelines.config import Site
-from axe_pipelines.names import RESTIC_CHECK, repository_pool, set_key, tier_b_key, tier_c_key
+from axe_pipelines.names import (
+    RESTIC_CHECK,
+    repository_pool,
+    set_key,
+    tier_asset_key,
+    tier_b_key,
+    tier_c_key,
+)
 from axe_pipelines.ring import ring_peers
 
 
@@ -54,6 +61,41 @@ def restic_check_result(key: dg.AssetKey, checks: list[TierCheck]) -> dg.AssetCh
     return dg.AssetCheckResult(asset_key=key, check_name=RESTIC_CHECK, passed=True,
                                severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
                                description=text)
+
+
+def recorded_evaluation(key: dg.AssetKey, checks: list[TierCheck]) -> dg.AssetCheckEvaluation:
+    """Given the `axe check` results of one tier's repositories, return `restic_check`'s
+    evaluation as the weekly job would record it; a repository that could not be checked
+    (where the job's run fails instead) is a failed ERROR evaluation saying why."""
+    try:
+        result = restic_check_result(key, checks)
+        passed, description, metadata = result.passed, result.description, result.metadata
+    except dg.Failure as failure:
+        passed, description, metadata = False, failure.description, failure.metadata
+    return dg.AssetCheckEvaluation(asset_key=key, check_name=RESTIC_CHECK, passed=passed,
+                                   severity=dg.AssetCheckSeverity.ERROR,
+                                   description=description, metadata=metadata or {})
+
+
+def record_checks(checks: list[TierCheck], instance: dg.DagsterInstance | None = None) -> int:
+    """Given `axe check`'s results, record one `restic_check` evaluation per tier asset in the
+    instance (default $DAGSTER_HOME's, prepared when missing), so `axe status` and the UI see
+    a check run from cron as they see the weekly job's. Return how many were recorded. Raise
+    Unusable when the Dagster home is not writable."""
+    from axe_pipelines.instance import ensure_dagster_home
+
+    if instance is None:
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
+    by_key: dict[dg.AssetKey, list[TierCheck]] = {}
+    for check in checks:
+        repo = check.repository
+        key = tier_asset_key(repo.customer, repo.tier,
+                             repo.name if repo.tier == "ring" else None)
+        by_key.setdefault(key, []).append(check)
+    for key, group in by_key.items():
+        instance.report_runless_asset_event(recorded_evaluation(key, group))
+    return len(by_key)
 
 
 def _restic_check(site: Site, customer_name: str, tier: Tier, key: dg.AssetKey,

@@ -151,6 +151,36 @@ def test_json_schema_and_what_dagster_says_about_checks_and_drills(make_config, 
     assert "FAILED 0.0 h" in text.stdout and "ok 0.0 h" in text.stdout
 
 
+def test_axe_check_is_recorded_for_status(make_config, tmp_path, restic_bin):
+    # A cron site runs `axe check`, no weekly job: status must see its result and age, not
+    # "never" (CHECK OVERDUE for ever).
+    path, config = make_config(**FOLDER_ONLY)
+    home = tmp_path / "home"
+    assert run_axe(path, home, "init").returncode == 0
+    run_tier_a("axe", config.customer("axe"), at=ago(hours=1), run_id="r1")
+    proc = run_axe(path, home, "check", "--tier", "local")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    code, data = status_json(path, home)
+    local = rows(data)["local local"]
+    assert code == 0 and local["state"] == "ok"
+    assert local["check"]["result"] == "ok" and local["check"]["age_hours"] < 0.1
+    assert "restic check" in local["check"]["summary"]
+
+    # Damage found by `axe check --read-data` is recorded the same way: CHECK FAILED.
+    packs = sorted((tmp_path / "repo" / "data").rglob("*"), key=lambda p: p.stat().st_size)
+    pack = [p for p in packs if p.is_file()][-1]
+    data_bytes = bytearray(pack.read_bytes())
+    data_bytes[len(data_bytes) // 2] ^= 0xFF
+    pack.chmod(0o600)
+    pack.write_bytes(bytes(data_bytes))
+    assert run_axe(path, home, "check", "--tier", "local", "--read-data").returncode == 1
+    code, data = status_json(path, home)
+    local = rows(data)["local local"]
+    assert code == 1 and local["state"] == "CHECK FAILED"
+    assert local["check"]["result"] == "FAILED"
+
+
 def test_a_lock_left_by_a_killed_restic_is_stale_lock(make_config, tmp_path, restic_bin):
     path, config = make_config(**FOLDER_ONLY)
     home = tmp_path / "home"

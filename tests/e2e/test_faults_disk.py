@@ -47,9 +47,8 @@ def test_a_full_repository_disk_fails_the_dump_fast_and_closes_its_snapshot(
     assert run_axe(path, home, "init").returncode == 0
     started = time.monotonic()
     done = run_axe(path, home, "backup", "--local", "--plain", timeout=240)
-    took = time.monotonic() - started
-    print(f"full disk: axe ended after {took:.1f} s")
     assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 180  # roles, the failed dump, the checks, no hang
     row = [ln.split() for ln in done.stdout.splitlines() if ln.split()[:1] == [f"db/{BULK_DB}"]]
     assert row and row[0][1] == "FAILED" and float(row[0][-1]) < 60
     (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith(f"axe: axe db/{BULK_DB}:")]

@@ -351,9 +351,9 @@ def finish_drill(site: Site, customer_name: str, report: DrillReport, *,
     """Given a finished drill, keep its evidence and tell the operators: write drill.json and
     drill.md under drill.evidence_dir/<customer>/<stamp>/, back that folder up into tier A
     (tagged kind=drill) and copy that snapshot to tiers C and B (drill_evidence.py), send
-    the one Slack message (drill.slack); then write the files again with the evidence
-    snapshot and the delivery. Return the report. Never raises for
-    a failure here: a Slack outage or a broken tier A is recorded, the result stays."""
+    the one Slack message (drill.slack, else notify.slack); then write the files again with
+    the evidence snapshot and the delivery. Return the report. Never raises for a failure
+    here: a Slack outage or a broken tier A is recorded, the result stays."""
     customer = site.customer(customer_name)
     started = datetime.fromisoformat(report.started)
     stamp = started.strftime("%Y%m%dT%H%M%S")
@@ -371,10 +371,12 @@ def finish_drill(site: Site, customer_name: str, report: DrillReport, *,
         report.evidence_error = f"not backed up into tier A: {first_line(exc)}"
     if report.evidence_error:
         say(f"drill: evidence: {report.evidence_error}")
-    if customer.drill.slack is not None:
-        report.slack = str(send(customer.drill.slack, slack_message(report, url)))
+    # drill.slack, else notify.slack: alerts fall back the other way, one destination serves.
+    destination = customer.drill.slack or customer.notify.slack
+    if destination is not None:
+        report.slack = str(send(destination, slack_message(report, url)))
     else:
-        report.slack = "not sent: no drill.slack in customers.yaml"
+        report.slack = "not sent: no drill.slack or notify.slack in customers.yaml"
     say(f"drill: slack: {report.slack}")
     with suppress(OSError):
         write_evidence(report, folder)

@@ -7,10 +7,17 @@ from __future__ import annotations
 import json
 import shutil
 
+import yaml
+
 from axe_pipelines import cli
+from axe_pipelines.actions.drill import DrillOptions, finish_drill, run_drill
+from axe_pipelines.backup import local_restic, run_tier_a
 from axe_pipelines.cold import find_volumes, sync_volume
+from axe_pipelines.config import load_config
 from axe_pipelines.tiers import open_tier
 from tests.e2e.drill_support import SLACK_ENV, work_dir, write_config  # noqa: F401 - fixture
+from tests.e2e.test_drill_faults import _now
+from tests.slack_catcher import SlackCatcher
 
 COLD_ENV = "AXE_TEST_DRILL_EVIDENCE_COLD_PASSWORD"
 
@@ -50,3 +57,35 @@ def test_evidence_reaches_tier_c_and_is_read_back_from_it(
     assert cli.main(["--config", str(path), "drill", "--report", "--from-tier", "cold"]) == 0
     past = capsys.readouterr().out
     assert past.count("drill of axe at ") == 1 and "db/frame" in past and "passed" in past
+
+
+def _folder_only(tmp_path, server_a, server_b, work, **extra):
+    """One folder (no staging server needed), backed up into tier A; `extra` is merged into
+    the customer's customers.yaml entry."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "a.txt").write_text("a\n" * 1000)
+    path, _ = write_config(tmp_path, server_a, server_b, databases={},
+                           folders={"files": {"path": str(files)}},
+                           drill={"work_dir": str(work)})
+    data = yaml.safe_load(path.read_text())
+    data["axe"].update(extra)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(path)
+    local_restic("axe", config.customer("axe")).init()
+    assert run_tier_a("axe", config.customer("axe"), at=_now(), run_id="run-1").ok
+    return config
+
+
+def test_without_drill_slack_the_report_goes_to_notify_slack(
+        tmp_path, server_a, server_b, work_dir, monkeypatch):  # noqa: F811
+    with SlackCatcher("ok") as slack:
+        monkeypatch.setenv(SLACK_ENV, slack.webhook_url("T0/B0/notify"))
+        config = _folder_only(tmp_path, server_a, server_b, work_dir,
+                              notify={"slack": {"webhook": {"env": SLACK_ENV}}})
+        assert config.customer("axe").drill.slack is None
+        report = finish_drill(config, "axe", run_drill(config, "axe",
+                                                       DrillOptions(as_of="latest")))
+        [message] = slack.wait_for(1)
+    assert "restore drill passed" in message.json["text"]
+    assert "delivered" in report.slack and "not sent" not in report.slack

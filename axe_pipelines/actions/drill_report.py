@@ -190,9 +190,12 @@ def markdown(report: DrillReport) -> str:
 
 
 def write_evidence(report: DrillReport, folder: Path) -> Path:
-    """Given a report and its evidence folder (created), write drill.json and drill.md there
-    and return the folder. Raise OSError if they cannot be written."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Given a report and its evidence folder (created 0700, as its customer's folder: the
+    check outputs in it may show data), write drill.json and drill.md there and return the
+    folder. Raise OSError if they cannot be written."""
+    for path in (folder.parent, folder):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode passes through the umask, and may exist already
     report.evidence_dir = str(folder)
     (folder / REPORT_JSON).write_text(json.dumps(report.to_json(), indent=1,
                                                  ensure_ascii=False) + "\n")

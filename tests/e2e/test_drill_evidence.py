@@ -5,7 +5,10 @@ folder itself 0700; Slack found through notify.slack when drill.slack is not set
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+from pathlib import Path
 
 import yaml
 
@@ -89,3 +92,18 @@ def test_without_drill_slack_the_report_goes_to_notify_slack(
         [message] = slack.wait_for(1)
     assert "restore drill passed" in message.json["text"]
     assert "delivered" in report.slack and "not sent" not in report.slack
+
+
+def test_the_evidence_folder_is_0700_whatever_the_umask(
+        tmp_path, server_a, server_b, work_dir):  # noqa: F811
+    config = _folder_only(tmp_path, server_a, server_b, work_dir)
+    old = os.umask(0o022)
+    try:
+        report = finish_drill(config, "axe", run_drill(config, "axe",
+                                                       DrillOptions(as_of="latest")))
+    finally:
+        os.umask(old)
+    folder = Path(report.evidence_dir)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o700  # evidence_dir/<customer>
+    assert (folder / "drill.json").is_file() and report.evidence_snapshot

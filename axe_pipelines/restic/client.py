@@ -46,6 +46,7 @@ from axe_pipelines.restic.model import (
 )
 from axe_pipelines.restic.process import (
     Finished,
+    Touching,
     Watchdog,
     find_restic,
     interrupt_and_drain,
@@ -55,22 +56,6 @@ from axe_pipelines.restic.process import (
 from axe_pipelines.secrets import SecretError
 
 T = TypeVar("T")
-
-
-class _Touching:
-    """A read-only stream that tells a Watchdog each time bytes come through (progress)."""
-
-    def __init__(self, stream: IO[bytes], dog: Watchdog):
-        self._stream, self._dog = stream, dog
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        if data:
-            self._dog.touch()
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
 _SLOW = "(a password command waiting for input, or a slow or vanished disk or link)"
 
@@ -241,7 +226,7 @@ class Restic:
             return True
 
         done = self.stream(args, what=what, on_line=on_line, env_extra=env_extra, ok=(0, 3),
-                           after_timeout=" (no snapshot written)")
+                           after_timeout=" (no snapshot written)", progress=True)
         if done.code == 3:
             snap = summary.get("snapshot_id")
             errors = [ln for ln in done.stderr.splitlines() if '"error"' in ln][:3]
@@ -255,10 +240,10 @@ class Restic:
     def stream(self, args: Sequence[str], *, what: str,
                on_line: Callable[[str], bool | None],
                env_extra: dict[str, str] | None = None, ok: Sequence[int] = (0,),
-               after_timeout: str = "") -> Finished:
-        """Given restic arguments, run them bounded by this repository's timeout and, when
-        `on_line` reports progress (returns True for a line that shows some), by its
-        idle_timeout (SIGINT, then SIGKILL); handing every stdout line to `on_line`, and
+               after_timeout: str = "", progress: bool = False) -> Finished:
+        """Given restic arguments, run them bounded by this repository's timeout and, with
+        `progress` (`on_line` returns True for a line that shows some), by its idle_timeout
+        (SIGINT, then SIGKILL); handing every stdout line to `on_line`, and
         return how restic ended when its exit status is one of `ok`. restic is stopped at
         once when its disk is full (it would wait for ever). A provably stale lock is cleared
         once. Raise ResticTimeout (its message ending in `after_timeout`), RepositoryFull,
@@ -266,7 +251,8 @@ class Restic:
 
         def once() -> Finished:
             done = run_bounded(self._argv(args), self.env(env_extra), timeout=self.timeout,
-                               on_line=on_line, idle_timeout=self.idle_timeout,
+                               on_line=on_line,
+                               idle_timeout=self.idle_timeout if progress else None,
                                stop_on=lambda ln: "full" if disk_full(ln) else None)
             if done.reason == "idle":
                 raise ResticTimeout(f"{self.repo.label}: {what} moved no data for "
@@ -335,13 +321,14 @@ class Restic:
         """Given snapshot ids, remove those snapshots (`restic forget <ids>`, never a
         `--keep-*` rule: care/ decides what goes). restic exits 0 on an id it cannot find, so
         callers list afterwards. Raise the mapped ResticError."""
-        self.run(["forget", "--", *snapshot_ids], what=what)
+        # Bounded by the wall bound: on a big repository this outlives call_timeout.
+        self.run(["forget", "--", *snapshot_ids], what=what, timeout=self.timeout)
 
     def prune(self) -> str:
         """Remove the data no snapshot references (`restic prune`) and return restic's text
         report (0.18 prints no JSON for prune). Raise ResticTimeout past this repository's
         timeout, else the mapped ResticError."""
-        return self.run(["prune"], what="pruning unreferenced data")
+        return self.run(["prune"], what="pruning unreferenced data", timeout=self.timeout)
 
     def check(self, args: Sequence[str], *, what: str) -> tuple[Finished, list[str]]:
         """Given `restic check` arguments (`check --json ...`), run them bounded like `stream`
@@ -376,7 +363,7 @@ class Restic:
         assert proc.stdout is not None
         with interrupt.watched(proc, group=True):
             try:
-                yield _Touching(proc.stdout, deadline)  # type: ignore[misc]
+                yield Touching(proc.stdout, deadline)  # type: ignore[misc]
                 while proc.stdout.read(1 << 20):
                     pass
                 code = proc.wait()

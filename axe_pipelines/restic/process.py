@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from axe_pipelines import interrupt
 from axe_pipelines.restic.errors import ResticNotFound
@@ -128,6 +129,24 @@ class Watchdog:
     def cancel(self) -> None:
         """The child has finished (or is about to be killed): stop watching it."""
         self._done.set()
+
+
+class Touching:
+    """A stream read from a watched child that tells its Watchdog each time bytes come
+    through: reading is progress, so the idle bound spares a reader that keeps reading."""
+
+    def __init__(self, stream: IO[bytes], dog: Watchdog):
+        self._stream, self._dog = stream, dog
+
+    def read(self, size: int = -1) -> bytes:
+        """Given a size, read up to that much (all with -1) and count it as progress."""
+        data = self._stream.read(size)
+        if data:
+            self._dog.touch()
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def ProcessDeadline(proc: subprocess.Popen, seconds: float | None) -> Watchdog:  # noqa: N802

@@ -127,8 +127,9 @@ def local_restic(customer_name: str, customer: Customer) -> Restic:
     snapshot times in the tier's zone. Raise ResticNotFound without a usable restic."""
     assert customer.tiers is not None
     tier = customer.tiers.local
-    # A call without a progress stream (list, tag, unlock) is all idle time: the idle bound
-    # is its bound too; a backup's stream is stopped after idle_timeout_s without bytes.
+    # A call that only reads metadata (list, tag, unlock) shows no progress, so all of it is
+    # idle time: the idle bound is its bound; a backup's stream is stopped after
+    # idle_timeout_s without bytes; a restore, prune or check has the wall bound.
     return Restic(local_repository(customer_name, customer), timezone=tier_timezone(customer),
                   timeout=tier.timeout_s, idle_timeout=tier.idle_timeout_s,
                   call_timeout=tier.idle_timeout_s)

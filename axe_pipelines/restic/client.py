@@ -57,6 +57,9 @@ from axe_pipelines.secrets import SecretError
 
 T = TypeVar("T")
 
+# Calls that read only the repository's metadata: a few seconds even on a big repository
+# (unlike restore, prune or forget), so call_timeout bounds them.
+_METADATA_CALLS = frozenset({"cat", "list", "snapshots", "tag", "unlock", "version"})
 _SLOW = "(a password command waiting for input, or a slow or vanished disk or link)"
 
 
@@ -106,9 +109,11 @@ class Restic:
     def run(self, args: Sequence[str], *, what: str, timeout: float | None = None,
             retry_stale_lock: bool = True, env_extra: dict[str, str] | None = None) -> str:
         """Given restic arguments, run them and return stdout. Raise ResticTimeout after
-        `timeout` (default: this repository's call_timeout, else its timeout), else the
-        mapped ResticError."""
-        deadline = timeout if timeout is not None else (self.call_timeout or self.timeout)
+        `timeout` (default: this repository's call_timeout for a call that only reads the
+        repository's metadata, else its timeout), else the mapped ResticError."""
+        deadline = timeout if timeout is not None else (
+            self.call_timeout if self.call_timeout and args[:1] and args[0] in _METADATA_CALLS
+            else self.timeout)
 
         def once() -> str:
             try:
@@ -321,14 +326,13 @@ class Restic:
         """Given snapshot ids, remove those snapshots (`restic forget <ids>`, never a
         `--keep-*` rule: care/ decides what goes). restic exits 0 on an id it cannot find, so
         callers list afterwards. Raise the mapped ResticError."""
-        # Bounded by the wall bound: on a big repository this outlives call_timeout.
-        self.run(["forget", "--", *snapshot_ids], what=what, timeout=self.timeout)
+        self.run(["forget", "--", *snapshot_ids], what=what)
 
     def prune(self) -> str:
         """Remove the data no snapshot references (`restic prune`) and return restic's text
         report (0.18 prints no JSON for prune). Raise ResticTimeout past this repository's
         timeout, else the mapped ResticError."""
-        return self.run(["prune"], what="pruning unreferenced data", timeout=self.timeout)
+        return self.run(["prune"], what="pruning unreferenced data")
 
     def check(self, args: Sequence[str], *, what: str) -> tuple[Finished, list[str]]:
         """Given `restic check` arguments (`check --json ...`), run them bounded like `stream`

@@ -127,3 +127,17 @@ def test_stop_signals_watched_children_in_their_groups():
     finally:
         interrupt.reset()
     assert interrupt.Interrupted(signal.SIGINT).exit_code == 130
+
+
+def test_call_timeout_bounds_only_the_metadata_calls(tmp_path):
+    from axe_pipelines.restic import Restic, ResticTimeout
+
+    slow = tmp_path / "restic"
+    slow.write_text("#!/bin/sh\nsleep 2\n")  # a restic whose every call takes 2 s
+    slow.chmod(0o755)
+    restic = Restic(Repository(str(tmp_path / "repo"), EnvSource(env="HOME"), "test repo"),
+                    binary=str(slow), call_timeout=0.5)
+    with pytest.raises(ResticTimeout):
+        restic.run(["snapshots", "--json"], what="listing snapshots")
+    # A restore may take as long as it takes (only the wall bound, none here, applies).
+    assert restic.run(["restore", "latest", "--target", str(tmp_path)], what="restoring") == ""

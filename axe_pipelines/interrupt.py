@@ -49,6 +49,7 @@ _lock = threading.Lock()
 _children: dict[int, _Child] = {}
 _signum: list[int] = []  # the first stop signal received, if any
 _stopped = threading.Event()
+_installed = threading.Event()
 
 
 def requested() -> int | None:
@@ -110,9 +111,16 @@ def stop(signum: int) -> None:
 
 def install() -> None:
     """On the main thread, make SIGINT and SIGTERM call `stop` for the rest of this process
-    (a command that runs backups calls it first)."""
+    (a command that runs backups calls it first); from then on restic starts in a process
+    group of its own (restic/process.spawn), stopped by `stop`."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stop(signum))
+    _installed.set()
+
+
+def installed() -> bool:
+    """True once `install` has run in this process."""
+    return _installed.is_set()
 
 
 @contextmanager

@@ -358,14 +358,16 @@ class Restic:
         ends normally and removes its lock (a reader that just closes the pipe kills restic with
         SIGPIPE and leaves a stale lock behind). Raise the mapped error when restic fails.
         """
-        proc = spawn(self._argv(["dump", snapshot_id, path]), self.env(), text=False)
+        group = interrupt.installed()
+        proc = spawn(self._argv(["dump", snapshot_id, path]), self.env(), text=False,
+                     group=group)
         stderr_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
                                   daemon=True)
         reader.start()
-        deadline = Watchdog(proc, wall=self.timeout, idle=self.idle_timeout, group=True)
+        deadline = Watchdog(proc, wall=self.timeout, idle=self.idle_timeout, group=group)
         assert proc.stdout is not None
-        with interrupt.watched(proc, group=True):
+        with interrupt.watched(proc, group=group):
             try:
                 yield Touching(proc.stdout, deadline)  # type: ignore[misc]
                 while proc.stdout.read(1 << 20):

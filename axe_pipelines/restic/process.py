@@ -166,14 +166,17 @@ class Finished:
     reason: str = ""
 
 
-def spawn(argv: Sequence[str], env: dict[str, str], *, text: bool = True) -> subprocess.Popen:
-    """Given argv and its environment, start it with stdin closed and stdout/stderr piped,
-    leading a process group of its own: a stop (interrupt.py, Watchdog) signals it and what
-    it runs (restic's pg_dump) together, and a terminal's Ctrl-C reaches it only through
-    axe, which lets restic remove its lock first."""
+def spawn(argv: Sequence[str], env: dict[str, str], *, text: bool = True,
+          group: bool = False) -> subprocess.Popen:
+    """Given argv and its environment, start it with stdin closed and stdout/stderr piped;
+    with `group`, leading a process group of its own: a stop (interrupt.py, Watchdog) then
+    signals it and what it runs (restic's pg_dump) together, and a terminal's Ctrl-C reaches
+    it only through axe, which stops it with SIGINT so restic removes its lock. Without a
+    stop handler installed (interrupt.installed), the child stays in axe's group and gets a
+    terminal's Ctrl-C itself, as before."""
     return subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=text,
-                            process_group=0)
+                            process_group=0 if group else None)
 
 
 def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | None,
@@ -185,8 +188,9 @@ def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | No
     `timeout` or after `idle_timeout` without progress (Watchdog), or on a stop signal
     (interrupt.py). Return how it finished; the process is never left running, even when
     `on_line` raises."""
-    proc = spawn(argv, env)
-    dog = Watchdog(proc, wall=timeout, idle=idle_timeout, group=True)
+    group = interrupt.installed()
+    proc = spawn(argv, env, group=group)
+    dog = Watchdog(proc, wall=timeout, idle=idle_timeout, group=group)
     stderr_lines: list[str] = []
 
     def read_stderr() -> None:
@@ -200,7 +204,7 @@ def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | No
 
     reader = threading.Thread(target=read_stderr, daemon=True, name="axe-restic-stderr")
     reader.start()
-    with interrupt.watched(proc, group=True):
+    with interrupt.watched(proc, group=group):
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -209,9 +213,8 @@ def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | No
             code = proc.wait()
         finally:
             dog.cancel()
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            if proc.poll() is None:  # on_line raised, or Ctrl-C without a stop handler
+                interrupt_and_drain(proc, grace_s=5)
     reader.join(5)
     return Finished(code, "".join(stderr_lines), dog.passed, dog.reason)
 

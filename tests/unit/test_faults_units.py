@@ -109,7 +109,7 @@ def test_stop_signals_watched_children_in_their_groups():
     interrupt.reset()
     try:
         # The child leads its own group; a grandchild in it goes down with it.
-        proc = spawn(["sh", "-c", "sleep 30 & sleep 30; wait"], dict(os.environ))
+        proc = spawn(["sh", "-c", "sleep 30 & sleep 30; wait"], dict(os.environ), group=True)
         with interrupt.watched(proc, group=True):
             time.sleep(0.3)
             started = time.monotonic()

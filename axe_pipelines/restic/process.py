@@ -4,8 +4,8 @@ Every long restic call (backup, copy, dump) runs under a `Watchdog`: when its ti
 wall bound, or an idle bound: no progress for so long, so a big backup that moves is never cut
 off) restic gets SIGINT, so it can remove its repository lock, and SIGKILL only if it has not
 stopped 5 s later. `run_bounded` is the one spawn-stream-stop loop of the backup and copy
-calls; its child leads a process group of its own and is stopped with it on Ctrl-C/SIGTERM
-(interrupt.py).
+calls; under `axe backup`'s stop handler its child leads a process group of its own and is
+stopped with it on Ctrl-C/SIGTERM (interrupt.py).
 """
 
 from __future__ import annotations

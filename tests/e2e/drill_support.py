@@ -19,6 +19,7 @@ from axe_pipelines.postgres.cluster import LocalCluster
 from tests.conftest import REPO_PASSWORD_ENV, server_entry
 
 SLACK_ENV = "AXE_TEST_DRILL_SLACK"
+COLD_ENV = "AXE_TEST_DRILL_COLD_VOLUME_PASSWORD"
 
 
 @pytest.fixture
@@ -55,6 +56,23 @@ def write_config(root: Path, server_a: LocalCluster, server_b: LocalCluster, *,
     path = root / "customers.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, load_config(path)
+
+
+def cold_volume(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A cold volume (a real folder, root/Volumes/axe-cold-1) and its password: the `tiers:`
+    entry for write_config."""
+    monkeypatch.setenv(COLD_ENV, "cold-" + os.urandom(8).hex())
+    (root / "Volumes" / "axe-cold-1").mkdir(parents=True)
+    return {"cold": {"password": {"env": COLD_ENV}, "accept_plain_folders": True,
+                     "mount_glob": str(root / "Volumes" / "axe-cold-*")}}
+
+
+def sync_cold(config: Site) -> None:
+    """Copy customer axe's newest tier-A set to its one mounted cold volume (tier C)."""
+    from axe_pipelines.cold import find_volumes, sync_volume
+
+    [volume] = find_volumes(config.customer("axe").tiers.cold)
+    sync_volume(config, "axe", volume)
 
 
 def leftovers(work: Path) -> list[str]:

@@ -6,32 +6,31 @@ from __future__ import annotations
 import os
 
 from axe_pipelines import cli
-from axe_pipelines.cold import find_volumes, sync_volume
 from axe_pipelines.damage import recorded_damage
 from axe_pipelines.tiers import open_tier
-from tests.e2e.drill_support import SLACK_ENV, work_dir, write_config  # noqa: F401 - fixture
+from tests.e2e.drill_support import (  # noqa: F401 - work_dir is a fixture
+    SLACK_ENV,
+    cold_volume,
+    sync_cold,
+    work_dir,
+    write_config,
+)
 from tests.slack_catcher import SlackCatcher
-
-COLD_ENV = "AXE_TEST_DRILL_DAMAGE_COLD_PASSWORD"
 
 
 def test_damage_met_by_the_drill_shows_in_status_and_in_slacks_summary(
         tmp_path, server_a, server_b, work_dir, dagster_home, monkeypatch, capsys):  # noqa: F811
-    monkeypatch.setenv(COLD_ENV, "cold-password-for-damage")
-    (tmp_path / "Volumes" / "axe-cold-1").mkdir(parents=True)
     with SlackCatcher("ok") as slack:
         monkeypatch.setenv(SLACK_ENV, slack.webhook_url("T0/B0/damage"))
         path, config = write_config(
             tmp_path, server_a, server_b, folders={},
             databases={"frame": {"server": "frame-postgres"}},
             drill={"work_dir": str(work_dir), "slack": {"webhook": {"env": SLACK_ENV}}},
-            tiers={"cold": {"password": {"env": COLD_ENV}, "accept_plain_folders": True,
-                            "mount_glob": str(tmp_path / "Volumes" / "axe-cold-*")}})
+            tiers=cold_volume(tmp_path, monkeypatch))
         axe = ["--config", str(path)]
         assert cli.main([*axe, "init"]) == 0
         assert cli.main([*axe, "backup", "--local", "--plain"]) == 0
-        [volume] = find_volumes(config.customer("axe").tiers.cold)
-        sync_volume(config, "axe", volume)
+        sync_cold(config)
         for pack in (tmp_path / "repo" / "data").rglob("*"):
             if pack.is_file():  # a disk that lost the packs' tails
                 os.chmod(pack, 0o600)

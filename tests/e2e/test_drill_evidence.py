@@ -15,29 +15,28 @@ import yaml
 from axe_pipelines import cli
 from axe_pipelines.actions.drill import DrillOptions, finish_drill, run_drill
 from axe_pipelines.backup import local_restic, run_tier_a
-from axe_pipelines.cold import find_volumes, sync_volume
 from axe_pipelines.config import load_config
 from axe_pipelines.tiers import open_tier
-from tests.e2e.drill_support import SLACK_ENV, work_dir, write_config  # noqa: F401 - fixture
+from tests.e2e.drill_support import (  # noqa: F401 - work_dir is a fixture
+    SLACK_ENV,
+    cold_volume,
+    sync_cold,
+    work_dir,
+    write_config,
+)
 from tests.e2e.test_drill_faults import _now
 from tests.slack_catcher import SlackCatcher
 
-COLD_ENV = "AXE_TEST_DRILL_EVIDENCE_COLD_PASSWORD"
-
 
 def _site(tmp_path, server_a, server_b, work, monkeypatch, **drill):
-    monkeypatch.setenv(COLD_ENV, "cold-password-for-evidence")
-    (tmp_path / "Volumes" / "axe-cold-1").mkdir(parents=True)
     path, config = write_config(
         tmp_path, server_a, server_b, folders={},
         databases={"frame": {"server": "frame-postgres"}},
         drill={"work_dir": str(work), **drill},
-        tiers={"cold": {"password": {"env": COLD_ENV}, "accept_plain_folders": True,
-                        "mount_glob": str(tmp_path / "Volumes" / "axe-cold-*")}})
+        tiers=cold_volume(tmp_path, monkeypatch))
     assert cli.main(["--config", str(path), "init"]) == 0
     assert cli.main(["--config", str(path), "backup", "--local", "--plain"]) == 0
-    [volume] = find_volumes(config.customer("axe").tiers.cold)
-    sync_volume(config, "axe", volume)
+    sync_cold(config)
     return path, config
 
 

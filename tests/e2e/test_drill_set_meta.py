@@ -8,12 +8,14 @@ from axe_pipelines import cli
 from axe_pipelines.actions.drill import DrillOptions, run_drill
 from axe_pipelines.backup import local_restic
 from axe_pipelines.care.planner import item_label
-from axe_pipelines.cold import find_volumes, sync_volume
 from axe_pipelines.set_meta import SET_META_KIND
 from axe_pipelines.sets import list_sets
-from tests.e2e.drill_support import work_dir, write_config  # noqa: F401 - fixture
-
-COLD_ENV = "AXE_TEST_SET_META_COLD_PASSWORD"
+from tests.e2e.drill_support import (  # noqa: F401 - work_dir is a fixture
+    cold_volume,
+    sync_cold,
+    work_dir,
+    write_config,
+)
 
 
 def _checks(report, name: str, tier: str = "local") -> dict:
@@ -24,18 +26,14 @@ def _checks(report, name: str, tier: str = "local") -> dict:
 
 def test_a_lost_dagster_home_still_proves_the_digest_from_the_set(
         tmp_path, server_a, server_b, work_dir, dagster_home, monkeypatch, capsys):  # noqa: F811
-    monkeypatch.setenv(COLD_ENV, "cold-password-for-set-meta")
-    (tmp_path / "Volumes" / "axe-cold-1").mkdir(parents=True)
     path, config = write_config(
         tmp_path, server_a, server_b, folders={},
         databases={"index": {"server": "index-postgres", "checksum_tables": ["evidence_blob"]}},
         drill={"work_dir": str(work_dir)},
-        tiers={"cold": {"password": {"env": COLD_ENV}, "accept_plain_folders": True,
-                        "mount_glob": str(tmp_path / "Volumes" / "axe-cold-*")}})
+        tiers=cold_volume(tmp_path, monkeypatch))
     assert cli.main(["--config", str(path), "init"]) == 0
     assert cli.main(["--config", str(path), "backup", "--local", "--plain"]) == 0
-    [volume] = find_volumes(config.customer("axe").tiers.cold)
-    sync_volume(config, "axe", volume)
+    sync_cold(config)
 
     restic = local_restic("axe", config.customer("axe"))
     [the_set] = list_sets(restic, "axe")

@@ -14,6 +14,7 @@ from datetime import datetime
 from axe_pipelines.care.check import CheckOutcome, check_plan, rotation_week, run_check
 from axe_pipelines.care.policy import TIERS, Tier
 from axe_pipelines.care.repositories import TierRepository, tier_repositories
+from axe_pipelines.care.stamps import stamp_care
 from axe_pipelines.config import Site
 from axe_pipelines.damage import clear_damage
 from axe_pipelines.errors import EXIT_FAILED, EXIT_OK, AxeError
@@ -67,6 +68,7 @@ def check_repository(repo: TierRepository, now: datetime, *,
             outcome = run_check(restic, subset, read_data=read_data)
             if read_data and not outcome.damaged:
                 clear_damage(restic.repo.location)  # every pack read back: damage.py's record
+            stamp_care(repo, "checked", now)
             return TierCheck(repo, outcome)
     except AxeError as exc:
         return TierCheck(repo, error=str(exc).strip().splitlines()[0],

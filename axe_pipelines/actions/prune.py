@@ -14,6 +14,7 @@ from axe_pipelines.care.forget import ForgetResult, apply_forget, plan_forget
 from axe_pipelines.care.planner import ForgetPlan
 from axe_pipelines.care.policy import TIERS, Tier
 from axe_pipelines.care.repositories import TierRepository, tier_repositories
+from axe_pipelines.care.stamps import stamp_care
 from axe_pipelines.config import Site
 from axe_pipelines.errors import EXIT_OK, AxeError
 
@@ -47,8 +48,11 @@ class TierPrune:
         return lines
 
 
-def _one(site: Site, repo: TierRepository, now: datetime, dry_run: bool,
-         say: Callable[[str], None]) -> TierPrune:
+def prune_repository(site: Site, repo: TierRepository, now: datetime, dry_run: bool,
+                     say: Callable[[str], None]) -> TierPrune:
+    """Given one repository, now (aware) and whether it is a dry run, return its TierPrune,
+    having forgotten and pruned what its policy lets go unless `dry_run` (a cold volume's
+    marker then records it: care/stamps.py). Repository errors are in the TierPrune."""
     policy = repo.policy
     if policy is None:
         return TierPrune(repo)
@@ -60,7 +64,9 @@ def _one(site: Site, repo: TierRepository, now: datetime, dry_run: bool,
             if dry_run:
                 return TierPrune(repo, plan)
             say(f"{repo.label}: forgetting {len(plan.forget_ids)} snapshot(s), then pruning")
-            return TierPrune(repo, plan, apply_forget(restic, plan, site=site))
+            result = apply_forget(restic, plan, site=site)
+            stamp_care(repo, "pruned", now)
+            return TierPrune(repo, plan, result)
     except AxeError as exc:
         return TierPrune(repo, plan, error=str(exc).strip().splitlines()[0],
                          error_exit=exc.exit_code)
@@ -76,5 +82,5 @@ def prune(site: Site, customers: Sequence[str], tiers: Sequence[Tier] = TIERS, *
     results = []
     for name in customers:
         for repo in tier_repositories(site, name, tiers):
-            results.append(_one(site, repo, now, dry_run, say))
+            results.append(prune_repository(site, repo, now, dry_run, say))
     return results

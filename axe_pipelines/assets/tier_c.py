@@ -7,13 +7,15 @@ schedules.py. (No `from __future__ import annotations`: Dagster reads the contex
 annotations at runtime.)
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from axe_pipelines.actions.cold_care import care_after_sync
 from axe_pipelines.assets.metadata import in_zone, sizes
+from axe_pipelines.checks.care import record_checks
 from axe_pipelines.checks.tier_b import set_complete_result, set_complete_spec, tier_a_running
 from axe_pipelines.checks.tier_c import rotation_result, rotation_spec
 from axe_pipelines.cold import (
@@ -108,6 +110,14 @@ def build_tier_c_asset(site: Site, customer_name: str) -> dg.AssetsDefinition:
             except ColdError as exc:
                 context.log.error(str(exc))
                 errors.append(str(exc))
+                continue
+            # The weekly care sees a rotated SSD only if it is mounted on Sunday morning.
+            care = care_after_sync(site, customer_name, results[-1].volume, datetime.now(UTC),
+                                   say=context.log.info)
+            for line in care.lines:
+                context.log.info(line)
+            if care.checked is not None:
+                record_checks([care.checked], context.instance)
         expected = expected_volume(datetime.now(ZoneInfo(zone)), cold.volumes,
                                    cold.rotation_origin)
         if results:

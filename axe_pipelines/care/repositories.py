@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from axe_pipelines.care.policy import TIERS, RetentionPolicy, Tier, tier_policy
@@ -43,6 +44,7 @@ class TierRepository:
     open: Callable[[], Restic] = field(compare=False)
     guard: Callable[[], AbstractContextManager[None]] = field(default=nullcontext,
                                                               compare=False)
+    path: Path | None = None  # a cold volume's folder (its marker records the care: stamps.py)
 
     @property
     def label(self) -> str:
@@ -79,7 +81,7 @@ def _cold(site: Site, customer_name: str, zone: str) -> Iterator[TierRepository]
         yield TierRepository(
             customer_name, "cold", volume.name, zone, cold,
             open=lambda repo=repo: Restic(repo, timeout=cold.timeout_s),
-            guard=lambda volume=volume: volume_lock(volume, cold.timeout_s))
+            guard=lambda volume=volume: volume_lock(volume, cold.timeout_s), path=volume.path)
 
 
 def tier_repositories(site: Site, customer_name: str,

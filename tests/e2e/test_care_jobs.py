@@ -168,3 +168,32 @@ def test_stale_locks_follow_the_one_policy_in_check_and_prune(tmp_path: Path, ti
     finally:
         os.kill(live.pid, signal.SIGCONT)
         live.wait(60)
+
+
+def test_a_cold_sync_runs_the_due_retention_and_check_on_that_volume(
+        tmp_path: Path, tier_a: Restic, dagster_home: Path, capsys: pytest.CaptureFixture[str]):
+    # A rotated SSD is rarely mounted at Sunday 05:00/06:00: the sync does its care.
+    from datetime import UTC, datetime, timedelta
+
+    from axe_pipelines.care.stamps import last_care
+    from axe_pipelines.checks.history import DagsterOpsHistory
+
+    site = write_site(tmp_path, cold={"volumes": 1})  # one SSD: the rotation is current
+    cold = cold_with_two_sets(site, tmp_path, tier_a)  # two sets; keep_last 1 on tier C
+    volume = tmp_path / "vols" / "axe-cold-1"
+    assert last_care(volume, "axe") == {}
+
+    assert cli.main(["--config", str(site.path), "backup", "--cold"]) == 0
+    assert runs(cold) == ["run-2026-05-21"]  # retention ran on the volume
+    done = last_care(volume, "axe")
+    assert set(done) == {"pruned", "checked"}
+    assert datetime.now(UTC) - done["checked"] < timedelta(minutes=5)
+    with DagsterOpsHistory() as history:  # the check is recorded for status and alerts
+        check = history.last_check("axe", "cold", None)
+    assert check is not None and check.result == "ok"
+
+    # Not due again within 7 days: the next sync only syncs.
+    back_up_history(tier_a, [date(2026, 5, 22)])
+    assert cli.main(["--config", str(site.path), "backup", "--cold"]) == 0
+    assert runs(cold) == ["run-2026-05-21", "run-2026-05-22"]
+    assert last_care(volume, "axe") == done

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from axe_pipelines import interrupt
 from axe_pipelines.restic import Restic, ResticError, Snapshot
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ def store_set_meta(restic: Restic, base_tags: Sequence[str], at: datetime, run_i
     """Given tier A's repository, the customer's tags, the run's logical time, id and item
     results, store the set's set-meta snapshot (backup.run_tier_a calls this). Never raise: a
     failure fails no item (Dagster's history still holds the counts); it is logged."""
+    if interrupt.requested():  # Ctrl-C / SIGTERM: nothing new starts
+        return
     tags = [*base_tags, f"kind={SET_META_KIND}", f"run={run_id}"]
     try:
         write_set_meta(restic, tags, at, run_id, results)

@@ -300,7 +300,7 @@ def test_dropped_table_comes_back_with_keys_indexes_and_foreign_keys(scratch_con
                          dbname=scratch_db)[0][0]
     assert cons == "journal_line_entity_id_fkey,journal_line_pkey,note_jl_fkey,note_pkey"
     assert server_a.psql("SELECT count(*) > 0 FROM big_lines;", dbname=scratch_db)[0][0] == "t"
-    with pytest.raises(Exception, match="duplicate key"):
+    with pytest.raises(PostgresError, match="duplicate key"):
         server_a.psql("INSERT INTO journal_line(id, entity_id, posted_on, amount) "
                       "VALUES (1, 1, '2026-06-01', 1);", dbname=scratch_db)
 

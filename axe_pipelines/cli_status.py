@@ -81,6 +81,9 @@ def format_status(status: SiteStatus) -> list[str]:
     problems += [f"  {cs.customer}: {p}" for cs in status.customers for p in cs.problems]
     problems += [f"  run {r.run_id[:8]} ({r.job}) {r.status} since {r.since:%Y-%m-%d %H:%M %Z} "
                  f"({_age(now - r.since)}): stuck? look at it in the UI" for r in status.stuck]
+    if status.history_error:  # what the table says about checks and drills is not known
+        problems.append(f"  UNKNOWN: {status.history_error}; the check and drill columns "
+                        f"are unknown, not never (axe doctor)")
     if problems:
         lines += ["", "problems:", *problems]
     return lines

@@ -256,7 +256,7 @@ def site_status(site: Site, names: list[str], history: OpsHistory | None = None,
         drills = {name: history.last_drill(name) for name in names}
         stuck = history.stuck_runs(STUCK_AFTER, now)
         rows = {name: [r for f in fs for r in f.result()] for name, fs in futures.items()}
-    status = SiteStatus(now, stuck=stuck)
+    status = SiteStatus(now, stuck=stuck, history_error=history.unreadable())
     for name in names:
         customer = site.customers[name]
         cs = CustomerStatus(name, tier_timezone(customer), rows[name], drills[name])

@@ -56,6 +56,10 @@ class OpsHistory(Protocol):
     def stuck_runs(self, older_than: timedelta, now: datetime) -> list[StuckRun]:
         """Given a bound and now, return the runs in progress or queued for longer."""
 
+    def unreadable(self) -> str:
+        """Return why the history could not be read ("" when it could, or there is none):
+        then every answer above is unknown, not "never"."""
+
 
 class NoHistory:
     """An OpsHistory of a machine without a Dagster instance: nothing ever ran."""
@@ -79,6 +83,10 @@ class NoHistory:
     def stuck_runs(self, older_than: timedelta, now: datetime) -> list[StuckRun]:
         """Given a bound, return [] (no runs recorded)."""
         return []
+
+    def unreadable(self) -> str:
+        """Return "" (nothing to read, nothing unreadable)."""
+        return ""
 
 
 @dataclass
@@ -154,11 +162,12 @@ class SiteStatus:
     now: datetime
     customers: list[CustomerStatus] = field(default_factory=list)
     stuck: list[StuckRun] = field(default_factory=list)
+    history_error: str = ""  # the Dagster history could not be read: checks, drills unknown
 
     @property
     def exit_code(self) -> int:
         """Return 0 when everything is fresh, complete, checked and known, else 1."""
-        ok = all(c.ok for c in self.customers) and not self.stuck
+        ok = all(c.ok for c in self.customers) and not self.stuck and not self.history_error
         return EXIT_OK if ok else EXIT_FAILED
 
     def as_json(self) -> dict[str, Any]:
@@ -166,7 +175,8 @@ class SiteStatus:
         return {"schema": SCHEMA, "generated_at": self.now.isoformat(),
                 "ok": self.exit_code == EXIT_OK, "exit_code": self.exit_code,
                 "customers": [c.as_json(self.now) for c in self.customers],
-                "stuck_runs": [r.as_json(self.now) for r in self.stuck]}
+                "stuck_runs": [r.as_json(self.now) for r in self.stuck],
+                "history_error": self.history_error}
 
 
 def hours(delta: timedelta) -> float:

@@ -5,17 +5,19 @@ tier assets' materializations), runs that look stuck, and the daemon and its sch
 sensors. `DagsterOpsHistory` is the actions.status_model.OpsHistory the CLI hands in.
 
 The instance is the one in $DAGSTER_HOME (default ~/.axe/dagster, where `axe backup`
-records) or one given; a machine without a dagster.yaml there has no history ("never"), and
-an instance that cannot be read counts as none (status shows "never", doctor says why).
+records) or one given; a machine without a dagster.yaml there has no history ("never"); an
+instance that is there but cannot be opened or read is unknown (`unreadable()`: status says
+why and exits 1; doctor says why).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -24,6 +26,7 @@ from axe_pipelines.checks.tier_c import last_sync_by_volume
 from axe_pipelines.instance import DEFAULT_HOME, EMBEDDED, recovery
 from axe_pipelines.names import drill_check_key, restic_check_key, tier_b_key, tier_c_key
 
+T = TypeVar("T")
 HISTORY = 200  # tier-C materializations read back for per-volume last syncs
 _IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                 dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
@@ -45,6 +48,7 @@ class DagsterOpsHistory:
         self._instance = instance
         self._owned: dg.DagsterInstance | None = None
         self.error = ""  # why the instance could not be opened, when it could not
+        self._failed = False  # a read of an opened instance failed
 
     def __enter__(self) -> DagsterOpsHistory:
         return self
@@ -73,7 +77,30 @@ class DagsterOpsHistory:
                 self.error = f"cannot open the Dagster instance at {self.home}: {exc}"
         return self._owned
 
+    def _read(self, what: Callable[[dg.DagsterInstance], T], default: T) -> T:
+        """`what(instance)`, or `default` when there is no instance or it fails to answer
+        (then `error` says why and unreadable() reports it)."""
+        instance = self.instance()
+        if instance is None:
+            return default
+        try:
+            return what(instance)
+        except Exception as exc:  # noqa: BLE001 - a storage that does not answer is unknown
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.error = self.error or f"the Dagster instance at {self.home} does not " \
+                                       f"answer: {text}"
+            self._failed = True
+            return default
+
     # --- OpsHistory ----------------------------------------------------------------------------
+
+    def unreadable(self) -> str:
+        """Return why the instance could not be read: it exists (a dagster.yaml) but does not
+        open, or a read failed; "" when it was read or there is none (a machine without
+        one has no history)."""
+        if self._failed or (self.error and (self.home / "dagster.yaml").is_file()):
+            return self.error
+        return ""
 
     def last_check(self, customer: str, tier: str, peer: str | None) -> Outcome | None:
         """Given a tier (and peer), return the last `restic check` evaluation there."""
@@ -98,54 +125,59 @@ class DagsterOpsHistory:
 
     def stuck_runs(self, older_than: timedelta, now: datetime) -> list[StuckRun]:
         """Given a bound and now, return the runs queued or in progress for longer."""
-        instance = self.instance()
-        if instance is None:
-            return []
-        stuck = []
-        dead = recovery.stuck(instance)  # its process is gone: stuck at any age (issue 8)
-        for record in instance.get_run_records(dg.RunsFilter(statuses=_IN_PROGRESS),
-                                               limit=100):
-            since = _when(record.start_time) if record.start_time else \
-                record.create_timestamp.astimezone(UTC)
-            if now - since > older_than or record.dagster_run.run_id in dead:
-                run = record.dagster_run
-                stuck.append(StuckRun(run.run_id, run.job_name, run.status.value, since))
-        return stuck
+        return self._read(lambda instance: _stuck(instance, older_than, now), [])
 
     # --- reading -------------------------------------------------------------------------------
 
     def _check(self, key: dg.AssetCheckKey, whose_run: str) -> Outcome | None:
-        """The latest evaluation of a check as an Outcome; a planned one whose run has ended
-        without evaluating it (the run failed) is FAILED, one whose run goes on is running."""
-        instance = self.instance()
-        if instance is None:
-            return None
-        record = instance.get_latest_asset_check_evaluation_record(key)
-        if record is None:
-            return None
-        evaluation = record.event.asset_check_evaluation if record.event else None
-        if evaluation is not None:
-            assert record.event is not None
-            result = "ok" if evaluation.passed else (
-                "WARN" if evaluation.severity == dg.AssetCheckSeverity.WARN else "FAILED")
-            return Outcome(result, _when(record.event.timestamp), evaluation.description or "")
-        run = instance.get_run_by_id(record.run_id)
-        at = _when(record.create_timestamp)
-        if run is not None and not run.is_finished:
-            return Outcome("running", at, f"run {record.run_id[:8]}")
-        return Outcome("FAILED", at, f"{whose_run} {record.run_id[:8]} ended before the "
-                                     f"check was evaluated; see its log in the UI")
+        return self._read(lambda instance: _check(instance, key, whose_run), None)
 
     def _metadata(self, key: dg.AssetKey, limit: int) -> list[dict[str, Any]]:
-        instance = self.instance()
-        if instance is None:
-            return []
-        out = []
-        for record in instance.fetch_materializations(key, limit=limit).records:
-            mat = record.asset_materialization
-            if mat is not None:
-                out.append({k: v.value for k, v in mat.metadata.items()})
-        return out
+        return self._read(lambda instance: _metadata(instance, key, limit), [])
+
+
+def _stuck(instance: dg.DagsterInstance, older_than: timedelta,
+           now: datetime) -> list[StuckRun]:
+    stuck = []
+    dead = recovery.stuck(instance)  # its process is gone: stuck at any age (issue 8)
+    for record in instance.get_run_records(dg.RunsFilter(statuses=_IN_PROGRESS), limit=100):
+        since = _when(record.start_time) if record.start_time else \
+            record.create_timestamp.astimezone(UTC)
+        if now - since > older_than or record.dagster_run.run_id in dead:
+            run = record.dagster_run
+            stuck.append(StuckRun(run.run_id, run.job_name, run.status.value, since))
+    return stuck
+
+
+def _check(instance: dg.DagsterInstance, key: dg.AssetCheckKey,
+           whose_run: str) -> Outcome | None:
+    """The latest evaluation of a check as an Outcome; a planned one whose run has ended
+    without evaluating it (the run failed) is FAILED, one whose run goes on is running."""
+    record = instance.get_latest_asset_check_evaluation_record(key)
+    if record is None:
+        return None
+    evaluation = record.event.asset_check_evaluation if record.event else None
+    if evaluation is not None:
+        assert record.event is not None
+        result = "ok" if evaluation.passed else (
+            "WARN" if evaluation.severity == dg.AssetCheckSeverity.WARN else "FAILED")
+        return Outcome(result, _when(record.event.timestamp), evaluation.description or "")
+    run = instance.get_run_by_id(record.run_id)
+    at = _when(record.create_timestamp)
+    if run is not None and not run.is_finished:
+        return Outcome("running", at, f"run {record.run_id[:8]}")
+    return Outcome("FAILED", at, f"{whose_run} {record.run_id[:8]} ended before the "
+                                 f"check was evaluated; see its log in the UI")
+
+
+def _metadata(instance: dg.DagsterInstance, key: dg.AssetKey,
+              limit: int) -> list[dict[str, Any]]:
+    out = []
+    for record in instance.fetch_materializations(key, limit=limit).records:
+        mat = record.asset_materialization
+        if mat is not None:
+            out.append({k: v.value for k, v in mat.metadata.items()})
+    return out
 
 
 # --- axe doctor: the instance, its daemon, its schedules and sensors ---------------------------

@@ -181,6 +181,31 @@ def test_axe_check_is_recorded_for_status(make_config, tmp_path, restic_bin):
     assert local["check"]["result"] == "FAILED"
 
 
+@pytest.mark.parametrize("fault", ["flipped database", "broken dagster.yaml"])
+def test_an_unreadable_dagster_instance_is_unknown_not_never(make_config, tmp_path, restic_bin,
+                                                             fault):
+    path, config = make_config(**FOLDER_ONLY)
+    home = tmp_path / "home"
+    assert run_axe(path, home, "init").returncode == 0
+    run_tier_a("axe", config.customer("axe"), at=ago(hours=1), run_id="r1")
+    assert run_axe(path, home, "check", "--tier", "local").returncode == 0
+    assert status_json(path, home)[0] == 0
+    if fault == "flipped database":  # the SQLite files hold garbage: opens, reads fail
+        for db in home.rglob("*.db"):
+            db.write_bytes(b"not a database " * 512)
+    else:
+        (home / "dagster.yaml").write_text("run_storage:\n  module: no_such_module\n"
+                                           "  class: Nothing\n")
+    for args in (["status"], ["status", "--json"]):
+        proc = run_axe(path, home, *args)
+        assert proc.returncode == 1, proc.stdout
+    data = json.loads(proc.stdout)
+    assert f"Dagster instance at {home}" in data["history_error"]
+    assert data["ok"] is False
+    text = run_axe(path, home, "status").stdout
+    assert "UNKNOWN: " in text and f"Dagster instance at {home}" in text
+
+
 def test_a_lock_left_by_a_killed_restic_is_stale_lock(make_config, tmp_path, restic_bin):
     path, config = make_config(**FOLDER_ONLY)
     home = tmp_path / "home"

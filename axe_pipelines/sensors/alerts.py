@@ -35,6 +35,8 @@ from axe_pipelines.names import (
     PID_TAG,
     RUN_FAILURE_SENSOR,
     customer_of_job,
+    former_keys,
+    inbound_key,
 )
 from axe_pipelines.notify import (
     Message,
@@ -81,11 +83,15 @@ class Alert:
 
 def key_owner(site: Site, asset_key: Sequence[str]) -> str | None:
     """Given an asset key's parts, return whom it is about: the customer it starts with, the
-    peer of `peers/<peer>/...`, else None."""
+    peer whose pushes to us it is (names.inbound_key, or a key it had before: former_keys),
+    else None."""
     if asset_key and asset_key[0] in site.customers:
         return asset_key[0]
-    if len(asset_key) > 1 and asset_key[0] == "peers":
-        return asset_key[1]
+    path = list(asset_key)
+    for peer in site.customers:
+        key = inbound_key(peer)
+        if path in [list(k.path) for k in (key, *former_keys(key))]:
+            return peer
     return None
 
 

@@ -20,7 +20,7 @@ from axe_pipelines.cli_care import _tiers
 from axe_pipelines.config import ConfigError, Site, parse_config
 from axe_pipelines.config_ops import alert_destinations, webserver_base_url
 from axe_pipelines.errors import UsageError
-from axe_pipelines.names import customer_of_job
+from axe_pipelines.names import customer_of_job, inbound_key
 from axe_pipelines.restic import LockHolder, Repository, RepositoryLocked, Restic
 from axe_pipelines.secrets import EnvSource
 from axe_pipelines.sensors.alerts import FailedStep, failure_facts, key_owner, run_customer
@@ -74,7 +74,9 @@ def test_an_error_without_a_failure_keeps_its_cause_not_the_wrapper():
 def test_whom_a_run_or_an_asset_is_about():
     s = site()
     assert key_owner(s, ["axe-b", "tier_a", "nightly_set"]) == "axe-b"
-    assert key_owner(s, ["peers", "realchoice", "inbound"]) == "realchoice"
+    assert key_owner(s, list(inbound_key("realchoice").path)) == "realchoice"
+    assert key_owner(s, ["peers", "realchoice", "inbound"]) == "realchoice"  # before issue 11
+    assert key_owner(s, list(inbound_key("nobody").path)) is None  # not a peer of this site
     assert key_owner(s, ["other"]) is None
     assert customer_of_job("axe_b_retention", ["axe", "axe-b"]) == "axe-b"
     assert customer_of_job("axe_tier_a", ["axe", "axe-b"]) == "axe"

@@ -1,5 +1,8 @@
-"""The embedded default: sample databases shaped like the runbook's, a demo customers.yaml, and
-one tier-A run through a SQLite Dagster instance — everything under .demo/.
+"""The embedded default, every tier: sample databases shaped like the runbook's, a ring peer
+on a loopback sshd, a cold SSD as a folder, a Slack stand-in, and one run of each tier and a
+restore drill through `axe` and a SQLite Dagster instance — everything under .demo/
+(demo_site.py builds it, demo_services.py runs the stand-ins). `--ui` then serves the UI with
+dagster-webserver and dagster-daemon until Ctrl-C.
 
 `python -m axe_pipelines.demo` (via scripts/demo) is the README's first command.
 """
@@ -8,14 +11,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import yaml
-
+from axe_pipelines.demo_services import Catcher, PeerSsh
+from axe_pipelines.demo_site import DemoSite, build_site, cluster_root
 from axe_pipelines.postgres.cluster import LocalCluster
+
+WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
+DEFAULT_ROOT = Path(".demo")
+# What the demo runs, in order, as an operator would.
+STEPS = (["config", "validate"], ["init"], ["backup", "--local"], ["backup", "--ring"],
+         ["backup", "--cold"], ["drill", "--as-of", "latest"])
 
 # Two servers like the runbook's containers: frame + hive on one, blueprint + index on another.
 SAMPLE_SQL = {
@@ -62,9 +72,6 @@ SAMPLE_SQL = {
     """,
 }
 
-HIVE_EMPLOYEES_SQL = ("SELECT 'axec' AS tenant, COUNT(*) FROM axec.employees "
-                      "UNION ALL SELECT 'axev', COUNT(*) FROM axev.employees")
-
 
 def create_sample_databases(cluster: LocalCluster, names: list[str], *, rows: int = 20000,
                             blob_repeat: int = 2000) -> None:
@@ -76,111 +83,146 @@ def create_sample_databases(cluster: LocalCluster, names: list[str], *, rows: in
         cluster.psql("ANALYZE;", dbname=name)
 
 
-def _secret_file(path: Path, nbytes: int) -> Path:
-    """A random password in a 0600 file, made once."""
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(nbytes) + "\n")
-        path.chmod(0o600)
-    return path
+def _axe_steps(env: dict[str, str]) -> int:
+    """Run every tier once through `axe`, as an operator would; return the exit code of the
+    first step that failed, else 0."""
+    axe = [sys.executable, "-m", "axe_pipelines.cli"]
+    for step in STEPS:
+        print(f"$ axe {' '.join(step)}", flush=True)
+        code = subprocess.run([*axe, *step], env=env).returncode
+        if code != 0:
+            return code
+    return 0
 
 
-def write_demo(root: Path) -> tuple[Path, list[LocalCluster]]:
-    """Given the demo folder, start two throwaway servers with the sample databases (created
-    on first use), write .demo/customers.yaml and return (its path, the running servers)."""
-    root = root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    secrets_dir = root / "secrets"
-    secrets_dir.mkdir(exist_ok=True, mode=0o700)
-    repo_pw = _secret_file(secrets_dir / "tier-a.password", 24)
-    db_pw_file = _secret_file(secrets_dir / "postgres.password", 18)
-    db_pw = db_pw_file.read_text().strip()
+def _environment(site: DemoSite) -> dict[str, str]:
+    return dict(os.environ, AXE_CONFIG=str(site.config),
+                DAGSTER_HOME=str(site.root / "dagster_home"))
 
-    clusters = []
-    layout = {"frame-postgres": ["frame", "hive"], "index-postgres": ["blueprint", "index"]}
-    servers, databases = {}, {}
-    for i, (server, dbs) in enumerate(layout.items()):
-        cluster = LocalCluster(root / f"pg-{i}", password=db_pw)
-        fresh = not (cluster.data / "PG_VERSION").exists()
-        cluster.start()
-        clusters.append(cluster)
-        if fresh:
-            create_sample_databases(cluster, dbs)
-        servers[server] = cluster.server_config(password={"file": str(db_pw_file)})
-        for db in dbs:
-            databases[db] = {"server": server}
-    databases["hive"]["integrity"] = [{"name": "employees_per_tenant", "sql": HIVE_EMPLOYEES_SQL,
-                                       "expect": [["axec", 42], ["axev", 17]]}]
-    files = root / "local" / "files"
-    (files / "uploads").mkdir(parents=True, exist_ok=True)
-    (files / "uploads" / "contract-2026-05.txt").write_text("signed contract, page 1\n" * 200)
-    (files / "cache").mkdir(exist_ok=True)
-    (files / "cache" / "thumb.tmp").write_text("regenerable\n")
-    excludes = root / "restic-excludes"
-    excludes.write_text("*.tmp\n")
-    config = {
-        "axe": {
-            "timezone": "Asia/Seoul",
-            "servers": servers,
-            "databases": databases,
-            "folders": {"files": {"path": str(files), "excludes_file": str(excludes),
-                                  "required": True}},
-            "tiers": {"local": {"repository": str(root / "backups" / "local"),
-                                "password": {"file": str(repo_pw)}}},
-        },
-        # The runbook's peer block, with its host pointing nowhere: a demo on any machine
-        # must not ssh to the runbook's real peer. Put its ssh_fqdn/ssh_ip here to use tier B.
-        "realchoice": {"ring_backup": {
-            "ssh_user": "realchoice", "ssh_fqdn": "realchoice.invalid",
-            "receive_dir_at_peer": "/Users/realchoice/peer-backups/axe/",
-            "receive_dir_at_self": str(root / "backups" / "peer" / "realchoice"),
-            "restic_version": "0.18.1", "disk_available_gib": 43, "bidirectional_ssh": True}},
-    }
-    path = root / "customers.yaml"
-    path.write_text("# Written by the demo (scripts/demo); edit freely. The ring peer realchoice "
-                    "points nowhere (realchoice.invalid):\n# give it the runbook's ssh_fqdn and "
-                    "ssh_ip, and add tiers.ring, to push to a real peer.\n"
-                    + yaml.safe_dump(config, sort_keys=False))
-    return path, clusters
+
+def ui_commands(site: DemoSite, port: int) -> list[list[str]]:
+    """Given the demo site and the UI's port, return the two processes that serve the UI:
+    dagster-webserver and dagster-daemon on workspace.yaml (both exit 0 on SIGTERM)."""
+    bin_dir = Path(sys.executable).parent
+    return [[str(bin_dir / "dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1",
+             "-p", str(port)],
+            [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)]]
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve_ui(site: DemoSite, port: int) -> int:
+    """Given a running demo site, run the webserver and the daemon until Ctrl-C or SIGTERM,
+    then stop both (SIGTERM) and return 0, or the exit code of one that ended by itself."""
+    env = _environment(site)
+    # Sessions of their own: the demo stops them (and the code servers they start) itself.
+    procs = [subprocess.Popen(argv, env=env, cwd=WORKSPACE.parent, start_new_session=True)
+             for argv in ui_commands(site, port)]
+    print(f"\nThe UI: http://127.0.0.1:{port} (dagster-webserver + dagster-daemon on "
+          f"{env['DAGSTER_HOME']}); Ctrl-C stops both and the demo's servers.", flush=True)
+    code = 0
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        code = next(p.returncode for p in procs if p.poll() is not None) or 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind
+            except (ProcessLookupError, PermissionError):
+                pass
+    return code
+
+
+def _shown(path: Path) -> str:
+    """A path as the operator reads it: relative to here when it is below, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def closing_message(site: DemoSite, root_arg: str = "") -> str:
+    """Given the demo site (and the --root it was given, if any), return what the demo prints
+    at the end: what ran, where things are, and the exact commands that open (and stop) the
+    UI."""
+    env = _environment(site)
+    web, daemon = ui_commands(site, 3000)
+    again = f"scripts/demo{root_arg}"
+    return f"""
+Demo done: tier A (4 databases, their servers' roles, a folder), tier B to the ring peer
+realchoice (a loopback sshd: {_shown(site.peer.root)}), tier C onto the cold SSD
+{_shown(site.volume)} (a folder) and a restore drill, each recorded as a Dagster run of its
+job. Config: {_shown(site.config)}. Slack (the drill's report, alerts):
+{_shown(site.catcher.posts)}.
+
+Open the UI — the lineage A -> B/C, the peer's pushes to us, every schedule and sensor, the
+drill — with dagster-webserver and dagster-daemon; Ctrl-C stops both and the demo's servers:
+  {again} --ui                      # http://127.0.0.1:3000
+
+Or by hand, with the demo's servers left running ({again} --keep-running):
+  export AXE_CONFIG={env['AXE_CONFIG']} DAGSTER_HOME={env['DAGSTER_HOME']}
+  {' '.join(web)} &
+  {' '.join(daemon)} &
+  kill %1 %2; {again} --stop        # afterwards (both exit 0 on SIGTERM)
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Given the command line, run the demo (or stop servers left running); return the exit
-    code of the first `axe` step that failed, else 0."""
-    parser = argparse.ArgumentParser(description="Run tier A once on the embedded default.")
-    parser.add_argument("--root", type=Path, default=Path(".demo"))
+    """Given the command line, run the demo (or serve its UI, or stop servers left
+    running); return the exit code of the first `axe` step that failed, else 0."""
+    parser = argparse.ArgumentParser(description="Run every tier once on the embedded "
+                                                 "default, then open the UI.")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--keep-running", action="store_true",
-                        help="leave the demo PostgreSQL servers running afterwards")
+                        help="leave the demo's servers (PostgreSQL, peer, Slack) running")
     parser.add_argument("--stop", action="store_true",
                         help="stop demo servers left running by --keep-running, and exit")
+    parser.add_argument("--ui", action="store_true", help="start the demo's servers and the "
+                        "UI (webserver + daemon) until Ctrl-C; runs the demo first if needed")
+    parser.add_argument("--port", type=int, default=3000, help="the UI's port (with --ui)")
     args = parser.parse_args(argv)
     if args.stop:
-        stopped = [LocalCluster(d.parent) for d in sorted(args.root.resolve().glob("pg-*/data"))
-                   if (d / "postmaster.pid").exists()]
-        for cluster in stopped:
-            cluster.stop()
-        print(f"stopped {len(stopped)} demo server(s) under {args.root}")
-        return 0
-    config_path, clusters = write_demo(args.root)
-    home = (args.root / "dagster_home").resolve()
-    env = dict(os.environ, AXE_CONFIG=str(config_path), DAGSTER_HOME=str(home))
-    axe = [sys.executable, "-m", "axe_pipelines.cli"]
+        return _stop(args.root)
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop, as Ctrl-C
+    first_time = not (args.root / "customers.yaml").exists()
+    site = build_site(args.root, create_sample_databases)
     try:
-        for step in (["config", "validate"], ["init"], ["backup", "--local"]):
-            print(f"$ axe {' '.join(step)}", flush=True)
-            code = subprocess.run([*axe, *step], env=env).returncode
-            if code != 0:
-                return code
+        if args.ui and not first_time:
+            return serve_ui(site, args.port)
+        code = _axe_steps(_environment(site))
+        if code != 0:
+            return code
+        print(closing_message(site, "" if args.root == DEFAULT_ROOT else f" --root {args.root}"))
+        return serve_ui(site, args.port) if args.ui else 0
+    except KeyboardInterrupt:
+        return 130
     finally:
         if not args.keep_running:
-            for cluster in clusters:
-                cluster.stop()
-    print(f"""
-Demo done. Config: {config_path}; repository: {args.root.resolve() / 'backups/local'}.
-Open the UI (assets axe/db/*/dump -> axe/tier_a/local, checks, schedule):
-  scripts/demo --keep-running     # keep the sample servers up for the UI
-  AXE_CONFIG={config_path} DAGSTER_HOME={home} \\
-    .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
-""")
+            site.stop()
+
+
+def _stop(root: Path) -> int:
+    """Stop what --keep-running left: the PostgreSQL servers, the peer's sshd, the catcher."""
+    clusters = [LocalCluster(d.parent) for d in
+                sorted(cluster_root(root.resolve()).glob("pg-*/data"))
+                if (d / "postmaster.pid").exists()]
+    for cluster in clusters:
+        cluster.stop()
+    others = [PeerSsh(root.resolve() / "peer").stop(), Catcher(root.resolve() / "slack").stop()]
+    print(f"stopped {len(clusters)} demo PostgreSQL server(s) and {sum(others)} other "
+          f"service(s) under {root}")
     return 0
 
 

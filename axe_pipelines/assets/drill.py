@@ -23,6 +23,7 @@ from axe_pipelines.names import (
     drill_group,
     drill_job,
     drill_key,
+    location_tags,
     repository_pool,
     repository_tags,
 )
@@ -161,10 +162,13 @@ def materialize_drill(site: Site, customer_name: str, *, tier: str | None,
 
     asset = build_drill_asset(site, customer_name)
     config = {"tier": tier, "as_of": as_of}
-    result = dg.materialize(
-        [asset], instance=instance, raise_on_error=False,
-        resources={DRILL_LISTENER_RESOURCE: dg.ResourceDefinition.hardcoded_resource(listener)},
-        tags=repository_tags(site.customer(customer_name), "drill"),
+    # The drill's own job (its tags) and the code location's label: the UI files the run
+    # under <customer>_restore_drill, not as an ad-hoc __ephemeral_asset_job__ run (issue 11).
+    job = dg.Definitions(assets=[asset], jobs=[build_drill_job(customer_name, site)], resources={
+        DRILL_LISTENER_RESOURCE: dg.ResourceDefinition.hardcoded_resource(listener)},
+    ).resolve_job_def(drill_job(customer_name))
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, tags=location_tags(),
         run_config={"ops": {asset.op.name: {"config": config}},
                     "loggers": {"console": {"config": {"log_level": "ERROR"}}}})
     # Dagster turns Ctrl-C inside the step into a failed run; the operator pressed Ctrl-C.

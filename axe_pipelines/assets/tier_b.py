@@ -46,7 +46,7 @@ def push_metadata(result: PushResult, block: RingBackup, zone: str = "UTC") -> d
     """Given a push, the peer's block and the customer's zone, return the tier-B
     materialization's metadata (the set's time in that zone)."""
     status = result.status
-    free_gib = status.free_bytes / 1024 ** 3 if status and status.free_bytes is not None else -1
+    free_gib = status.free_bytes / 1024 ** 3 if status and status.free_bytes is not None else -1.0
     return {
         "peer": result.peer, "host": result.host,
         "via_fallback": bool(status and status.via_fallback),

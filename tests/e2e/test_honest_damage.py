@@ -22,14 +22,15 @@ T1 = datetime(2026, 5, 19, 18, 0, tzinfo=UTC)  # 2026-05-20 03:00 in Seoul
 T2 = datetime(2026, 5, 20, 18, 0, tzinfo=UTC)
 
 
-def flip_bytes_of(restic: Restic, snapshot_id: str, root: Path) -> str:
-    """Flip bytes inside a data blob from the middle of the snapshot's file (not its first
-    chunk: pg_dump's header holds the dump's time, so only later chunks are deduplicated by
-    the next backup), in its pack file; return the pack's id."""
+def content(restic: Restic, snapshot_id: str) -> list[str]:
+    """The data blobs of the snapshot's one file, in order."""
     tree = json.loads(restic.run(["cat", "snapshot", snapshot_id], what="snapshot"))["tree"]
-    node = json.loads(restic.run(["cat", "blob", tree], what="tree"))["nodes"][0]
-    assert len(node["content"]) >= 3, "the dump must span several chunks"
-    blob = node["content"][len(node["content"]) // 2]
+    return json.loads(restic.run(["cat", "blob", tree], what="tree"))["nodes"][0]["content"]
+
+
+def flip_bytes_of(restic: Restic, blob: str, root: Path) -> str:
+    """Flip bytes inside `blob`, in its pack file (kept as pack.good beside the repository);
+    return the pack's id."""
     for index_id in restic.run(["list", "index"], what="index").split():
         index = json.loads(restic.run(["cat", "index", index_id], what="index"))
         for pack in index["packs"]:
@@ -51,7 +52,10 @@ def flip_bytes_of(restic: Restic, snapshot_id: str, root: Path) -> str:
 def big_db(server_a):
     """A database whose dump spans several restic chunks (a few MiB)."""
     name = "t_" + uuid.uuid4().hex[:10]
-    create_sample_databases_named(server_a, name, "frame", rows=60000)
+    create_sample_databases_named(server_a, name, "frame", rows=20000)
+    # Random text: content-defined chunk boundaries fall in it whatever the polynomial.
+    server_a.psql("CREATE TABLE noise AS SELECT g, md5(random()::text) || md5(random()::text) "
+                  "AS t FROM generate_series(1, 60000) g;", dbname=name)
     yield name
     server_a.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
     for (kept,) in server_a.psql(f"SELECT datname FROM pg_database WHERE datname LIKE "
@@ -70,10 +74,16 @@ def damaged(make_config, big_db, server_a, dagster_home, tmp_path):
     restic = local_restic("axe", customer)
     restic.init()
     assert run_tier_a("axe", customer, at=T1, run_id="run-1").ok
-    server_a.psql("DELETE FROM journal_line WHERE id % 7 = 0;", dbname=scratch_db)
+    server_a.psql("DELETE FROM journal_line WHERE id % 7 = 0; UPDATE noise SET t = "
+                  "md5(t) WHERE g % 5 = 0;", dbname=scratch_db)
     assert run_tier_a("axe", customer, at=T2, run_id="run-2").ok
     first, second = list_sets(restic, "axe")
-    pack = flip_bytes_of(restic, second.snapshots[0].id, tmp_path / "repo")
+    # A blob the second night added (not in the first night's dump) and not its first chunk
+    # (pg_dump's header holds the dump's time): the next backup deduplicates against it.
+    added = [b for b in content(restic, second.member("pgdump", "frame").id)[1:]
+             if b not in content(restic, first.member("pgdump", "frame").id)]
+    assert added, "the dump must span several chunks"
+    pack = flip_bytes_of(restic, added[-1], tmp_path / "repo")
     return path, restic, pack, first, second
 
 
@@ -88,7 +98,7 @@ def test_damaged_pack_is_named_by_the_check_the_restore_status_and_doctor(damage
     assert f"FAILED (pack {pack[:8]} of tier A repository of axe" in line
     assert "is damaged (ciphertext verification failed): run `restic check --read-data`" in line
     assert "input file is too short" not in line
-    good = first.snapshots[0]
+    good = first.member("pgdump", "frame")
     assert f"older sets clear of it: --as-of {good.time.isoformat(timespec='minutes')} " \
            f"(snapshot {good.short_id})" in line
 
@@ -124,7 +134,7 @@ def test_damaged_pack_is_named_by_the_check_the_restore_status_and_doctor(damage
 
 def test_restic_damage_words_become_repository_damaged(damaged):
     _, restic, pack, _, second = damaged
-    with pytest.raises(RepositoryDamaged) as info:
-        restic.run(["dump", second.snapshots[0].id, second.snapshots[0].paths[0]],
-                   what="reading the dump")
+    dump = second.member("pgdump", "frame")
+    with pytest.raises(RepositoryDamaged) as info, restic.dump(dump.id, dump.paths[0]) as out:
+        out.read()
     assert info.value.pack == pack[:8] and info.value.cause == "ciphertext verification failed"

@@ -26,16 +26,7 @@ from axe_pipelines.actions.drill import DrillOptions, run_drill  # noqa: E402
 from axe_pipelines.backup import ItemResult, local_restic, run_tier_a  # noqa: E402
 from axe_pipelines.config import parse_config  # noqa: E402
 from axe_pipelines.demo import create_sample_databases  # noqa: E402
-from bench.common import DB_PASSWORD, scratch_site, write_report  # noqa: E402
-
-# 2000 md5s per row: 64000 hex digits, decoded to 32000 bytes that neither compress nor dedup.
-BIG_SQL = """
-CREATE TABLE evidence_blob (id serial PRIMARY KEY, deal text NOT NULL, body bytea);
-INSERT INTO evidence_blob(deal, body)
-    SELECT 'deal-' || g, decode((SELECT string_agg(md5(g::text || '-' || i), '')
-                                 FROM generate_series(1, 2000) i), 'hex')
-    FROM generate_series(1, {rows}) g;
-"""
+from bench.common import BLOB_SQL, DB_PASSWORD, scratch_site, write_report  # noqa: E402
 
 
 class Recorded:
@@ -85,7 +76,7 @@ def main() -> int:
     try:
         create_sample_databases(cluster, ["frame", "hive", "blueprint", "index"])
         cluster.psql('CREATE DATABASE "big";')
-        cluster.psql(BIG_SQL.format(rows=args.blob_rows), dbname="big")
+        cluster.psql(BLOB_SQL.format(rows=args.blob_rows), dbname="big")
         cluster.psql("VACUUM ANALYZE;", dbname="big")  # hint bits set, as on a live server
         size = int(cluster.psql("SELECT pg_database_size('big');")[0][0])
         with_digest = site(work, password, cluster, digest=True)

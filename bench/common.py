@@ -1,19 +1,27 @@
-"""What the benchmarks share: timing a command with its peak memory, running the sides
-alternately round after round, and the JSON report of medians and ratios over `raw`."""
+"""What the benchmarks share: the database password of their throwaway servers, a scratch
+site for bench_drill.py, and its JSON report. The side-by-side harness (timing, interleaved
+rounds, medians, ratios) is bench/measure.py, run by `python -m bench`."""
 
 from __future__ import annotations
 
 import json
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DB_PASSWORD = "bench-db"
+
+# evidence_blob as the runbook's index holds it: 2000 md5s per row, 64000 hex digits decoded
+# to 32000 bytes that neither compress nor dedup.
+BLOB_SQL = """
+CREATE TABLE evidence_blob (id serial PRIMARY KEY, deal text NOT NULL, body bytea);
+INSERT INTO evidence_blob(deal, body)
+    SELECT 'deal-' || g, decode((SELECT string_agg(md5(g::text || '-' || i), '')
+                                 FROM generate_series(1, 2000) i), 'hex')
+    FROM generate_series(1, {rows}) g;
+"""
 
 
 def scratch_site(prefix: str):
@@ -27,49 +35,6 @@ def scratch_site(prefix: str):
     password = work / "pw"
     password.write_text("bench-password\n")
     return work, password, LocalCluster(work / "pg", password=DB_PASSWORD).start()
-
-
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Runs argv in a wrapper that reports its wall time and its largest process's RSS."""
-    wrapper = (
-        "import json, resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL,"
-        " stderr=subprocess.DEVNULL).returncode\n"
-        "wall = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(json.dumps([code, wall, rss]))\n")
-    out = subprocess.run([sys.executable, "-c", wrapper, *argv], env=env, capture_output=True,
-                         text=True, check=True).stdout
-    code, wall, rss = json.loads(out)
-    if code != 0:
-        raise SystemExit(f"benchmark command failed ({code}): {' '.join(argv[:4])}…")
-    return wall, rss
-
-
-def side_by_side(sides: dict[str, Callable[[int], tuple[float, int]]], rounds: int, *,
-                 before_each: Callable[[], None] = lambda: None) -> dict[str, object]:
-    """Runs every side once per round, alternating which goes first; `raw` is the baseline.
-    Returns wall times, medians, ratios over raw and peak RSS."""
-    times: dict[str, list[float]] = {k: [] for k in sides}
-    rss: dict[str, list[int]] = {k: [] for k in sides}
-    for i in range(rounds):
-        order = list(sides) if i % 2 == 0 else list(reversed(sides))
-        for side in order:
-            before_each()
-            wall, peak = sides[side](i)
-            times[side].append(wall)
-            rss[side].append(peak)
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
-              flush=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {
-        "rounds": rounds,
-        "wall_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
-        "median_s": {k: round(v, 2) for k, v in med.items()},
-        "ratio_over_raw": {k: round(v / med["raw"], 2) for k, v in med.items()},
-        "max_rss_kib": {k: max(v) for k, v in rss.items()},
-    }
 
 
 def write_report(name: str, report: dict[str, object]) -> None:

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of axe against raw restic, borgmatic and restic copy."""

@@ -1,0 +1,177 @@
+"""Every benchmark scenario in one command: axe side by side with the raw restic pipeline,
+borgmatic and restic copy on the same data; writes bench/results/<date>-<scale>.json and
+docs/benchmarks.md.
+
+    .venv/bin/python -m bench [--scale quick|medium|full] [--runbook] [--only a,b] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.report import render
+from bench.tools import BENCH, ROOT, find_tools, load_average, versions
+
+SCALES = {
+    # name: rows, blob_repeat, rounds, runbook rows, runbook blob rows
+    "quick": (20_000, 500, 1, 40_000, 100),
+    "medium": (300_000, 5_000, 2, 650_000, 2_500),
+    # The bench data of issue 12 (215 MB) and the runbook's ~700 MB over five databases.
+    "full": (1_500_000, 20_000, 5, 2_600_000, 10_000),
+}
+
+
+def _scenarios() -> list[tuple[int, str, str, Callable]]:
+    """(number, id, title, function) in the order they run: memory last, since it re-creates
+    the main server's data; the incremental one after those that read frame as made."""
+    from bench import scenarios_backup as sb
+    from bench import scenarios_other as so
+
+    return [
+        (5, "fixed_cost", "Fixed cost", sb.fixed_cost),
+        (1, "tier_a", "Tier A, one server, four databases", sb.tier_a),
+        (2, "two_servers", "Two servers", None),  # needs the second server: see _run
+        (7, "tier_b_copy", "Tier-B copy over loopback sftp", so.tier_b_copy),
+        (6, "restore", "Restore", so.restore),
+        (3, "incremental", "Incremental after 1% of rows changed", sb.incremental_changes),
+        (4, "runbook", "The runbook's size", sb.runbook_size),
+        (8, "memory", "Peak RSS at 1× and 4× the data", so.memory),
+    ]
+
+
+def _what(fn: Callable) -> str:
+    text = " ".join((fn.__doc__ or "").split())
+    return text.split(": ", 1)[1] if text.startswith("Scenario") else text
+
+
+def _two_servers(ctx) -> dict:
+    from bench.scenarios_backup import two_servers
+
+    second = ctx.bench.cluster("pg-second")
+    ctx.bench.create_data(second, ["blueprint", "index"], rows=ctx.scale.rows,
+                          blob_repeat=ctx.scale.blob_repeat)
+    try:
+        return two_servers(ctx, second)
+    finally:
+        second.stop()
+
+
+def _two_servers_doc() -> Callable:
+    from bench.scenarios_backup import two_servers
+
+    return two_servers
+
+
+def _run(number: int, ident: str, title: str, fn: Callable | None, ctx) -> dict:
+    if fn is None:
+        fn, what = _two_servers, _what(_two_servers_doc())
+    else:
+        what = _what(fn)
+    print(f"== {number}. {title}", flush=True)
+    sc: dict = {"number": number, "id": ident, "title": title, "what": what,
+                "load_before": load_average()}
+    start = time.perf_counter()
+    try:
+        sc.update(fn(ctx))
+    except Exception as exc:  # one scenario's failure must not lose the others' numbers
+        traceback.print_exc()
+        sc["error"] = f"{type(exc).__name__}: {exc}"[:3000]
+    sc["seconds"] = time.perf_counter() - start
+    sc["load_after"] = load_average()
+    return sc
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=SCALES, default="full",
+                        help="quick: tiny data, 1 round; medium; full (default): issue 12's data")
+    parser.add_argument("--quick", action="store_const", const="quick", dest="scale",
+                        help="same as --scale quick")
+    parser.add_argument("--rounds", type=int, help="rounds per comparison (default: the scale's)")
+    parser.add_argument("--runbook", action=argparse.BooleanOptionalAction, default=None,
+                        help="scenario 4, the runbook's size (default: on at full scale only)")
+    parser.add_argument("--no-borg", action="store_true", help="leave borgmatic out")
+    parser.add_argument("--only", help="comma-separated scenario ids (fixed_cost, tier_a, "
+                                       "two_servers, tier_b_copy, restore, incremental, runbook, "
+                                       "memory)")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Given the command line, run the chosen scenarios and write the JSON and the page;
+    return 0, or 1 when a scenario failed (its error is in both)."""
+    args = _parse(argv)
+    from axe_pipelines.postgres.client import find_bin_dir
+    from bench.scenarios_backup import Ctx, Scale
+    from bench.site import DATABASES, Bench, server_version
+
+    rows, blob, rounds, rb_rows, rb_blobs = SCALES[args.scale]
+    scale = Scale(args.scale, rows, blob, args.rounds or rounds, rb_rows, rb_blobs)
+    runbook = args.runbook if args.runbook is not None else args.scale == "full"
+    only = set(args.only.split(",")) if args.only else None
+    chosen = [s for s in _scenarios() if (only is None or s[1] in only)
+              and (s[1] != "runbook" or runbook or (only and "runbook" in only))]
+    started, load_before = time.time(), load_average()
+    tools = find_tools(Path(os.environ.get("TMPDIR", "/tmp")) / f"axe-bench-shims-{os.getpid()}",
+                       find_bin_dir(None), want_borg=not args.no_borg)
+    bench = Bench(tools)
+    print(f"bench: work folder {bench.work}, scale {scale}", flush=True)
+    try:
+        main_server = bench.cluster("pg-main")
+        sizes = bench.create_data(main_server, DATABASES, rows=rows, blob_repeat=blob)
+        ctx = Ctx(bench, scale, main_server, sizes, borg=not args.no_borg)
+        results = [_run(*s, ctx) for s in chosen]
+        results += [{"number": n, "id": i, "title": t, "what": _what(f or _two_servers_doc()),
+                     "skipped": "not run this time (scenario 4 needs --runbook below full "
+                                "scale; --only picks scenarios)"}
+                    for n, i, t, f in _scenarios() if (n, i, t, f) not in chosen]
+        pg_version = server_version(main_server)
+    finally:
+        bench.stop_all()
+        if not args.keep:
+            shutil.rmtree(bench.work, ignore_errors=True)
+        shutil.rmtree(Path(tools.restic).parent, ignore_errors=True)
+    result = _result(args, scale, runbook, started, load_before, versions(tools, pg_version),
+                     sorted(results, key=lambda s: s["number"]))
+    out = BENCH / "results" / f"{time.strftime('%Y-%m-%dT%H%M%S')}-{args.scale}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(render(result))
+    print(f"bench: wrote {out} and {args.doc}", flush=True)
+    return 1 if any("error" in s for s in results) else 0
+
+
+def _result(args, scale, runbook: bool, started: float, load_before: list[float],
+            tool_versions: dict, scenarios: list[dict]) -> dict:
+    load_after = load_average()
+    cpus = os.cpu_count() or 1
+    loaded = max(load_before[0], load_after[0]) > cpus
+    label = {"quick": "QUICK run (tiny data, 1 round): checks the harness, not the targets",
+             "medium": "MEDIUM run (reduced data): indicative only, not the targets",
+             "full": "full run"}[args.scale]
+    if loaded:
+        label += f", on a loaded machine (load average above {cpus}: wall times are inflated)"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"date": time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started)),
+            "scale": args.scale, "label": label, "runbook": runbook,
+            "params": ", ".join(f"{k} {v}" for k, v in asdict(scale).items() if k != "name"),
+            "argv": sys.argv[1:], "seconds": time.time() - started,
+            "machine": {"cpus": cpus, "mem_gib": round(mem), "load_before": load_before,
+                        "load_after": load_after},
+            "versions": tool_versions, "scenarios": scenarios}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -191,9 +191,13 @@ def _daemon_expected(instance: dg.DagsterInstance, home: Path) -> str:
     embedded default axe writes for a CLI-only site)."""
     if instance.get_daemon_heartbeats():
         return "one has run on this instance before"
+    # Compared by the header axe writes, not byte for byte: a home made by an older axe keeps
+    # an older copy of the embedded default and is still a CLI-only site.
+    marker = EMBEDDED.read_text().splitlines()[0]
     try:
-        if (home / "dagster.yaml").read_text() != EMBEDDED.read_text():
-            return f"{home / 'dagster.yaml'} is not axe's embedded default"
+        with (home / "dagster.yaml").open() as f:
+            if f.readline().rstrip("\n") != marker:
+                return f"{home / 'dagster.yaml'} is not axe's embedded default"
     except OSError:
         pass
     return ""

@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -46,12 +45,8 @@ from axe_pipelines.restic.model import (
 )
 from axe_pipelines.restic.process import (
     Finished,
-    Touching,
-    Watchdog,
     find_restic,
-    interrupt_and_drain,
     run_bounded,
-    spawn,
 )
 from axe_pipelines.secrets import SecretError
 
@@ -350,40 +345,10 @@ class Restic:
 
     # --- reading back ------------------------------------------------------------------------
 
-    @contextmanager
-    def dump(self, snapshot_id: str, path: str) -> Iterator[IO[bytes]]:
-        """Yield a binary stream of one file of a snapshot.
+    def dump(self, snapshot_id: str, path: str) -> AbstractContextManager[IO[bytes]]:
+        """Given a snapshot and a file in it, return a context manager yielding a binary
+        stream of that file (restic/dump.py: drained on leaving, a stale lock met before the
+        first byte cleared and tried once more). Raise the mapped error when restic fails."""
+        from axe_pipelines.restic.dump import dump
 
-        The caller may stop reading early: on leaving the block the rest is drained, so restic
-        ends normally and removes its lock (a reader that just closes the pipe kills restic with
-        SIGPIPE and leaves a stale lock behind). Raise the mapped error when restic fails.
-        """
-        group = interrupt.installed()
-        proc = spawn(self._argv(["dump", snapshot_id, path]), self.env(), text=False,
-                     group=group)
-        stderr_chunks: list[bytes] = []
-        reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
-                                  daemon=True)
-        reader.start()
-        deadline = Watchdog(proc, wall=self.timeout, idle=self.idle_timeout, group=group)
-        assert proc.stdout is not None
-        with interrupt.watched(proc, group=group):
-            try:
-                yield Touching(proc.stdout, deadline)  # type: ignore[misc]
-                while proc.stdout.read(1 << 20):
-                    pass
-                code = proc.wait()
-            finally:
-                deadline.cancel()
-                if proc.poll() is None:
-                    interrupt_and_drain(proc)  # the reader raised: stop restic, let it unlock
-        reader.join(5)
-        if deadline.reason == "idle":
-            raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} "
-                                f"moved no data for {self.idle_timeout:.0f} s {_SLOW}")
-        if deadline.passed:
-            raise ResticTimeout(f"{self.repo.label}: reading {path} from {snapshot_id[:8]} did "
-                                f"not finish within {self.timeout:.0f} s")
-        if code != 0:
-            raise_for(code, b"".join(stderr_chunks).decode(errors="replace"), self.repo,
-                      f"reading {path} from snapshot {snapshot_id[:8]}")
+        return dump(self, snapshot_id, path)

@@ -197,3 +197,26 @@ def test_a_cold_sync_runs_the_due_retention_and_check_on_that_volume(
     assert cli.main(["--config", str(site.path), "backup", "--cold"]) == 0
     assert runs(cold) == ["run-2026-05-21", "run-2026-05-22"]
     assert last_care(volume, "axe") == done
+
+
+def test_a_dump_meeting_a_stale_lock_clears_it_and_reads(tmp_path: Path, tier_a: Restic):
+    # restic dump is a stream; the lock is met before its first byte, so it follows the same
+    # policy as every other call (a stale one cleared, the dump started once more).
+    snap = next(s for s in tier_a.snapshots() if s.paths and s.paths[0].endswith(".dump"))
+    stale = _hold_exclusive_lock(tier_a)
+    stale.kill()  # SIGKILL: its exclusive lock stays; its PID on this host is gone
+    stale.wait()
+    assert len(locks(tier_a)) == 1
+    with tier_a.dump(snap.id, snap.paths[0]) as stream:
+        data = stream.read()
+    assert b" as of " in data
+    assert locks(tier_a) == []
+
+    live = _hold_exclusive_lock(tier_a)
+    try:
+        with pytest.raises(Exception, match=f"PID {live.pid}"):
+            with tier_a.dump(snap.id, snap.paths[0]) as stream:
+                stream.read()
+    finally:
+        os.kill(live.pid, signal.SIGCONT)
+        live.wait(60)

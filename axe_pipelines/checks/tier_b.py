@@ -8,10 +8,11 @@ specs, results and the two checks that run on their own (peer_now, arriving).
 
 from collections.abc import Callable
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from axe_pipelines.config import RingBackup, Site
+from axe_pipelines.config import RingBackup, Site, tier_timezone
 from axe_pipelines.copying import SetToCopy, missing_from
 from axe_pipelines.inbound import InboundState, inbound_state
 from axe_pipelines.names import inbound_key, tier_b_key
@@ -113,10 +114,10 @@ def peer_warnings(block: RingBackup, status: PeerStatus) -> list[str]:
 
 def peer_now_result(key: dg.AssetKey, block: RingBackup, *, status: PeerStatus | None = None,
                     the_set: BackupSet | None = None, at_peer: list[Snapshot] | None = None,
-                    error: Exception | None = None) -> dg.AssetCheckResult:
+                    error: Exception | None = None, zone: str = "UTC") -> dg.AssetCheckResult:
     """The look between pushes: ssh to the peer works now and the peer's repository holds the
     latest finished tier-A set (ERROR otherwise); WARN when the peer differs from
-    customers.yaml."""
+    customers.yaml. The set's time is shown in `zone` (the customer's)."""
     if error is not None or status is None or the_set is None:
         host = getattr(error, "host", None) or block.ssh_fqdn
         return dg.AssetCheckResult(
@@ -125,8 +126,9 @@ def peer_now_result(key: dg.AssetKey, block: RingBackup, *, status: PeerStatus |
             description=str(error) if error else "not reachable", metadata={"host": host})
     missing = missing_from(the_set, at_peer or [])
     warnings = peer_warnings(block, status)
+    when = the_set.time.astimezone(ZoneInfo(zone))
     metadata = {"host": status.host, "via_fallback": status.via_fallback,
-                "set": the_set.run_id, "set_time": the_set.time.isoformat(),
+                "set": the_set.run_id, "set_time": when.isoformat(),
                 "missing": [s.short_id for s in missing],
                 "peer_restic_version": status.restic_version or "unknown",
                 "ssh_seconds": round(status.seconds, 2)}
@@ -136,14 +138,14 @@ def peer_now_result(key: dg.AssetKey, block: RingBackup, *, status: PeerStatus |
             severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
             description=f"reachable at {status.host}, but {len(missing)} of "
                         f"{len(the_set.snapshots)} snapshot(s) of set {the_set.run_id[:8]} "
-                        f"({the_set.time:%Y-%m-%d %H:%M}) are not at the peer; run `axe "
+                        f"({when:%Y-%m-%d %H:%M %Z}) are not at the peer; run `axe "
                         f"backup --ring`")
     return dg.AssetCheckResult(
         asset_key=key, check_name=PEER_NOW, passed=not warnings,
         severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
         description=f"reachable at {status.host}; holds set {the_set.run_id[:8]} "
-                    f"({the_set.time:%Y-%m-%d %H:%M})" + ("; " + "; ".join(warnings)
-                                                           if warnings else ""))
+                    f"({when:%Y-%m-%d %H:%M %Z})" + ("; " + "; ".join(warnings)
+                                                               if warnings else ""))
 
 
 def reachable_result(key: dg.AssetKey, block: RingBackup, status: PeerStatus | None,
@@ -244,7 +246,8 @@ def build_peer_now_check(config: Site, customer_name: str,
             status, at_peer = peer_snapshots(config, customer_name, peer)
         except RingError as exc:
             return peer_now_result(key, block, error=exc)
-        return peer_now_result(key, block, status=status, the_set=the_set, at_peer=at_peer)
+        return peer_now_result(key, block, status=status, the_set=the_set, at_peer=at_peer,
+                               zone=tier_timezone(customer))
 
     return peer_now
 

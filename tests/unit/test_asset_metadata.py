@@ -11,9 +11,11 @@ import pytest
 
 from axe_pipelines.assets.metadata import in_zone, row_count_table, row_counts_from, short_id, sizes
 from axe_pipelines.assets.tier_b import push_metadata
+from axe_pipelines.checks.tier_b import peer_now_result
 from axe_pipelines.config import RingBackup
 from axe_pipelines.peer import PeerStatus
 from axe_pipelines.ring import PushResult
+from axe_pipelines.sets import BackupSet
 
 
 def test_sizes_sit_beside_the_byte_counts():
@@ -53,3 +55,15 @@ def test_a_first_push_without_the_peers_free_space_records_its_metadata():
     dg.MaterializeResult(metadata=meta)  # every value is one Dagster accepts
     assert meta["peer_free_gib"].value == -1.0 and meta["size_copied"].value == "3.0 MiB"
     assert meta["set_time"] == "2026-05-20T03:00:00+09:00"
+
+
+def test_the_peer_look_shows_the_sets_time_in_the_customers_zone():
+    block = RingBackup.model_validate({"ssh_user": "u", "ssh_fqdn": "p.invalid",
+                                       "receive_dir_at_peer": "/in/",
+                                       "receive_dir_at_self": "/srv/in"})
+    the_set = BackupSet("run-1", datetime(2026, 5, 19, 18, tzinfo=UTC), ())
+    result = peer_now_result(dg.AssetKey(["axe", "tier_b", "realchoice"]), block,
+                             status=PeerStatus("localhost", False, 1 << 30, None, 0.2),
+                             the_set=the_set, at_peer=[], zone="Asia/Seoul")
+    assert "holds set run-1 (2026-05-20 03:00 KST)" in result.description
+    assert result.metadata["set_time"].value == "2026-05-20T03:00:00+09:00"

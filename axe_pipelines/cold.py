@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from axe_pipelines.backup import local_repository
-from axe_pipelines.config import ColdTier, Customer, Site
+from axe_pipelines.config import Customer, Site
+from axe_pipelines.config_tiers import ColdTier
 from axe_pipelines.copying import NoSetToCopy, copy_set, newest_finished_set
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic, ResticError, WrongPassword

@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from axe_pipelines.config import Customer, RingBackup, RingTier, Site
+from axe_pipelines.config import Customer, RingBackup, Site
+from axe_pipelines.config_tiers import RingTier
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic
 from axe_pipelines.safe_paths import remove_tree

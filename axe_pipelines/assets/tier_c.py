@@ -26,7 +26,8 @@ from axe_pipelines.cold import (
     sync_volume,
     volume_at,
 )
-from axe_pipelines.config import QUARTER_DAYS, ColdTier, Site, tier_timezone
+from axe_pipelines.config import Site, tier_timezone
+from axe_pipelines.config_tiers import QUARTER_DAYS, ColdTier
 from axe_pipelines.names import TIER_TAG, repository_pool, set_key, tier_c_group, tier_c_key
 from axe_pipelines.rotation import expected_volume
 

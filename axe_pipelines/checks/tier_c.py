@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from axe_pipelines.assets.metadata import in_zone
-from axe_pipelines.config import ColdTier
+from axe_pipelines.config_tiers import ColdTier
 from axe_pipelines.names import history_keys, tier_c_key
 from axe_pipelines.rotation import first_turn_ends, overdue_volumes
 

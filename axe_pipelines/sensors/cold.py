@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from axe_pipelines.cold import Volume, find_volumes
-from axe_pipelines.config import ColdTier
+from axe_pipelines.config_tiers import ColdTier
 from axe_pipelines.names import TIER_TAG, VOLUME_TAG, cold_sensor
 
 if TYPE_CHECKING:

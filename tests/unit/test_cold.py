@@ -15,7 +15,7 @@ from axe_pipelines.cold import (
     find_volumes,
     volume_at,
 )
-from axe_pipelines.config import ColdTier
+from axe_pipelines.config_tiers import ColdTier
 from axe_pipelines.rotation import expected_volume, first_turn_ends
 
 KST = ZoneInfo("Asia/Seoul")

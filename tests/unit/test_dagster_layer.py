@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from axe_pipelines.assets.tier_a import logical_time
-from axe_pipelines.config import ColdTier, RingBackup
+from axe_pipelines.config import RingBackup
+from axe_pipelines.config_tiers import ColdTier
 from axe_pipelines.sensors.cold import plan_syncs
 from axe_pipelines.sensors.inbound import inbound_events
 

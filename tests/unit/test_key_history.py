@@ -11,7 +11,7 @@ import dagster as dg
 from axe_pipelines.assets.metadata import row_count_table
 from axe_pipelines.backup import Item
 from axe_pipelines.checks.tier_c import build_volumes_current_check
-from axe_pipelines.config import ColdTier
+from axe_pipelines.config_tiers import ColdTier
 from axe_pipelines.names import item_key, tier_c_key
 from axe_pipelines.resources import DagsterDumpHistory
 

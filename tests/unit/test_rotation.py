@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from axe_pipelines.checks.tier_c import volumes_current_result
-from axe_pipelines.config import ColdTier, ConfigError, parse_config
+from axe_pipelines.config import ConfigError, parse_config
+from axe_pipelines.config_tiers import ColdTier
 from axe_pipelines.names import tier_c_key
 from axe_pipelines.rotation import expected_volume, first_turn_ends, overdue_volumes
 

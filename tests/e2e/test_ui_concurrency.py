@@ -34,7 +34,7 @@ from axe_pipelines.definitions import build_definitions
 from axe_pipelines.definitions import build_definitions
 from axe_pipelines.names import tier_c_key, tier_c_op
 defs = build_definitions(load_config())
-job = defs.get_implicit_global_asset_job_def()
+job = defs.resolve_implicit_global_asset_job_def()
 keys = [k for k in job.asset_layer.asset_graph.get_all_asset_keys()
         if k.path[1] in ("dumps", "roles", "folders", "tier_a") or k == tier_c_key("axe")]
 result = job.execute_in_process(
@@ -163,7 +163,7 @@ def test_a_materialize_all_run_and_a_tier_c_run_never_write_the_repository_toget
     assert out2.split()[-1] == "True", err2[-3000:]
 
     # Both runs were in progress together; their steps on the repository never were.
-    job = build_definitions(load_config(config)).get_implicit_global_asset_job_def()
+    job = build_definitions(load_config(config)).resolve_implicit_global_asset_job_def()
     pooled = {n.name for n in job.graph.node_dict.values()
               if getattr(n.definition, "pool", None) == pool}
     spans = sorted(((run_id, step, *span) for run_id in (first.run_id, second)

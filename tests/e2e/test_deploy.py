@@ -10,7 +10,7 @@ import dagster as dg
 
 from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.backup import local_restic
-from axe_pipelines.names import PROGRESS_RESOURCE
+from axe_pipelines.names import PROGRESS_RESOURCE, set_key
 from tests.conftest import PG_PASSWORD
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
@@ -38,8 +38,7 @@ def test_production_instance_on_dagster_postgres(tmp_path, monkeypatch, server_a
             [build_tier_a("axe", axe)], instance=instance,
             resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)})
         assert result.success
-        event = instance.get_latest_materialization_event(dg.AssetKey(["axe", "tier_a",
-                                                                       "local"]))
+        event = instance.get_latest_materialization_event(set_key("axe"))
         assert event is not None and event.run_id == result.run_id
     tables = server_a.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'event_logs';",
                            dbname="dagster_storage")

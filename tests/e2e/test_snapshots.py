@@ -67,12 +67,15 @@ def test_sets_on_tier_a_and_on_a_cold_volume(make_config, tmp_path, restic_bin, 
 
     # What --as-of picks on that tier: the same list, the same times.
     (volume,) = find_volumes(axe.tiers.cold)
-    sync_volume(config, "axe", volume)  # the newest finished set: May 21st's
+    # The newest finished set, May 21st's, plus (issue 8) the newest earlier good snapshot of
+    # each item it misses: May 20th's roles and folder.
+    sync_volume(config, "axe", volume)
     proc = run_axe(path, home, "snapshots", "--tier", "cold", "--json")
     (cold,) = json.loads(proc.stdout)
     assert cold["tier"] == "cold" and cold["repository"] == str(volume.repo_path)
-    assert [s["run_id"] for s in cold["sets"]] == ["run-may21"]
-    assert cold["sets"][0]["time"] == "2026-05-21T03:00:00+09:00"
+    assert [s["run_id"] for s in cold["sets"]] == ["run-may20", "run-may21"]
+    assert cold["sets"][0]["items"] == ["files/files", "roles/frame-postgres"]
+    assert cold["sets"][1]["time"] == "2026-05-21T03:00:00+09:00"
 
     proc = run_axe(path, home, "snapshots", "--tier", "moon")
     assert proc.returncode == 2 and "unknown tier or peer 'moon'" in proc.stderr

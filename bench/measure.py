@@ -74,17 +74,22 @@ def run_timed(argv: list[str], env: dict[str, str], *, log: Path, sample_rss: bo
         # wait4 (not Popen.wait) gives the tree's rusage; polling it every 5 ms keeps the
         # wall time within 5 ms and lets us sample the tree's memory every 50 ms meanwhile.
         next_sample = start
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            now = time.perf_counter()
-            if pid:
-                break
-            if sample_rss and now >= next_sample:
-                peak = max(peak, _tree_rss_kib(proc.pid))
-                next_sample = now + 0.05
-            if now - start > timeout_s:
-                proc.kill()
-            time.sleep(0.005)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                now = time.perf_counter()
+                if pid:
+                    break
+                if sample_rss and now >= next_sample:
+                    peak = max(peak, _tree_rss_kib(proc.pid))
+                    next_sample = now + 0.05
+                if now - start > timeout_s:
+                    proc.kill()
+                time.sleep(0.005)
+        except BaseException:  # ^C or SIGTERM: the command must not outlive the bench
+            proc.terminate()
+            proc.wait(30)
+            raise
         wall = now - start
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     if code != 0:

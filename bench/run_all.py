@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -90,6 +91,10 @@ def _run(number: int, ident: str, title: str, fn: Callable | None, ctx) -> dict:
     return sc
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, default="full",
@@ -127,29 +132,44 @@ def main(argv: list[str] | None = None) -> int:
                        find_bin_dir(None), want_borg=not args.no_borg)
     bench = Bench(tools)
     print(f"bench: work folder {bench.work}, scale {scale}", flush=True)
+    # SIGTERM (a timeout, a stop from outside) unwinds like ^C: servers stopped, the
+    # scenarios measured so far written.
+    signal.signal(signal.SIGTERM, _interrupt)
+    results: list[dict] = []
+    interrupted, tool_versions = None, {}
     try:
         main_server = bench.cluster("pg-main")
+        tool_versions = versions(tools, server_version(main_server))
         sizes = bench.create_data(main_server, DATABASES, rows=rows, blob_repeat=blob)
         ctx = Ctx(bench, scale, main_server, sizes, borg=not args.no_borg)
-        results = [_run(*s, ctx) for s in chosen]
-        results += [{"number": n, "id": i, "title": t, "what": _what(f or _two_servers_doc()),
-                     "skipped": "not run this time (scenario 4 needs --runbook below full "
-                                "scale; --only picks scenarios)"}
-                    for n, i, t, f in _scenarios() if (n, i, t, f) not in chosen]
-        pg_version = server_version(main_server)
+        for spec in chosen:
+            results.append(_run(*spec, ctx))
+    except KeyboardInterrupt:
+        interrupted = f"interrupted after {len(results)} of {len(chosen)} scenario(s)"
+        print(f"bench: {interrupted}", flush=True)
     finally:
         bench.stop_all()
         if not args.keep:
             shutil.rmtree(bench.work, ignore_errors=True)
         shutil.rmtree(Path(tools.restic).parent, ignore_errors=True)
-    result = _result(args, scale, runbook, started, load_before, versions(tools, pg_version),
+    done = {s["id"] for s in results}
+    results += [{"number": n, "id": i, "title": t, "what": _what(f or _two_servers_doc()),
+                 "skipped": "interrupted before it ran" if interrupted and (n, i, t, f) in chosen
+                 else "not run this time (scenario 4 needs --runbook below full scale; --only "
+                      "picks scenarios)"}
+                for n, i, t, f in _scenarios() if i not in done]
+    result = _result(args, scale, runbook, started, load_before, tool_versions,
                      sorted(results, key=lambda s: s["number"]))
+    if interrupted:
+        result["label"] += f"; {interrupted}"
     out = BENCH / "results" / f"{time.strftime('%Y-%m-%dT%H%M%S')}-{args.scale}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(render(result))
     print(f"bench: wrote {out} and {args.doc}", flush=True)
+    if interrupted:
+        return 130
     return 1 if any("error" in s for s in results) else 0
 
 

@@ -185,7 +185,8 @@ def two_servers(ctx: Ctx, second: LocalCluster) -> dict:
 def incremental_changes(ctx: Ctx) -> dict:
     """Scenario 3: each round changes another 1% of journal_line's rows (scattered: every
     100th id; contiguous: one run of ids), then raw and axe back up into repositories that
-    hold the previous state; restic's own data_added of the new snapshots is reported."""
+    hold the previous state (made with the same chunker parameters); restic's own
+    data_added of the new snapshots is reported."""
     b, rows = ctx.bench, ctx.scale.rows
     dbs = list(ctx.sizes)
     pairs = [(ctx.main, db) for db in dbs]
@@ -206,6 +207,10 @@ def incremental_changes(ctx: Ctx) -> dict:
     sides = {"raw": Side(raw.command, lambda i: added("raw", raw_repo, raw.run(i))),
              "axe": Side(axe.command, lambda i: added("axe", axe_repo, axe.run(i)))}
     b.restic_init(raw_repo)
+    # The same chunker parameters on both sides (axe init keeps a repository that exists):
+    # with each repository's own random polynomial the same change cuts different chunks,
+    # and data_added would differ by chance, not by what each side does.
+    b.restic_init(axe_repo, "--from-repo", str(raw_repo), "--copy-chunker-params")
     b.axe_init(b.axe_site("inc-axe", {"pg": ctx.main}, databases, axe_repo))
     for side in sides.values():
         side.run(-1)

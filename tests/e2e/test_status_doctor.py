@@ -150,7 +150,8 @@ def test_the_dagster_instance_and_whether_a_daemon_should_run(tmp_path):
     assert status == "warn" and text == (f"no Dagster instance at {home} (no dagster.yaml); "
                                          "`axe init` creates it")
     ensure_dagster_home(home)
-    ok, no_daemon = instance_findings(home)
+    # The last finding is about pool slots and dead runs (tests/e2e/test_faults_runs.py).
+    ok, no_daemon, _slots = instance_findings(home)
     assert ok == ("ok", f"Dagster instance {home}: 0 run(s) recorded (SqliteRunStorage)")
     assert no_daemon[0] == "warn" and "no dagster-daemon has run on" in no_daemon[1]
 
@@ -158,7 +159,7 @@ def test_the_dagster_instance_and_whether_a_daemon_should_run(tmp_path):
         required = list(instance.get_required_daemon_types())
         for daemon in required:
             _heartbeat(instance, daemon, 3600)  # a daemon ran here, an hour ago
-    _, down, _ = instance_findings(home)
+    _, down, _, _slots = instance_findings(home)
     assert down[0] == "FAIL" and "dagster-daemon expected (one has run on this instance " \
                                  "before) but not running: " in down[1]
     assert "SCHEDULER silent for 3600 s" in down[1] or "SCHEDULER silent for 3601 s" in down[1]
@@ -167,7 +168,7 @@ def test_the_dagster_instance_and_whether_a_daemon_should_run(tmp_path):
         for daemon in required:
             _heartbeat(instance, daemon, 5)
         _stop_schedule(instance, "axe_tier_a_nightly")
-    _, running, stopped = instance_findings(home)
+    _, running, stopped, _slots = instance_findings(home)
     assert running[0] == "ok" and running[1].startswith("dagster-daemon running")
     assert stopped == ("FAIL", "turned off in the UI: axe_tier_a_nightly; turn them on again "
                                "(Automation) or backups and checks do not run on time")
@@ -176,7 +177,7 @@ def test_the_dagster_instance_and_whether_a_daemon_should_run(tmp_path):
     other = tmp_path / "deployed"
     other.mkdir()
     (other / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    _, expected, _ = instance_findings(other)
+    _, expected, _, _slots = instance_findings(other)
     assert expected[0] == "FAIL" and "is not axe's embedded default" in expected[1]
 
     broken = tmp_path / "broken"

@@ -59,6 +59,13 @@ class Server(StrictModel):
     container: str | None = Field(None, description="the seed's name for it, e.g. frame-postgres")
     maintenance_db: str = Field("postgres", min_length=1, description="database the roles and "
                                 "pg_dumpall dumps connect through (not a backed-up one)")
+    physical: bool = Field(False, description="also a physical base backup (pg_basebackup) "
+                           "of the whole server into tier A (postgres/physical.py)")
+    physical_schedule: str | None = Field(None, description="cron (the tier's zone) of the "
+                                          "base backup's own job; default: with the nightly set")
+
+    _v_physical_cron = field_validator("physical_schedule")(
+        lambda v: check_cron(v) if v is not None else v)
 
 
 class IntegrityQuery(StrictModel):

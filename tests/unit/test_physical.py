@@ -86,3 +86,34 @@ def test_physical_schedule_is_a_cron_of_its_own():
         _site(physical=True, physical_schedule="every sunday")
     with pytest.raises(ConfigError, match="physical"):
         _site(physical="weekly")
+
+
+def test_dagster_asset_check_own_job_and_schedule():
+    import dagster as dg
+
+    from axe_pipelines.definitions import build_definitions
+
+    site = parse_config({"axe": {
+        "servers": {"frame-postgres": {"host": "127.0.0.1", "physical": True,
+                                       "physical_schedule": "0 4 * * 0"},
+                    "index-postgres": {"host": "127.0.0.1", "port": 5433, "physical": True}},
+        "databases": {"frame": {"server": "frame-postgres"},
+                      "index": {"server": "index-postgres"}},
+        "tiers": {"local": {"repository": "/tmp/repo", "password": {"env": "X"}}}}})
+    defs = build_definitions(site)
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.get_repository_def().asset_graph
+    weekly = dg.AssetKey(["axe", "physical", "frame-postgres-physical"])
+    nightly = dg.AssetKey(["axe", "physical", "index-postgres-physical"])
+    the_set = dg.AssetKey(["axe", "tier_a", "nightly_set"])
+    assert graph.get(weekly).group_name == "axe_tier_a"
+    assert {weekly, nightly} <= set(graph.get(the_set).parent_keys)  # lineage into the set
+    assert dg.AssetCheckKey(weekly, "base_backup_current") in graph.asset_check_keys
+    assert graph.get(weekly).freshness_policy.fail_window.to_timedelta().total_seconds() \
+        == 192 * 3600
+    repo = defs.get_repository_def()
+    own = repo.get_job("axe_physical_frame_postgres")
+    assert own.asset_layer.selected_asset_keys == {weekly}
+    assert repo.get_schedule_def("axe_physical_frame_postgres").cron_schedule == "0 4 * * 0"
+    night = repo.get_job("axe_tier_a").asset_layer.selected_asset_keys
+    assert nightly in night and weekly not in night

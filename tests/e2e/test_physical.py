@@ -286,3 +286,24 @@ def _plan(customer):
     from axe_pipelines.backup import plan_tier_a
 
     return plan_tier_a(customer)
+
+
+def test_exec_prefixed_server_streams_the_base_backup_through_its_prefix(
+        make_config, archiving, tmp_path, restic_bin):
+    """A server reached with `exec:` (the runbook's `docker exec -i … frame-postgres`) runs
+    pg_basebackup through that prefix, whose stdout restic reads: here the prefix is a shell
+    that notes its use and runs the tool from its own PATH, as a container would."""
+    cluster, _ = archiving
+    marker = tmp_path / "prefix-used"
+    prefix = ["sh", "-c", f'echo used >> {marker}; PATH={PG_BIN}:$PATH exec "$@"', "sh"]
+    axe = _config(make_config, cluster, exec=prefix)
+    restic = local_restic("axe", axe)
+    restic.init()
+    result = backup_item(restic, "axe", axe, Item("physical", "frame-postgres",
+                                                  "frame-postgres"),
+                         at=AT, run_id="run-exec", reporter=NullReporter())
+    assert result.ok, result.error
+    assert marker.read_text() == "used\n"
+    assert result.bytes_read > 16 << 20  # the cluster and at least one WAL segment
+    (snap,) = restic.snapshots(tags=["kind=physical"])
+    assert list(snap.paths) == ["/frame-postgres.base.tar"]

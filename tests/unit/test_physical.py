@@ -117,3 +117,33 @@ def test_dagster_asset_check_own_job_and_schedule():
     assert repo.get_schedule_def("axe_physical_frame_postgres").cron_schedule == "0 4 * * 0"
     night = repo.get_job("axe_tier_a").asset_layer.selected_asset_keys
     assert nightly in night and weekly not in night
+
+
+def test_tiers_b_and_c_copy_the_base_backup_with_the_set_or_carry_the_newest_one():
+    """copy_set copies every snapshot of the set (the base backup is one, run=R); a nightly
+    set without one (a weekly physical_schedule) carries the newest earlier base backup."""
+    from datetime import UTC, datetime
+
+    from axe_pipelines.copying import with_gaps
+    from axe_pipelines.restic import Snapshot
+    from axe_pipelines.sets import BackupSet
+
+    axe = _site(physical=True, physical_schedule="0 4 * * 0", roles=False).customer("axe")
+
+    def snap(sid: str, run: str, kind: str, key: str, day: int) -> Snapshot:
+        return Snapshot(sid * 64, sid * 8, datetime(2026, 5, day, tzinfo=UTC),
+                        ("axe-pipelines", "customer=axe", f"kind={kind}", key, f"run={run}"),
+                        ("/x",), "h")
+
+    weekly = BackupSet("w", datetime(2026, 5, 17, tzinfo=UTC),
+                       (snap("a", "w", "physical", "server=frame-postgres", 17),))
+    nightly = BackupSet("n", datetime(2026, 5, 20, tzinfo=UTC),
+                        (snap("b", "n", "pgdump", "database=frame", 20),))
+    both = BackupSet("m", datetime(2026, 5, 21, tzinfo=UTC),
+                     (snap("c", "m", "pgdump", "database=frame", 21),
+                      snap("d", "m", "physical", "server=frame-postgres", 21)))
+    carried = with_gaps(axe, nightly, [weekly])
+    assert [s.id for s in carried.to_copy] == ["b" * 64, "a" * 64]
+    assert carried.carried[0].label == "physical/frame-postgres"
+    assert [s.id for s in with_gaps(axe, both, [weekly, nightly]).to_copy] == \
+        ["c" * 64, "d" * 64]

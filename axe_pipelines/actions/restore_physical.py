@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from axe_pipelines.actions.restore_items import Say
 from axe_pipelines.actions.selection import (
@@ -118,7 +119,7 @@ def restore_physical(config: Site, customer_name: str, *, target: str | None,
                                 as_of_moment(as_of, zone), "physical", server, where)
     report = PhysicalRestore(server, snap, where_to, dry_run)
     say(f"base backup of {server}: snapshot {snap.short_id} of the set {the_set.run_id[:12]} "
-        f"({snap.time.astimezone(the_set.time.tzinfo):%Y-%m-%d %H:%M:%S %Z}, "
+        f"({snap.time.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M:%S %Z}, "
         f"{human_bytes(snapshot_size(snap))}) from {where}")
     if dry_run:
         say(f"would unpack it into {where_to} and start it on a free 127.0.0.1 port "

@@ -28,6 +28,7 @@ from axe_pipelines import config_rules as rules
 from axe_pipelines.config_errors import ConfigError, format_error
 from axe_pipelines.config_ops import Notify
 from axe_pipelines.config_tiers import StrictModel, Tiers
+from axe_pipelines.config_wal import WalArchiving, wal_problems
 from axe_pipelines.cron import check_cron, check_timezone
 from axe_pipelines.notify.slack import SlackDestination
 from axe_pipelines.secrets import SecretSource
@@ -59,6 +60,8 @@ class Server(StrictModel):
     container: str | None = Field(None, description="the seed's name for it, e.g. frame-postgres")
     maintenance_db: str = Field("postgres", min_length=1, description="database the roles and "
                                 "pg_dumpall dumps connect through (not a backed-up one)")
+    wal: WalArchiving | None = Field(None, description="continuous WAL archiving for "
+                                     "point-in-time restores (config_wal.py)")
 
 
 class IntegrityQuery(StrictModel):
@@ -267,7 +270,8 @@ def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
                 if line not in seen:
                     seen.add(line)
                     problems.append(line)
-    if problems or (problems := rules.site_problems(customers) + _label_clashes(customers)):
+    if problems or (problems := rules.site_problems(customers) + _label_clashes(customers)
+                                     + wal_problems(customers)):
         raise ConfigError(path, problems)
     return Site(customers=customers, path=Path(path))
 

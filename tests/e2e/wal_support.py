@@ -78,14 +78,18 @@ def wait_archived(cluster: LocalCluster, name: str, timeout: float = 60) -> None
     raise AssertionError(f"{name} not archived within {timeout} s: {archiver(cluster)}")
 
 
-def write_site(root: Path, cluster: LocalCluster, spool: Path, **wal: Any) -> tuple[Path, Site]:
-    """customers.yaml: customer axe, server ledger-postgres with wal:, database ledger."""
+def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
+               wal: dict[str, Any] | None = None,
+               extra: dict[str, Any] | None = None) -> tuple[Path, Site]:
+    """customers.yaml: customer axe, server ledger-postgres with wal:, database ledger
+    (`extra`: more keys of the customer, e.g. notify)."""
     data = {"axe": {
-        "servers": {"ledger-postgres": server_entry(cluster, wal={"spool": str(spool), **wal},
-                                                    roles=False)},
+        "servers": {"ledger-postgres": server_entry(
+            cluster, wal={"spool": str(spool), **(wal or {})}, roles=False)},
         "databases": {"ledger": {"server": "ledger-postgres"}},
         "tiers": {"local": {"repository": str(root / "repo"),
                             "password": {"env": REPO_PASSWORD_ENV}}},
+        **(extra or {}),
     }}
     path = root / "customers.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -200,3 +200,26 @@ def test_the_wal_node_has_a_label_of_its_own():
     site = _site({"pg": {"host": "h", "wal": {"spool": "/s"}}})
     nodes = customer_nodes(site.customers["axe"], [])
     assert nodes["pg-wal"] == ["WAL of server pg"]
+
+
+def test_the_wal_definitions_push_in_tier_a_pool_with_the_rpo_as_freshness():
+    from datetime import timedelta
+
+    from axe_pipelines.definitions import build_definitions
+    from axe_pipelines.names import repository_pool, wal_job, wal_key, wal_sensor
+
+    site = _site({"pg": {"host": "h", "wal": {"spool": "/s", "push_every_minutes": 3}},
+                  "other": {"host": "h"}})
+    defs = build_definitions(site)
+    key = wal_key("axe", "pg")
+    assert key.path == ["axe", "wal", "pg-wal"]
+    (assets,) = [a for a in defs.assets if getattr(a, "keys", None) and key in a.keys]
+    assert assets.keys == {key}  # the server without wal: has no WAL asset
+    spec = next(iter(assets.specs))
+    assert spec.freshness_policy.fail_window.to_timedelta() == timedelta(minutes=11)
+    assert {k.name for k in assets.check_keys} == {"sequence_whole", "archiving"}
+    assert assets.op.pool == repository_pool(site.customers["axe"])
+    job = defs.resolve_job_def(wal_job("axe"))
+    assert job.tags["axe/repository"]
+    sensor = defs.resolve_sensor_def(wal_sensor("axe"))
+    assert sensor.minimum_interval_seconds == 180

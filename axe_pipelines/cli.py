@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from axe_pipelines.cli_care import care_commands
 from axe_pipelines.cli_config import add_config_init
 from axe_pipelines.cli_status import status_commands
+from axe_pipelines.cli_wal import wal_commands
 from axe_pipelines.config import load_config
 from axe_pipelines.errors import (
     EXIT_CONFIG,
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     _backup_commands(sub)
     _restore_commands(sub)
     care_commands(sub)  # prune, check (cli_care.py)
+    wal_commands(sub)  # wal push (cli_wal.py)
     from axe_pipelines.cli_drill import add_drill_command  # its printing lives there
 
     add_drill_command(sub)

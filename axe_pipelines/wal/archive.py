@@ -86,16 +86,25 @@ def archive(source: Path, name: str, spool: Path) -> str:
             os.fsync(dst.fileno())
         os.link(temp, spool / name)  # fails instead of replacing a file that appeared
     except FileExistsError:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
         if already_there(source, name, spool) is None:
             raise ArchiveFailed(f"{spool / name} appeared and vanished while archiving") from None
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
         raise ArchiveFailed(f"cannot copy {source} into {spool}: {exc.strerror or exc}"
                             f"{' (spool disk full)' if exc.errno == 28 else ''}") from None
-    temp.unlink(missing_ok=True)
+    _discard(temp)
     _fsync_dir(spool)
     return f"{name} archived into {spool}"
+
+
+def _discard(temp: Path) -> None:
+    # On a read-only spool even unlinking a file that was never created fails (EROFS): that
+    # must not replace the reason the copy failed.
+    try:
+        temp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def main(argv: list[str]) -> int:

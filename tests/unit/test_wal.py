@@ -140,13 +140,23 @@ def test_archive_refuses_a_missing_spool_and_odd_names(tmp_path: Path, capsys):
     assert list(spool.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
 def test_archive_into_a_read_only_spool_fails_with_one_line(tmp_path: Path, capsys):
     spool = tmp_path / "spool"
     spool.mkdir(mode=0o500)
     src = _wal(tmp_path)
-    assert archive.main([str(src), src.name, str(spool)]) == 1
-    assert "cannot copy" in capsys.readouterr().err
+    # root ignores the mode (CI runs as root): make the folder read-only for real with a
+    # read-only bind mount of itself.
+    mounted = os.geteuid() == 0
+    if mounted:
+        subprocess.run(["mount", "--bind", str(spool), str(spool)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(spool)], check=True)
+    try:
+        assert archive.main([str(src), src.name, str(spool)]) == 1
+        assert "cannot copy" in capsys.readouterr().err
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(spool)], check=True)
+    assert list(spool.iterdir()) == []
 
 
 def test_archive_runs_as_a_plain_script_under_the_system_python(tmp_path: Path):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from axe_pipelines.cli_care import care_commands
 from axe_pipelines.cli_config import add_config_init
+from axe_pipelines.cli_physical import physical_args
 from axe_pipelines.cli_status import status_commands
 from axe_pipelines.cli_wal import wal_commands
 from axe_pipelines.config import load_config
@@ -324,6 +325,7 @@ def _restore_commands(sub: argparse._SubParsersAction) -> None:
     restore.add_argument("--yes", action="store_true", help="with --cleanup: drop without "
                          "asking")
     restore.set_defaults(func=cmd_restore)
+    physical_args(restore)  # --physical (cli_physical.py)
 
     integrity = sub.add_parser("integrity-check",
                                help="restore a snapshot into a staging server and check it")

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from axe_pipelines.actions.drill_evidence import copy_evidence
 from axe_pipelines.actions.drill_folders import prove_folder
+from axe_pipelines.actions.drill_physical import prove_physicals
 from axe_pipelines.actions.drill_report import (
     Attempt,
     DrillReport,
@@ -326,6 +327,7 @@ def run_drill(site: Site, customer_name: str, options: DrillOptions = DrillOptio
                 tier="-", reason="the staging server did not start")])
                 for n in customer.databases if n not in {i.name for i in report.items}]
     report.items += [drill.prove("folder", n, f.required) for n, f in customer.folders.items()]
+    report.items += prove_physicals(drill)  # base backups: drill_physical.py
     report.damage = drill.damage
     report.wall_s = round(time.monotonic() - clock_started, 2)
     report.finished = datetime.now(zone).replace(microsecond=0).isoformat()

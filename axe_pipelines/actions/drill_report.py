@@ -48,7 +48,7 @@ class ItemProof:
     served snapshot's age at drill time and the gap between that tier's last two sets
     holding the item, in hours."""
 
-    kind: str  # database | folder
+    kind: str  # database | folder | physical (a server's base backup)
     name: str
     required: bool = True
     attempts: list[Attempt] = field(default_factory=list)
@@ -63,7 +63,8 @@ class ItemProof:
     @property
     def label(self) -> str:
         """Return the item as the operator reads it: `db/frame`, `files/files`."""
-        return f"{'db' if self.kind == 'database' else 'files'}/{self.name}"
+        prefix = {"database": "db", "physical": "physical"}.get(self.kind, "files")
+        return f"{prefix}/{self.name}"
 
     def fallbacks(self) -> str | None:
         """Return the fallback line (`db/index: local failed (…); served by cold`), or None

@@ -30,8 +30,9 @@ Interface the WAL/PITR part builds on (keep it stable):
   LocalCluster over the unpacked folder) on a free 127.0.0.1 port; `archive_mode=off` (a
   restored copy must never archive into the live server's spool),
   `listen_addresses=127.0.0.1`, port, socket folder, an hba of its own (password logins on
-  127.0.0.1, peer on the socket) written into the copy's postgresql.auto.conf *and* given
-  on the command line, so a later start by hand keeps them.
+  127.0.0.1, trust on the socket in its 0700 folder) written into the copy's
+  postgresql.auto.conf *and* given on the command line, so a later start by hand keeps
+  them.
   `recovery` (restore_command, recovery_target_time, recovery_target_action, …) is written
   there too, with `recovery.signal`. It never touches any other data directory.
 """
@@ -48,6 +49,7 @@ from pathlib import Path
 from axe_pipelines.postgres.client import Connection, PostgresError, quote_literal
 from axe_pipelines.postgres.cluster import LocalCluster, free_port
 from axe_pipelines.restic import Restic
+from axe_pipelines.safe_paths import remove_tree
 
 BASE_SUFFIX = ".base.tar"
 BLOCK = 1 << 20
@@ -173,10 +175,12 @@ def server_bin_dir(datadir: Path) -> Path:
 
 def copy_connection(copy: LocalCluster, template: Connection, dbname: str) -> Connection:
     """Given a started copy (start_staging_cluster), a connection to the live server (its
-    user and password: the copy has the same roles) and a database, return the connection to
-    that database on the copy, over 127.0.0.1."""
-    server = template.server.model_copy(update={"host": "127.0.0.1", "port": copy.port,
-                                                 "exec": None, "bin_dir": copy.bin_dir})
+    user: the copy has the same roles) and a database, return the connection to that
+    database on the copy through its socket folder (trust: only the copy's owner and root
+    can enter that 0700 folder, so no password is needed or sent)."""
+    server = template.server.model_copy(update={"host": str(copy.root), "port": copy.port,
+                                                 "exec": None, "bin_dir": copy.bin_dir,
+                                                 "password": None})
     return Connection(f"{template.server_name} (restored copy)", server, dbname)
 
 
@@ -203,7 +207,7 @@ def _write_config(datadir: Path, settings: dict[str, str], *, recovery: bool) ->
     after postgresql.conf, so they win on a later start by hand too)."""
     (datadir / "pg_hba.conf").write_text(
         "# axe-pipelines restored copy: loopback and its own socket only\n"
-        "local all all peer\nhost all all 127.0.0.1/32 md5\n")
+        "local all all trust\nhost all all 127.0.0.1/32 md5\n")
     if not (datadir / "pg_ident.conf").exists():
         (datadir / "pg_ident.conf").write_text("")
     if not (datadir / "postgresql.conf").exists():
@@ -242,7 +246,19 @@ def start_staging_cluster(datadir: Path, *, recovery: dict[str, str] | None = No
     try:
         return copy.start()
     except PostgresError as exc:
-        tail = copy.log.read_text(errors="replace").strip().splitlines()[-1:] \
-            if copy.log.exists() else []
         raise PostgresError(f"the restored copy in {datadir} did not start: "
-                            f"{(tail or [str(exc)])[0]} (log: {copy.log})") from None
+                            f"{_start_failure(copy, datadir) or exc}") from None
+
+
+def _start_failure(copy: LocalCluster, datadir: Path) -> str:
+    """The server's own reason (its log's first FATAL/PANIC line), with the log moved into
+    the data directory and the socket folder removed: nothing is left in the temp folder."""
+    kept = datadir / "axe-start-failed.log"
+    lines = copy.log.read_text(errors="replace").splitlines() if copy.log.exists() else []
+    if lines:
+        shutil.move(copy.log, kept)
+    remove_tree(copy.root, inside=Path(tempfile.gettempdir()))
+    said = [ln for ln in lines if "FATAL:" in ln or "PANIC:" in ln] or lines[-1:]
+    if not said:
+        return ""
+    return f"{said[0].split(':  ', 1)[-1].strip()} (log: {kept})"

@@ -14,8 +14,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from axe_pipelines.backup import Item, backup_item, local_restic, run_tier_a
+from axe_pipelines.config import load_config
 from axe_pipelines.demo import create_sample_databases
 from axe_pipelines.instance.owner import run_dir
 from axe_pipelines.postgres.client import Connection, PostgresError
@@ -28,6 +30,7 @@ from axe_pipelines.postgres.physical import (
 )
 from axe_pipelines.progress import NullReporter
 from tests.conftest import PG_PASSWORD, server_entry
+from tests.e2e.drill_support import work_dir  # noqa: F401 - the fixture
 
 KST = ZoneInfo("Asia/Seoul")
 AT = datetime(2026, 5, 20, 3, 0, tzinfo=KST)
@@ -152,3 +155,134 @@ def _wait_for_process(name: str, marker: str, timeout: float = 30) -> int:
                 return int(entry.name)
         time.sleep(0.05)
     raise AssertionError(f"{name} did not start")
+
+
+def test_cli_backup_then_restore_physical_starts_a_staging_copy(make_config, archiving,
+                                                                 pg_root, tmp_path,
+                                                                 restic_bin):
+    """`axe backup --local` materializes the base backup (and its base_backup_current check)
+    in a Dagster run; `axe restore --physical` refuses a full folder and one inside the live
+    data directory, dry-runs, then starts the copy and says how to reach and stop it."""
+    import re
+    import subprocess
+    import sys
+
+    cluster, _ = archiving
+    path, site = make_config(
+        servers={"frame-postgres": server_entry(cluster, physical=True)},
+        databases={"frame": {"server": "frame-postgres"}}, folders={})
+    env = dict(os.environ, AXE_CONFIG=str(path), DAGSTER_HOME=str(tmp_path / "home"))
+
+    def axe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "axe_pipelines.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert axe("init").returncode == 0
+    backup = axe("backup", "--local", "--plain")
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert "physical/frame-postgres" in backup.stdout
+    assert ("check axe/physical/frame-postgres-physical:base_backup_current: ok"
+            in backup.stdout), backup.stdout
+
+    base = ["restore", "--customer", "axe", "--target", "frame-postgres", "--physical"]
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    refused = axe(*base, "--dest", str(full))
+    assert refused.returncode == 1 and "is not an empty folder" in refused.stderr
+    inside = axe(*base, "--dest", str(cluster.data / "restore-here"))
+    assert inside.returncode == 1 and "inside the PostgreSQL data directory" in inside.stderr
+    assert not (cluster.data / "restore-here").exists()
+    dest = pg_root / "restored-cli"
+    dry = axe(*base, "--dest", str(dest), "--dry-run")
+    assert dry.returncode == 0 and "nothing was changed" in dry.stdout and not dest.exists()
+
+    started = time.monotonic()
+    out = axe(*base, "--dest", str(dest))
+    assert out.returncode == 0, out.stdout + out.stderr
+    restore_s = time.monotonic() - started
+    port = int(re.search(r"running on 127\.0\.0\.1:(\d+)", out.stdout).group(1))
+    stop = re.search(r"stop it: (.+); then remove", out.stdout).group(1)
+    try:
+        server = Connection("copy", axe_server(site, port), "frame")
+        live = Connection("live", site.customer("axe").servers["frame-postgres"], "frame")
+        assert count_rows(server) == count_rows(live)
+        assert server.psql("SHOW archive_mode;") == [["off"]]
+    finally:
+        subprocess.run(stop.split(), check=True, timeout=120)
+    print(f"restore --physical: {restore_s:.1f} s")
+
+
+def axe_server(site, port: int):
+    return site.customer("axe").servers["frame-postgres"].model_copy(
+        update={"port": port, "host": "127.0.0.1"})
+
+
+def test_drill_compares_the_started_copy_with_the_same_nights_dump(make_config, archiving,
+                                                                    work_dir, restic_bin):  # noqa: F811
+    """The drill's physical proof passes on a set whose base backup holds the dump's rows;
+    fails (one line) when rows were written between the dump and the base backup of one
+    set, and when the copy does not start (a preload library the restore host lacks,
+    carried in the backup's postgresql.auto.conf)."""
+    from axe_pipelines.actions.drill import DrillOptions, run_drill
+
+    cluster, _ = archiving
+    path, site = make_config(
+        servers={"frame-postgres": server_entry(cluster, physical=True)},
+        databases={"frame": {"server": "frame-postgres"}}, folders={})
+    data = yaml.safe_load(path.read_text())
+    data["axe"]["drill"] = {"work_dir": str(work_dir)}  # the postgres user reaches it
+    path.write_text(yaml.safe_dump(data))
+    site = load_config(path)
+    axe = site.customer("axe")
+    restic = local_restic("axe", axe)
+    restic.init()
+    physical = Item("physical", "frame-postgres", "frame-postgres")
+
+    def night(run_id: str, hour: int, between: str | None = None) -> None:
+        at = AT.replace(hour=hour)
+        dumps = run_tier_a("axe", axe, at=at, run_id=run_id,
+                           items=[i for i in _plan(axe) if i.kind != "physical"])
+        assert dumps.ok
+        if between:
+            cluster.psql(between, dbname="frame")
+        res = backup_item(restic, "axe", axe, physical, at=at, run_id=run_id,
+                          reporter=NullReporter())
+        assert res.ok, res.error
+
+    def drill_item():
+        report = run_drill(site, "axe", DrillOptions(tier="local", as_of="latest"))
+        (item,) = [i for i in report.items if i.kind == "physical"]
+        return report, item
+
+    night("run-d1", 1)
+    report, item = drill_item()
+    assert item.label == "physical/frame-postgres" and item.served is not None, \
+        item.attempts[0].reason
+    assert {c["check"] for c in item.served.checks} == {"start", "rows-frame"}
+    assert report.ok
+
+    night("run-d2", 2, between="INSERT INTO journal_line(entity_id, posted_on, amount) "
+                               "SELECT 1, '2026-05-21', 1 FROM generate_series(1, 7);")
+    report, item = drill_item()
+    assert item.served is None and not report.ok
+    reason = item.attempts[0].reason
+    assert reason.startswith("rows-frame:") and "journal_line" in reason and "\n" not in reason
+
+    cluster.psql("ALTER SYSTEM SET shared_preload_libraries = 'axe_not_installed';")
+    try:
+        night("run-d3", 3)
+    finally:
+        cluster.psql("ALTER SYSTEM RESET shared_preload_libraries;")
+    report, item = drill_item()
+    assert item.served is None
+    reason = item.attempts[0].reason
+    assert reason.startswith("start: the restored copy") and "axe_not_installed" in reason
+    assert "\n" not in reason
+    assert not list(work_dir.iterdir())  # every unpacked copy removed
+
+
+def _plan(customer):
+    from axe_pipelines.backup import plan_tier_a
+
+    return plan_tier_a(customer)

@@ -129,3 +129,19 @@ def base_backup_start(restic: Restic, snap: Snapshot) -> Segment:
         proc.stdout.close()
     _starts[snap.id] = start
     return start
+
+
+def wal_starts(restic: Restic, snapshots: list[Snapshot], customer_name: str,
+               ) -> dict[str, Segment]:
+    """Given a repository's snapshots, return the start segment of each of the customer's
+    base backups by snapshot id, for the servers that have WAL there (none: {}). A base
+    backup whose tar head cannot be read is left out (its server's WAL is then all kept)."""
+    servers = {s.tag("server") for s in snapshots if is_wal(s, customer_name)}
+    starts = {}
+    for server in sorted(filter(None, servers)):
+        for snap in base_backups(snapshots, customer_name, server):
+            try:
+                starts[snap.id] = base_backup_start(restic, snap)
+            except BaseBackupUnreadable:
+                continue
+    return starts

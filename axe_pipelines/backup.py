@@ -24,8 +24,10 @@ from axe_pipelines import interrupt
 from axe_pipelines.config import Customer, tier_timezone
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.instance.owner import release, run_dir, sweep
+from axe_pipelines.physical_item import backup_base, physical_items
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.postgres.dump import SnapshotSession, pg_dump_argv, pg_dumpall_argv
+from axe_pipelines.postgres.physical import base_filename
 from axe_pipelines.progress import NullReporter, Reporter
 from axe_pipelines.restic import (
     BackupIncomplete,
@@ -38,7 +40,7 @@ from axe_pipelines.restic import (
 from axe_pipelines.secrets import SecretError
 from axe_pipelines.set_meta import store_set_meta
 
-ItemKind = Literal["pgdump", "roles", "dumpall", "files"]
+ItemKind = Literal["pgdump", "roles", "dumpall", "files", "physical"]
 TAG_TOOL = "axe-pipelines"
 
 
@@ -53,8 +55,8 @@ class Item:
     @property
     def label(self) -> str:
         """Return the item as the operator reads it: `db/frame`, `roles/frame-postgres`."""
-        return {"pgdump": "db", "roles": "roles", "dumpall": "dumpall", "files": "files"}[
-            self.kind] + f"/{self.name}"
+        return {"pgdump": "db", "roles": "roles", "dumpall": "dumpall", "files": "files",
+                "physical": "physical"}[self.kind] + f"/{self.name}"
 
     @property
     def lane(self) -> str:
@@ -65,7 +67,7 @@ class Item:
         """Given the customer and the Dagster run, return the item's snapshot tags (a set is
         one run's snapshots; restore and coverage find members by these)."""
         key = {"pgdump": "database", "roles": "server", "dumpall": "server",
-               "files": "folder"}[self.kind]
+               "files": "folder", "physical": "server"}[self.kind]
         return [TAG_TOOL, f"customer={customer}", f"kind={self.kind}", f"{key}={self.name}",
                 f"run={run_id}"]
 
@@ -148,6 +150,7 @@ def plan_tier_a(customer: Customer) -> list[Item]:
             items.append(Item("dumpall", server_name, server_name))
     for db_name, db in customer.databases.items():
         items.append(Item("pgdump", db_name, db.server))
+    items += physical_items(customer)  # after its server's dumps, in the server's lane
     for folder_name in customer.folders:
         items.append(Item("files", folder_name))
     return items
@@ -159,6 +162,8 @@ def dump_filename(customer: Customer, item: Item) -> str:
     if item.kind == "pgdump":
         fmt = customer.databases[item.name].format
         return f"{item.name}.pgdump" if fmt == "custom" else f"{item.name}.sql"
+    if item.kind == "physical":
+        return base_filename(item.name)
     return f"{item.name}.{item.kind}.sql"
 
 
@@ -267,8 +272,8 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
     os.close(errfd)
     job = _Job(restic, customer, item.tags(customer_name, run_id), at,
                lambda n: reporter.progress(item, n), Path(errname))
-    backup = {"files": _backup_folder, "pgdump": _backup_database}.get(item.kind,
-                                                                       _backup_server)
+    backup = {"files": _backup_folder, "pgdump": _backup_database,
+              "physical": backup_base}.get(item.kind, _backup_server)
     try:
         summary = backup(job, item, result)
         if summary is not None:
@@ -298,7 +303,7 @@ def _one_line(exc: BaseException, item: Item, child_stderr: str = "") -> str:
     if "command failed" in text and detail:
         # restic says only "command failed: exit status N"; the dump tool's own message went
         # to restic's stderr, which is in the detail.
-        tool = "pg_dump" if item.kind == "pgdump" else "pg_dumpall"
+        tool = {"pgdump": "pg_dump", "physical": "pg_basebackup"}.get(item.kind, "pg_dumpall")
         # restic passes the child's stderr on as "subprocess pg_dump: pg_dump: error: …".
         said = [ln.split(f"{tool}: error:", 1)[1].strip() for ln in detail.splitlines()
                 if f"{tool}: error:" in ln]

@@ -60,6 +60,16 @@ class Server(StrictModel):
     container: str | None = Field(None, description="the seed's name for it, e.g. frame-postgres")
     maintenance_db: str = Field("postgres", min_length=1, description="database the roles and "
                                 "pg_dumpall dumps connect through (not a backed-up one)")
+    physical: bool = Field(False, description="also a physical base backup (pg_basebackup) "
+                           "of the whole server into tier A (postgres/physical.py)")
+    physical_schedule: str | None = Field(None, description="cron (the tier's zone) of the "
+                                          "base backup's own job; default: with the nightly set")
+    physical_max_age_hours: float | None = Field(
+        None, gt=0, description="base_backup_current fails when the newest base backup is "
+        "older; default: tiers.local.freshness_hours, or 192 (8 days) with physical_schedule")
+
+    _v_physical_cron = field_validator("physical_schedule")(
+        lambda v: check_cron(v) if v is not None else v)
     wal: WalArchiving | None = Field(None, description="continuous WAL archiving for "
                                      "point-in-time restores (config_wal.py)")
 

@@ -15,6 +15,7 @@ from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
 from axe_pipelines.assets.tier_c import build_tier_c_asset
 from axe_pipelines.assets.wal import wal_definitions
+from axe_pipelines.checks.physical import own_jobs_and_schedules
 from axe_pipelines.checks.tier_b import build_arriving_check, build_peer_now_check
 from axe_pipelines.checks.tier_c import build_volumes_current_check
 from axe_pipelines.cold import cold_settings
@@ -38,8 +39,10 @@ def tier_a_definitions(site: Site, customer_name: str) -> dg.Definitions:
     """Given a customer with tier A, return its tier-A asset, job and nightly schedule."""
     customer = site.customer(customer_name)
     job = tier_a_backup_job(customer_name, customer)
-    return dg.Definitions(assets=[build_tier_a(customer_name, customer)], jobs=[job],
-                          schedules=[tier_a_nightly(customer_name, customer, job)])
+    own_jobs, own_schedules = own_jobs_and_schedules(customer_name, customer)  # physical
+    return dg.Definitions(assets=[build_tier_a(customer_name, customer)], jobs=[job, *own_jobs],
+                          schedules=[tier_a_nightly(customer_name, customer, job),
+                                     *own_schedules])
 
 
 def tier_b_definitions(site: Site, customer_name: str) -> dg.Definitions:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from axe_pipelines.checks.physical import own_schedule_keys
 from axe_pipelines.config import Customer, Site
 from axe_pipelines.names import (
     RESTIC_CHECK,
@@ -49,7 +50,8 @@ def tier_a_backup_job(customer_name: str,
     return dg.define_asset_job(
         name=tier_a_job(customer_name),
         selection=_without_weekly_check(dg.AssetSelection.groups(tier_a_group(customer_name)),
-                                        [set_key(customer_name)]),
+                                        [set_key(customer_name)])
+        - dg.AssetSelection.assets(*own_schedule_keys(customer_name, customer)),
         tags=repository_tags(customer),
         description=f"Back up every database and folder of {customer_name} into tier A.",
     )

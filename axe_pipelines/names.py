@@ -75,6 +75,12 @@ def item_key(customer_name: str, item: Item) -> dg.AssetKey:
     return dg.AssetKey([customer_name, KIND_FOLDER[item.kind], item_label(item.kind, item.name)])
 
 
+def physical_key(customer_name: str, server: str) -> dg.AssetKey:
+    """Given a server with `physical: true`, return the key of its base backups,
+    `<customer>/physical/<server>-physical` (labelled apart from the server's roles)."""
+    return dg.AssetKey([customer_name, KIND_FOLDER["physical"], item_label("physical", server)])
+
+
 def set_key(customer_name: str) -> dg.AssetKey:
     """Return the key of the customer's night's set, `<customer>/tier_a/nightly_set`."""
     return dg.AssetKey([customer_name, "tier_a", SET_LABEL])
@@ -204,6 +210,12 @@ def tier_a_job(customer_name: str) -> str:
 def tier_a_schedule(customer_name: str) -> str:
     """Return the name of the customer's nightly tier-A schedule."""
     return _name(customer_name, "tier_a_nightly")
+
+
+def physical_job(customer_name: str, server: str) -> str:
+    """Return the name of the job (and of its schedule) of a server's base backup on its own
+    `physical_schedule`."""
+    return _name(customer_name, "physical", server)
 
 
 def tier_b_job(customer_name: str) -> str:

@@ -8,6 +8,7 @@ whose names would make two nodes look alike. Plain: nothing here imports Dagster
     <customer>/roles/<server>              <server>            pg_dumpall --globals-only
     <customer>/dumpall/<server>-dumpall    <server>-dumpall    plain pg_dumpall
     <customer>/folders/<folder>            <folder>            restic backup of a folder
+    <customer>/physical/<server>-physical  <server>-physical   pg_basebackup of a server
     <customer>/tier_a/nightly_set          nightly_set         the night's set
     <customer>/tier_b/<peer>               <peer>              our copy at a ring peer
     <customer>/tier_c/cold_volumes         cold_volumes        our copy on the cold SSDs
@@ -31,13 +32,16 @@ SET_LABEL = "nightly_set"
 COLD_LABEL = "cold_volumes"
 DRILL_LABEL = "restore_drill"
 # The key's middle part per tier-A item kind (backup.Item.kind).
-KIND_FOLDER = {"pgdump": "dumps", "roles": "roles", "dumpall": "dumpall", "files": "folders"}
+KIND_FOLDER = {"pgdump": "dumps", "roles": "roles", "dumpall": "dumpall", "files": "folders",
+               "physical": "physical"}
 
 
 def item_label(kind: str, name: str) -> str:
     """Given a tier-A item's kind (pgdump, roles, dumpall, files) and name, return its node
     label: the database, server or folder name; `<server>-dumpall` for a plain pg_dumpall,
     which would otherwise look like the same server's roles."""
+    if kind == "physical":  # the server's roles are labelled by the server's name
+        return f"{name}-physical"
     return f"{name}-dumpall" if kind == "dumpall" else name
 
 
@@ -55,7 +59,8 @@ def inbound_label(peer: str) -> str:
 
 def _what(kind: str, name: str) -> str:
     return {"pgdump": f"database {name}", "roles": f"roles of server {name}",
-            "dumpall": f"pg_dumpall of server {name}", "files": f"folder {name}"}[kind]
+            "dumpall": f"pg_dumpall of server {name}", "files": f"folder {name}",
+            "physical": f"base backup of server {name}"}[kind]
 
 
 def customer_nodes(customer: Customer, peers: list[str]) -> dict[str, list[str]]:

@@ -27,7 +27,8 @@ from axe_pipelines.tiers import open_tier, resolve_tier
 # restic treats a lock that has not been refreshed for 30 minutes as stale (it refreshes its
 # own every 5 minutes), whichever host took it.
 STALE_LOCK_S = 30 * 60
-_ITEM_PREFIX = {"pgdump": "db", "roles": "roles", "dumpall": "dumpall", "files": "files"}
+_ITEM_PREFIX = {"pgdump": "db", "roles": "roles", "dumpall": "dumpall", "files": "files",
+                "physical": "physical"}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from axe_pipelines.backup import (
     plan_tier_a,
     run_tier_a,
 )
+from axe_pipelines.checks.physical import CURRENT, current_results, current_spec
 from axe_pipelines.checks.tier_a import (
     coverage_result,
     coverage_spec,
@@ -48,6 +49,7 @@ from axe_pipelines.names import (
     tier_a_group,
     tier_a_op,
 )
+from axe_pipelines.physical_item import max_age_hours, physical_items
 from axe_pipelines.postgres.client import PostgresError
 from axe_pipelines.progress import LogReporter, human_bytes
 from axe_pipelines.readback import DumpCheck, verify_dump
@@ -76,6 +78,9 @@ def _describe(customer: Customer, item: Item) -> str:
         return f"restic backup of folder {customer.folders[item.name].path}"
     if item.kind == "roles":
         return f"roles and tablespaces of server {item.name} (pg_dumpall --globals-only)"
+    if item.kind == "physical":
+        return (f"physical base backup of server {item.name} (pg_basebackup tar with its WAL), "
+                f"streamed into the tier A repository")
     return f"plain pg_dumpall of server {item.name}"
 
 
@@ -162,6 +167,15 @@ def _restorable(context: AssetExecutionContext, restic: Restic, key: dg.AssetKey
     return restorable_result(key, snap, check)
 
 
+def _physical_freshness(customer: Customer, item: Item) -> dg.FreshnessPolicy | None:
+    """A base backup's freshness follows its own age limit (it may run weekly)."""
+    if item.kind != "physical":
+        return None
+    hours = max_age_hours(customer, item.name)
+    return dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=hours),
+                                          warn_window=timedelta(hours=max(1, hours - 2)))
+
+
 def _specs(customer_name: str, customer: Customer, items: list[Item]) -> list[dg.AssetSpec]:
     """One spec per item plus the night's set, all with tier A's freshness policy."""
     window = freshness_window(customer)
@@ -172,8 +186,8 @@ def _specs(customer_name: str, customer: Customer, items: list[Item]) -> list[dg
         dg.AssetSpec(item_key(customer_name, item), description=_describe(customer, item),
                      group_name=group,
                      kinds={"postgres", "restic"} if item.kind != "files" else {"restic"},
-                     freshness_policy=freshness, skippable=True,
-                     tags={TIER_TAG: "a", KIND_TAG: item.kind})
+                     freshness_policy=_physical_freshness(customer, item) or freshness,
+                     skippable=True, tags={TIER_TAG: "a", KIND_TAG: item.kind})
         for item in items
     ]
     specs.append(dg.AssetSpec(
@@ -194,6 +208,7 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
     the_set = set_key(customer_name)
     dumps = [i for i in items if i.kind == "pgdump"]
     check_specs = [coverage_spec(the_set)] + [restorable_spec(keys[i]) for i in dumps]
+    check_specs += [current_spec(customer_name, i.name) for i in physical_items(customer)]
     timezone = tier_timezone(customer)
 
     @dg.multi_asset(name=tier_a_op(customer_name), specs=_specs(customer_name, customer, items),
@@ -222,10 +237,15 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
             yield from pool.map(lambda i: _restorable(context, restic, keys[i], fresh.get(i),
                                                       keys[i] in selected), to_verify)
 
+        yield from current_results(customer_name, customer, restic, [
+            i.name for i in physical_items(customer)
+            if dg.AssetCheckKey(keys[i], CURRENT) in context.selected_asset_check_keys])
         if the_set in selected:
             if in_set:
                 yield dg.MaterializeResult(asset_key=the_set, metadata=set_metadata(run))
-            yield coverage_result(the_set, coverage(customer, run.snapshots), len(in_set))
+            # Base backups have a coverage rule of their own (base_backup_current).
+            yield coverage_result(the_set, [g for g in coverage(customer, run.snapshots)
+                                            if g.item.kind != "physical"], len(in_set))
 
         if run.failed:
             lines = [f"{r.item.label}: {r.error}" for r in run.failed]

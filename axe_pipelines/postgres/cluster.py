@@ -31,6 +31,13 @@ from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.secrets import FileSource
 
 
+def _shell_quote(value: str) -> str:
+    # pg_ctl hands -o to the server through /bin/sh: each value must stay one word.
+    if value and all(c.isalnum() or c in "._-/" for c in value):
+        return value
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -44,22 +51,30 @@ class LocalCluster:
     As root, the server runs as the `postgres` system user (PostgreSQL refuses root).
     """
 
+    # A throwaway cluster trades durability for speed; a restored copy passes its own.
+    FAST_SETTINGS = {"listen_addresses": "127.0.0.1", "fsync": "off",
+                     "full_page_writes": "off", "max_connections": "40"}
+
     def __init__(self, root: Path | None = None, *, password: str | None = None,
-                 bin_dir: Path | None = None, port: int | None = None):
-        self.root = Path(root or tempfile.mkdtemp(prefix="axe-pg-"))
-        self.data = self.root / "data"
+                 bin_dir: Path | None = None, port: int | None = None,
+                 data: Path | None = None, settings: dict[str, str] | None = None,
+                 start_timeout_s: int = 60):
+        self.root = Path(root or tempfile.mkdtemp(prefix="axe-pg-"))  # also the socket dir
+        self.data = data or self.root / "data"
         self.bin_dir = find_bin_dir(bin_dir)
         self.port = port or free_port()
         self.password = password
         self.user = "postgres"
+        self.settings = self.FAST_SETTINGS if settings is None else settings
+        self.start_timeout_s = start_timeout_s
 
     def _as_owner(self, argv: Sequence[str]) -> list[str]:
         if os.geteuid() == 0:
             return ["runuser", "-u", "postgres", "--", *argv]
         return list(argv)
 
-    def _run(self, argv: Sequence[str], what: str) -> None:
-        result = run_tool(self._as_owner(argv), capture=True, check=False, timeout=120,
+    def _run(self, argv: Sequence[str], what: str, timeout: float = 120) -> None:
+        result = run_tool(self._as_owner(argv), capture=True, check=False, timeout=timeout,
                           what=what)
         if result.code != 0:
             raise PostgresError(
@@ -90,12 +105,17 @@ class LocalCluster:
             shutil.chown(self.root, "postgres")
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c full_page_writes=off -c max_connections=40")
+        opts = " ".join([f"-p {self.port} -k {self.root}",
+                         *(f"-c {k}={_shell_quote(v)}" for k, v in self.settings.items())])
         self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", opts,
-                   "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"],
-                  "pg_ctl start")
+                   "-l", str(self.log), "-w", "-t", str(self.start_timeout_s), "start"],
+                  "pg_ctl start", timeout=self.start_timeout_s + 60)
         return self
+
+    @property
+    def log(self) -> Path:
+        """The server's log file (pg_ctl -l): in the folder, beside the socket."""
+        return self.root / "server.log"
 
     def stop(self) -> None:
         """Stop the server if it runs (fast shutdown); pg_ctl's own failure is ignored.

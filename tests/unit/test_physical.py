@@ -1,0 +1,119 @@
+"""Physical base backups without a server: the pg_basebackup command line (also through an
+exec prefix), the settings a restored copy gets, the config rules and tier A's plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from axe_pipelines.backup import Item, coverage, dump_filename, plan_tier_a
+from axe_pipelines.config import Server, parse_config
+from axe_pipelines.config_errors import ConfigError
+from axe_pipelines.node_labels import item_label
+from axe_pipelines.physical_item import separately_scheduled
+from axe_pipelines.postgres.client import Connection, PostgresError
+from axe_pipelines.postgres.physical import fresh_datadir, pg_basebackup_argv, safe_settings
+
+
+def _site(**server: object):
+    return parse_config({"axe": {
+        "servers": {"frame-postgres": {"host": "127.0.0.1", "user": "frame", **server}},
+        "databases": {"frame": {"server": "frame-postgres"}},
+        "tiers": {"local": {"repository": "/tmp/repo", "password": {"env": "X"}}}}})
+
+
+def test_argv_is_one_tar_on_stdout_with_the_wal_fetched():
+    conn = Connection("s", Server(host="db", port=5433, user="frame",
+                                  bin_dir=Path("/usr/lib/postgresql/16/bin")), "postgres")
+    argv = pg_basebackup_argv(conn)
+    assert argv[0] == "/usr/lib/postgresql/16/bin/pg_basebackup"
+    assert argv[argv.index("-D") + 1] == "-" and "-Ft" in argv
+    assert argv[argv.index("-X") + 1] == "fetch"  # stream cannot go to stdout as one tar
+    assert ["-h", "db", "-p", "5433", "-U", "frame"] == argv[1:7]
+    assert "--no-password" in argv and "-d" not in argv
+
+
+def test_argv_through_an_exec_prefix_runs_inside_the_container():
+    prefix = ["docker", "exec", "-i", "-e", "PGPASSWORD", "frame-postgres"]
+    conn = Connection("frame-postgres", Server(exec=prefix, user="frame"), "postgres")
+    argv = pg_basebackup_argv(conn)
+    assert argv[:7] == [*prefix, "pg_basebackup"]
+    assert not [a for a in argv if "PGPASSWORD=" in a]
+
+
+def test_a_restored_copy_never_archives_and_listens_on_loopback(tmp_path):
+    settings = safe_settings(15, 55000, tmp_path / "sock", tmp_path / "data",
+                             {"recovery_target_time": "2026-05-20 14:37:00+09"})
+    assert settings["archive_mode"] == "off" and settings["archive_command"] == ""
+    assert settings["listen_addresses"] == "127.0.0.1" and settings["port"] == "55000"
+    assert settings["unix_socket_directories"] == str(tmp_path / "sock")
+    assert settings["hba_file"] == str(tmp_path / "data" / "pg_hba.conf")
+    assert settings["recovery_target_time"] == "2026-05-20 14:37:00+09"
+    assert "archive_library" not in safe_settings(14, 1, tmp_path, tmp_path)  # PG 15+
+
+
+def test_unpack_refuses_a_folder_that_is_not_empty(tmp_path):
+    (tmp_path / "PG_VERSION").write_text("15\n")
+    with pytest.raises(PostgresError, match="not an empty folder"):
+        fresh_datadir(tmp_path)
+    assert (tmp_path / "PG_VERSION").read_text() == "15\n"
+
+
+def test_physical_is_off_by_default_and_an_item_of_the_plan_when_on():
+    axe = _site().customer("axe")
+    assert not axe.servers["frame-postgres"].physical
+    assert [i.kind for i in plan_tier_a(axe)] == ["roles", "pgdump"]
+    axe = _site(physical=True).customer("axe")
+    item = plan_tier_a(axe)[-1]
+    assert item == Item("physical", "frame-postgres", "frame-postgres")
+    assert item.label == "physical/frame-postgres"
+    assert item.tags("axe", "r1") == ["axe-pipelines", "customer=axe", "kind=physical",
+                                      "server=frame-postgres", "run=r1"]
+    assert dump_filename(axe, item) == "frame-postgres.base.tar"
+    assert item.lane == "server:frame-postgres"  # after that server's dumps, not beside them
+    # Its node has a label of its own (the server's roles already carry the server's name).
+    assert item_label("physical", "frame-postgres") == "frame-postgres-physical"
+    assert not separately_scheduled(axe, item)
+    # The set lacks it when no snapshot has it.
+    assert [g.item for g in coverage(axe, [])][-1] == item
+
+
+def test_physical_schedule_is_a_cron_of_its_own():
+    axe = _site(physical=True, physical_schedule="0 4 * * sun").customer("axe")
+    assert separately_scheduled(axe, plan_tier_a(axe)[-1])
+    with pytest.raises(ConfigError, match="physical_schedule"):
+        _site(physical=True, physical_schedule="every sunday")
+    with pytest.raises(ConfigError, match="physical"):
+        _site(physical="weekly")
+
+
+def test_dagster_asset_check_own_job_and_schedule():
+    import dagster as dg
+
+    from axe_pipelines.definitions import build_definitions
+
+    site = parse_config({"axe": {
+        "servers": {"frame-postgres": {"host": "127.0.0.1", "physical": True,
+                                       "physical_schedule": "0 4 * * 0"},
+                    "index-postgres": {"host": "127.0.0.1", "port": 5433, "physical": True}},
+        "databases": {"frame": {"server": "frame-postgres"},
+                      "index": {"server": "index-postgres"}},
+        "tiers": {"local": {"repository": "/tmp/repo", "password": {"env": "X"}}}}})
+    defs = build_definitions(site)
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.get_repository_def().asset_graph
+    weekly = dg.AssetKey(["axe", "physical", "frame-postgres-physical"])
+    nightly = dg.AssetKey(["axe", "physical", "index-postgres-physical"])
+    the_set = dg.AssetKey(["axe", "tier_a", "nightly_set"])
+    assert graph.get(weekly).group_name == "axe_tier_a"
+    assert {weekly, nightly} <= set(graph.get(the_set).parent_keys)  # lineage into the set
+    assert dg.AssetCheckKey(weekly, "base_backup_current") in graph.asset_check_keys
+    assert graph.get(weekly).freshness_policy.fail_window.to_timedelta().total_seconds() \
+        == 192 * 3600
+    repo = defs.get_repository_def()
+    own = repo.get_job("axe_physical_frame_postgres")
+    assert own.asset_layer.selected_asset_keys == {weekly}
+    assert repo.get_schedule_def("axe_physical_frame_postgres").cron_schedule == "0 4 * * 0"
+    night = repo.get_job("axe_tier_a").asset_layer.selected_asset_keys
+    assert nightly in night and weekly not in night

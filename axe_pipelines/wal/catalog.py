@@ -11,6 +11,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Restic, Snapshot
 from axe_pipelines.wal.push import WAL_KIND
 from axe_pipelines.wal.segments import Gap, Segment, parse_segment
@@ -20,7 +21,7 @@ _START = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.M)
 _starts: dict[str, Segment] = {}  # snapshot id -> start segment (a snapshot never changes)
 
 
-class BaseBackupUnreadable(Exception):
+class BaseBackupUnreadable(ItemFailed):
     """The base backup's tar does not begin with a readable backup_label."""
 
 

@@ -11,6 +11,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Restic, Snapshot
 from axe_pipelines.wal.push import WAL_KIND
 from axe_pipelines.wal.segments import Gap, Segment, parse_segment
@@ -20,7 +21,7 @@ _START = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.M)
 _starts: dict[str, Segment] = {}  # snapshot id -> start segment (a snapshot never changes)
 
 
-class BaseBackupUnreadable(Exception):
+class BaseBackupUnreadable(ItemFailed):
     """The base backup's tar does not begin with a readable backup_label."""
 
 
@@ -129,3 +130,19 @@ def base_backup_start(restic: Restic, snap: Snapshot) -> Segment:
         proc.stdout.close()
     _starts[snap.id] = start
     return start
+
+
+def wal_starts(restic: Restic, snapshots: list[Snapshot], customer_name: str,
+               ) -> dict[str, Segment]:
+    """Given a repository's snapshots, return the start segment of each of the customer's
+    base backups by snapshot id, for the servers that have WAL there (none: {}). A base
+    backup whose tar head cannot be read is left out (its server's WAL is then all kept)."""
+    servers = {s.tag("server") for s in snapshots if is_wal(s, customer_name)}
+    starts = {}
+    for server in sorted(filter(None, servers)):
+        for snap in base_backups(snapshots, customer_name, server):
+            try:
+                starts[snap.id] = base_backup_start(restic, snap)
+            except BaseBackupUnreadable:
+                continue
+    return starts

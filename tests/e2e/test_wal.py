@@ -181,3 +181,47 @@ def wait_failed(cluster: LocalCluster, name: str, before: int, timeout: float = 
             return
         time.sleep(0.2)
     raise AssertionError(f"{name} did not fail to archive: {archiver(cluster)}")
+
+
+def _now(cluster: LocalCluster) -> str:
+    return cluster.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"');")[0][0]
+
+
+def test_restore_as_of_a_moment_between_two_commits_brings_back_exactly_the_rows_before_it(
+        wal_server: LocalCluster, pg_root: Path, tmp_path: Path):
+    spool = own_spool(wal_server, pg_root / "spool-pitr")
+    config, _ = write_site(tmp_path, wal_server, spool, physical=True)
+    wal_server.psql("DROP TABLE IF EXISTS entries; CREATE TABLE entries (id int PRIMARY KEY, "
+                    "note text); INSERT INTO entries VALUES (1, 'before the base backup');",
+                    dbname="ledger")
+    assert run_axe(config, "init").returncode == 0
+    backup = run_axe(config, "backup", "--local")
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    wal_server.psql("INSERT INTO entries VALUES (2, 'after'), (3, 'after');", dbname="ledger")
+    time.sleep(1.2)
+    moment = _now(wal_server)  # between the last good commit and the bad one
+    time.sleep(1.2)
+    wal_server.psql("DELETE FROM entries;", dbname="ledger")  # the bad migration
+    wal_server.psql("INSERT INTO entries VALUES (9, 'after the delete');", dbname="ledger")
+    made = switch(wal_server, 1)
+    wait_archived(wal_server, made[-1])
+    assert run_axe(config, "wal", "push").returncode == 0
+
+    plan = run_axe(config, "restore", "--customer", "axe", "--target", "ledger", "--as-of",
+                   moment, "--pitr", "--dry-run")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    print(plan.stdout)
+    assert "base backup " in plan.stdout and "replay of up to" in plan.stdout
+    assert wal_server.psql("SELECT count(*) FROM entries;", dbname="ledger") == [["1"]]
+
+    done = run_axe(config, "restore", "--customer", "axe", "--target", "ledger", "--as-of",
+                   moment, "--pitr", "--force")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wal_server.psql("SELECT id FROM entries ORDER BY id;", dbname="ledger") == [
+        ["1"], ["2"], ["3"]]
+    assert "undo with: " in done.stdout
+    kept = wal_server.psql("SELECT datname FROM pg_database WHERE datname LIKE "
+                           "'ledger_before_restore_%';")
+    assert len(kept) == 1
+    assert wal_server.psql("SELECT id FROM entries;", dbname=kept[0][0]) == [["9"]]

@@ -80,12 +80,14 @@ def wait_archived(cluster: LocalCluster, name: str, timeout: float = 60) -> None
 
 def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
                wal: dict[str, Any] | None = None,
-               extra: dict[str, Any] | None = None) -> tuple[Path, Site]:
+               extra: dict[str, Any] | None = None,
+               physical: bool = False) -> tuple[Path, Site]:
     """customers.yaml: customer axe, server ledger-postgres with wal:, database ledger
     (`extra`: more keys of the customer, e.g. notify)."""
     data = {"axe": {
         "servers": {"ledger-postgres": server_entry(
-            cluster, wal={"spool": str(spool), **(wal or {})}, roles=False)},
+            cluster, wal={"spool": str(spool), **(wal or {})}, roles=False,
+            **({"physical": True} if physical else {}))},
         "databases": {"ledger": {"server": "ledger-postgres"}},
         "tiers": {"local": {"repository": str(root / "repo"),
                             "password": {"env": REPO_PASSWORD_ENV}}},

@@ -233,3 +233,61 @@ def test_the_wal_definitions_push_in_tier_a_pool_with_the_rpo_as_freshness():
     assert job.tags["axe/repository"]
     sensor = defs.resolve_sensor_def(wal_sensor("axe"))
     assert sensor.minimum_interval_seconds == 180
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def _snap(at, tags):
+    import hashlib
+    from datetime import UTC
+
+    from axe_pipelines.restic import Snapshot
+
+    tags = tuple(tags)
+    sid = hashlib.sha256(f"{at.isoformat()}|{tags}".encode()).hexdigest()
+    return Snapshot(sid, sid[:8], at.astimezone(UTC), tags, ("/x",), "host")
+
+
+def test_retention_keeps_the_wal_every_kept_base_backup_needs_and_nothing_older():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from axe_pipelines.backup import TAG_TOOL
+    from axe_pipelines.care import RetentionPolicy, plan_retention
+
+    kst = ZoneInfo("Asia/Seoul")
+    base = [TAG_TOOL, "customer=axe", "kind=physical", "server=pg"]
+    old = _snap(datetime(2026, 5, 1, 3, tzinfo=kst), [*base, "run=r1"])
+    new = _snap(datetime(2026, 5, 8, 3, tzinfo=kst), [*base, "run=r2"])
+    wal = [TAG_TOOL, "customer=axe", "kind=wal", "server=pg"]
+
+    def batch(day: int, first: int, last: int):
+        return _snap(datetime(2026, 5, day, 4, tzinfo=kst),
+                     [*wal, f"batch=b{first}", f"first=000000010000000000000{first:03X}",
+                      f"last=000000010000000000000{last:03X}"])
+
+    before_old, between, straddles, after = batch(1, 1, 4), batch(3, 5, 0x20), \
+        batch(8, 0x21, 0x23), batch(9, 0x24, 0x30)
+    history = _snap(datetime(2026, 5, 2, 4, tzinfo=kst), [*wal, "batch=h"])  # only .history
+    other = _snap(datetime(2026, 5, 2, 4, tzinfo=kst),
+                  [TAG_TOOL, "customer=zzz", "kind=wal", "server=pg", "batch=x",
+                   "first=000000010000000000000001", "last=000000010000000000000001"])
+    everything = [old, new, before_old, between, straddles, after, history, other]
+    now = datetime(2026, 5, 10, tzinfo=kst)
+    starts = {old.id: parse_segment("000000010000000000000003"),
+              new.id: parse_segment("000000010000000000000022")}
+
+    keep_both = plan_retention(everything, RetentionPolicy(keep_last=2), customer="axe",
+                               now=now, timezone="Asia/Seoul", wal_starts=starts)
+    assert {d.snapshot.id for d in keep_both.forgotten} == set()
+    only_new = plan_retention(everything, RetentionPolicy(keep_last=1), customer="axe",
+                              now=now, timezone="Asia/Seoul", wal_starts=starts)
+    gone = {d.snapshot.id for d in only_new.forgotten}
+    assert gone == {old.id, before_old.id, between.id}  # older than the new backup's start
+    assert other.id not in gone and history.id not in gone and straddles.id not in gone
+    assert any("wal/pg: keep 3 WAL batch(es), forget 2" in line for line in only_new.lines())
+    # The start of a kept base backup unknown (its tar unreadable): all its WAL stays.
+    unknown = plan_retention(everything, RetentionPolicy(keep_last=1), customer="axe",
+                             now=now, timezone="Asia/Seoul", wal_starts={})
+    assert {d.snapshot.id for d in unknown.forgotten} == {old.id}

@@ -23,6 +23,7 @@ from axe_pipelines.cli_care import care_commands
 from axe_pipelines.cli_config import add_config_init
 from axe_pipelines.cli_physical import physical_args
 from axe_pipelines.cli_status import status_commands
+from axe_pipelines.cli_wal import wal_commands
 from axe_pipelines.config import load_config
 from axe_pipelines.errors import (
     EXIT_CONFIG,
@@ -139,8 +140,9 @@ def _restore_errors() -> tuple[type[BaseException], ...]:
     from axe_pipelines.actions.selection import RestoreError
     from axe_pipelines.postgres.client import PostgresError
     from axe_pipelines.restic import ResticError
+    from axe_pipelines.wal.pitr import PitrError
 
-    return (RestoreError, ResticError, PostgresError)
+    return (RestoreError, ResticError, PostgresError, PitrError)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -167,7 +169,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                           as_of=args.as_of, target=args.target, table=args.table,
                           dry_run=args.dry_run, force=args.force, in_place=args.in_place,
                           dest=args.dest, check=args.check, jobs=args.jobs,
-                          lock_timeout=args.lock_timeout)
+                          lock_timeout=args.lock_timeout, pitr=args.pitr)
     try:
         report = run_restore(config, opts, say=_say, history=DagsterDumpHistory())
     except _restore_errors() as exc:
@@ -302,6 +304,9 @@ def _restore_commands(sub: argparse._SubParsersAction) -> None:
     restore.add_argument("--table", help="only this table (schema.table or name) of --target; "
                          "without --target, of the one database whose dump holds it")
     restore.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    restore.add_argument("--pitr", action="store_true", help="replay archived WAL to --as-of "
+                         "(to the second; implied for a time between the sets on a server "
+                         "with wal:)")
     restore.add_argument("--force", action="store_true",
                          help="terminate connections to the database being replaced")
     restore.add_argument("--in-place", action="store_true",
@@ -357,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     _backup_commands(sub)
     _restore_commands(sub)
     care_commands(sub)  # prune, check (cli_care.py)
+    wal_commands(sub)  # wal push (cli_wal.py)
     from axe_pipelines.cli_drill import add_drill_command  # its printing lives there
 
     add_drill_command(sub)

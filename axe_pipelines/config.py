@@ -28,6 +28,7 @@ from axe_pipelines import config_rules as rules
 from axe_pipelines.config_errors import ConfigError, format_error
 from axe_pipelines.config_ops import Notify
 from axe_pipelines.config_tiers import StrictModel, Tiers
+from axe_pipelines.config_wal import WalArchiving, wal_problems
 from axe_pipelines.cron import check_cron, check_timezone
 from axe_pipelines.notify.slack import SlackDestination
 from axe_pipelines.secrets import SecretSource
@@ -69,6 +70,8 @@ class Server(StrictModel):
 
     _v_physical_cron = field_validator("physical_schedule")(
         lambda v: check_cron(v) if v is not None else v)
+    wal: WalArchiving | None = Field(None, description="continuous WAL archiving for "
+                                     "point-in-time restores (config_wal.py)")
 
 
 class IntegrityQuery(StrictModel):
@@ -277,7 +280,8 @@ def parse_config(data: Any, path: Path | str = "customers.yaml") -> Site:
                 if line not in seen:
                     seen.add(line)
                     problems.append(line)
-    if problems or (problems := rules.site_problems(customers) + _label_clashes(customers)):
+    if problems or (problems := rules.site_problems(customers) + _label_clashes(customers)
+                                     + wal_problems(customers)):
         raise ConfigError(path, problems)
     return Site(customers=customers, path=Path(path))
 

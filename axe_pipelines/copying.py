@@ -12,14 +12,15 @@ that night (restores pick per item); the `set_complete` check says the set is in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from axe_pipelines.backup import coverage, local_repository
+from axe_pipelines.backup import TAG_TOOL, coverage, local_repository
 from axe_pipelines.config import Customer
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot
-from axe_pipelines.sets import BackupSet, list_sets, newest_holding
+from axe_pipelines.sets import BackupSet, group_sets, newest_holding
+from axe_pipelines.wal.catalog import is_wal
 
 Say = Callable[[str], None]
 
@@ -50,11 +51,13 @@ class SetToCopy(BackupSet):
 
     missing: tuple[tuple[str, str], ...] = ()
     carried: tuple[Carried, ...] = ()
+    wal: tuple[Snapshot, ...] = ()  # every WAL batch tier A holds (issue 13)
 
     @property
     def to_copy(self) -> tuple[Snapshot, ...]:
-        """Return the set's members and the carried earlier snapshots."""
-        return (*self.snapshots, *(c.snapshot for c in self.carried))
+        """Return the set's members, the carried earlier snapshots and tier A's WAL batches
+        (tier A's retention keeps just the WAL its base backups need)."""
+        return (*self.snapshots, *(c.snapshot for c in self.carried), *self.wal)
 
 
 def with_gaps(customer: Customer, the_set: BackupSet,
@@ -111,16 +114,18 @@ def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
     place (SetToCopy), saying which sets were left out and what the set lacks. Raise
     NoSetToCopy when tier A cannot be read or holds no finished set."""
     try:
-        sets = list_sets(Restic(local_repository(customer_name, customer), timeout=600),
-                         customer_name)
+        snapshots = Restic(local_repository(customer_name, customer), timeout=600).snapshots(
+            tags=[TAG_TOOL, f"customer={customer_name}"])
     except ResticError as exc:
         raise NoSetToCopy(f"{tier} of {customer_name}: cannot read tier A: {exc}") from None
+    sets = group_sets(snapshots)
     done, busy = finished_sets(sets, in_progress)
     if busy and say:
         say(f"{tier}: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run is "
             f"still writing them")
     if done:
-        newest = with_gaps(customer, done[-1], done[:-1])
+        newest = replace(with_gaps(customer, done[-1], done[:-1]), wal=tuple(
+            s for s in snapshots if is_wal(s, customer_name)))
         if newest.missing and say:
             say(f"{tier}: set {newest.run_id[:8]} of {newest.time:%Y-%m-%d %H:%M} is "
                 f"incomplete (missing {', '.join(label for label, _ in newest.missing)}); "

@@ -14,6 +14,7 @@ from axe_pipelines.assets.drill import build_drill_asset, build_drill_job
 from axe_pipelines.assets.tier_a import build_tier_a
 from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
 from axe_pipelines.assets.tier_c import build_tier_c_asset
+from axe_pipelines.assets.wal import wal_definitions
 from axe_pipelines.checks.physical import own_jobs_and_schedules
 from axe_pipelines.checks.tier_b import build_arriving_check, build_peer_now_check
 from axe_pipelines.checks.tier_c import build_volumes_current_check
@@ -113,6 +114,7 @@ def build_definitions(site: Site) -> dg.Definitions:
     parts += [tier_c_definitions(site, n) for n in names]
     parts += [care_definitions(site, n) for n in names]  # retention, restic check
     parts += [drill_definitions(site, n) for n in names]
+    parts += [wal_definitions(site, n) for n in names]  # WAL archiving (issue 13)
     parts.append(inbound_definitions(site))
     if names:
         parts.append(dg.Definitions(jobs=[restore_job(site)]))

@@ -26,6 +26,7 @@ from axe_pipelines.node_labels import (
     SET_LABEL,
     inbound_label,
     item_label,
+    wal_label,
 )
 
 if TYPE_CHECKING:
@@ -113,6 +114,11 @@ def tier_asset_key(customer_name: str, tier: str, peer: str | None = None) -> dg
 def drill_key(customer_name: str) -> dg.AssetKey:
     """Return the key of the customer's restore drill, `<customer>/drill/restore_drill`."""
     return dg.AssetKey([customer_name, "drill", DRILL_LABEL])
+
+
+def wal_key(customer_name: str, server_name: str) -> dg.AssetKey:
+    """Return the key of a server's archived WAL, `<customer>/wal/<server>-wal` (issue 13)."""
+    return dg.AssetKey([customer_name, "wal", wal_label(server_name)])
 
 
 def former_keys(key: dg.AssetKey) -> list[dg.AssetKey]:
@@ -276,6 +282,21 @@ def drill_job(customer_name: str) -> str:
     """Return the name of the customer's restore-drill job (and of its quarterly schedule),
     `axe_restore_drill` for the runbook's customer `axe`."""
     return _name(customer_name, "restore_drill")
+
+
+def wal_group(customer_name: str) -> str:
+    """Return the asset group of the customer's archived WAL."""
+    return _name(customer_name, "wal")
+
+
+def wal_job(customer_name: str) -> str:
+    """Return the name of the job (and op) that pushes the customer's WAL spools."""
+    return _name(customer_name, "wal_push")
+
+
+def wal_sensor(customer_name: str) -> str:
+    """Return the name of the sensor that starts the WAL push every few minutes."""
+    return _name(customer_name, "wal_every_few_minutes")
 
 
 # --- code location ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ whose names would make two nodes look alike. Plain: nothing here imports Dagster
     <customer>/tier_b/<peer>               <peer>              our copy at a ring peer
     <customer>/tier_c/cold_volumes         cold_volumes        our copy on the cold SSDs
     <customer>/drill/restore_drill         restore_drill       the quarterly restore drill
+    <customer>/wal/<server>-wal            <server>-wal        archived WAL of a server
     peers/inbound/from-<peer>              from-<peer>         what a peer pushes to us
 """
 
@@ -44,6 +45,12 @@ def item_label(kind: str, name: str) -> str:
     return f"{name}-dumpall" if kind == "dumpall" else name
 
 
+def wal_label(server: str) -> str:
+    """Given a server with WAL archiving, return the label of its WAL asset, `<server>-wal`
+    (the server alone is its roles' label)."""
+    return f"{server}-wal"
+
+
 def inbound_label(peer: str) -> str:
     """Given a ring peer, return the label of its pushes to us, `from-<peer>` (our push to
     the same peer is labelled `<peer>`)."""
@@ -63,6 +70,9 @@ def customer_nodes(customer: Customer, peers: list[str]) -> dict[str, list[str]]
     for item in plan_tier_a(customer):
         nodes[item_label(item.kind, item.name)].append(_what(item.kind, item.name))
     nodes[SET_LABEL].append("the night's set")
+    for server_name, server in customer.servers.items():
+        if server.wal is not None:
+            nodes[wal_label(server_name)].append(f"WAL of server {server_name}")
     for peer in peers:
         nodes[peer].append(f"tier B copy at {peer}")
     if customer.tiers is not None and customer.tiers.cold is not None:

@@ -84,6 +84,7 @@ class RestoreOptions:
     check: str | None = None  # with as_of=last-valid: the check that must pass
     jobs: int = 2
     lock_timeout: float = 10.0  # table restore: seconds to wait for the table's lock
+    pitr: bool = False  # replay WAL to --as-of (actions/restore_pitr.py)
 
 
 @dataclass
@@ -136,6 +137,10 @@ def run_restore(config: Site, opts: RestoreOptions, *, history: DumpHistory = NO
     rest go on, so the undo commands of those already swapped are never lost."""
     customer = config.customer(opts.customer)
     target = _check_options(customer, opts)
+    from axe_pipelines.actions.restore_pitr import run_pitr, wants_pitr  # it imports this one
+
+    if wants_pitr(config, opts):
+        return run_pitr(config, opts, history=history, say=say)
     tz = tier_timezone(customer)
     zone = ZoneInfo(tz)
     tier, peer, restic = open_source(config, opts.customer, opts.tier, opts.source)

@@ -22,6 +22,7 @@ from axe_pipelines.damage import explain_damage
 from axe_pipelines.integrity import (
     CheckResult,
     DumpHistory,
+    Recorded,
     expected_counts,
     recorded_counts_soon,
     run_checks,
@@ -126,31 +127,62 @@ def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Pa
     recorded = recorded_counts_soon(ctx.history, ctx.customer_name, db_name, snap.id)
     with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
         dump_file = fetch_file(ctx.restic, snap, workdir)
+    return restore_database_file(ctx, db_name, dump_file, DumpSource(
+        snap.id, f"snapshot {snap.short_id}", recorded, db.format), exists=exists,
+        force=force, jobs=jobs)
+
+
+@dataclass(frozen=True)
+class DumpSource:
+    """Where a dump file came from: an id for the report, how messages name it ("snapshot
+    1a2b3c4d"), the call that gives the row counts it is known to hold (recorded_counts_soon;
+    None from it: read them from the dump), its format, and where known counts were taken."""
+
+    id: str
+    label: str
+    counts: Recorded
+    format: str
+    counted_where: str = "counted in the dump's snapshot"
+
+
+def restore_database_file(ctx: ItemContext, db_name: str, dump_file: Path,
+                          source: DumpSource, *, exists: bool, force: bool,
+                          jobs: int) -> TargetReport:
+    """Given a database (`exists`: whether it does now) and a dump file of it, restore the
+    file into a new database, check it with the row-count (the source's counts, else the
+    dump's) and SQL checks, and swap it in; return the report with the undo command. Raise
+    PostgresError or RestoreError (the original untouched) if any step before the swap
+    fails."""
+    db = ctx.customer.databases[db_name]
+    conn = connection_for(ctx.customer, db_name)
+    where = f"database {db_name}"
     with ctx.steps.step(f"{where}: reading the archive"):
-        if db.format == "custom":
+        if source.format == "custom":
             # The same pg_restore as the restore: one too old for the dump fails here.
             pg_restore.read_toc(dump_file, where=where,
                                 bin_dir=None if conn.server.exec else conn.server.bin_dir)
-        expected, source = expected_counts(
-            recorded, lambda: read_dump(dump_file, fmt=db.format).tables)
+        expected, counted = expected_counts(
+            source.counts, lambda: read_dump(dump_file, fmt=source.format).tables)
+        if counted != "counted in the dump":
+            counted = source.counted_where
     checks: list[CheckResult] = []
 
     def verify(copy: Connection) -> list[str]:
-        checks[:] = run_checks(copy, db, expected_counts=expected, counts_source=source,
+        checks[:] = run_checks(copy, db, expected_counts=expected, counts_source=counted,
                                sql_only=True)
         return [f"{c.name}: {c.detail}" for c in checks if not c.passed]
 
-    done = pg_restore.restore_database(conn, dump_file, db.format, exists=exists, force=force,
-                                       jobs=jobs, verify=verify, where=where,
+    done = pg_restore.restore_database(conn, dump_file, source.format, exists=exists,
+                                       force=force, jobs=jobs, verify=verify, where=where,
                                        step=ctx.steps.step, on_line=ctx.on_line,
                                        zone=tier_timezone(ctx.customer))
-    report = TargetReport("database", db_name, snap.id, changed=True, checks=checks)
+    report = TargetReport("database", db_name, source.id, changed=True, checks=checks)
     if done.kept:
         report.undo = undo_command(ctx.customer_name, db_name, done.tag, ctx.config_path)
-        report.detail = (f"{conn.dbname} now holds snapshot {snap.short_id}; the previous "
+        report.detail = (f"{conn.dbname} now holds {source.label}; the previous "
                          f"database is kept as {done.kept}")
     else:
-        report.detail = f"{conn.dbname} created from snapshot {snap.short_id}"
+        report.detail = f"{conn.dbname} created from {source.label}"
     ctx.say(f"{where}: {report.detail}")
     return report
 
@@ -163,7 +195,6 @@ def restore_table(ctx: ItemContext, db_name: str, table_name: str, snap: Snapsho
     row-count and SQL checks; with `dry_run` only say what would be done. Return the report.
     Raise RestoreError or PostgresError (the table unchanged) if any step fails."""
     db = ctx.customer.databases[db_name]
-    conn = connection_for(ctx.customer, db_name)
     where = f"table {table_name} of database {db_name}"
     if db.format != "custom":
         raise RestoreError(f"{where}: database {db_name} is dumped in plain format; a table "
@@ -171,17 +202,32 @@ def restore_table(ctx: ItemContext, db_name: str, table_name: str, snap: Snapsho
                            f"instead); nothing was changed")
     with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
         dump_file = fetch_file(ctx.restic, snap, workdir)
+    return restore_table_file(ctx, db_name, table_name, dump_file, snap.id, snap.short_id,
+                              workdir, lock_timeout=lock_timeout, dry_run=dry_run)
+
+
+def restore_table_file(ctx: ItemContext, db_name: str, table_name: str, dump_file: Path,
+                       source_id: str, source_label: str, workdir: Path, *,
+                       lock_timeout: float = 10.0, dry_run: bool = False) -> TargetReport:
+    """Given a database, `--table` and a custom-format dump file (`source_label` names it in
+    the outcome), replace that table's rows with the dump's in one transaction (or recreate
+    it), then run the row-count and SQL checks; with `dry_run` only say what would be done.
+    Return the report. Raise RestoreError or PostgresError (the table unchanged) if any step
+    fails."""
+    db = ctx.customer.databases[db_name]
+    conn = connection_for(ctx.customer, db_name)
+    where = f"table {table_name} of database {db_name}"
     plan = pg_table.plan_table(conn, dump_file, table_name, where=where)
     if dry_run:
-        return TargetReport("table", plan.key, snap.id, detail=plan.describe())
+        return TargetReport("table", plan.key, source_id, detail=plan.describe())
     rows = pg_table.restore_table(conn, dump_file, plan, workdir=workdir,
                                   lock_timeout=lock_timeout, where=where, step=ctx.steps.step)
     with ctx.steps.step(f"{where}: row-count and SQL checks"):
         checks = run_checks(conn, db, expected_counts={plan.key: rows},
                             count_tables=[plan.key], sql_only=True)
-    detail = plan.outcome(rows, snap.short_id)
+    detail = plan.outcome(rows, source_label)
     ctx.say(f"{where}: {detail}")
-    return TargetReport("table", plan.key, snap.id, changed=True, detail=detail,
+    return TargetReport("table", plan.key, source_id, changed=True, detail=detail,
                         checks=checks)
 
 

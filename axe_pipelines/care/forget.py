@@ -103,9 +103,14 @@ def plan_forget(restic: Restic, customer: str, policy: RetentionPolicy, now: dat
                 timezone: str) -> ForgetPlan:
     """Given a repository, the customer, its tier's policy, now and the customer's zone,
     return the ForgetPlan (reads `restic snapshots --json` once; changes nothing: this is the
-    dry run). Raise the mapped ResticError if the repository cannot be listed."""
-    return plan_retention(restic.snapshots(), policy, customer=customer, now=now,
-                          timezone=timezone, where=restic.repo.label)
+    dry run; a base backup's tar head is read for its WAL start when WAL is there). Raise the
+    mapped ResticError if the repository cannot be listed."""
+    from axe_pipelines.wal.catalog import wal_starts
+
+    snapshots = restic.snapshots()
+    return plan_retention(snapshots, policy, customer=customer, now=now, timezone=timezone,
+                          where=restic.repo.label,
+                          wal_starts=wal_starts(restic, snapshots, customer))
 
 
 def parse_prune(output: str) -> tuple[int | None, int | None]:

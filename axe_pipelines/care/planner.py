@@ -32,7 +32,7 @@ writers: such snapshots must not push out real ones, so they do not count in any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,8 +40,12 @@ from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import TAG_TOOL, Item
 from axe_pipelines.care.policy import RetentionPolicy
+from axe_pipelines.care.wal_keep import wal_reasons
 from axe_pipelines.restic import Snapshot
 from axe_pipelines.set_meta import SET_META_KIND
+from axe_pipelines.wal.catalog import PHYSICAL_KIND
+from axe_pipelines.wal.push import WAL_KIND
+from axe_pipelines.wal.segments import Segment
 
 NEWEST = "newest of its item"
 NEWEST_COMPLETE = "newest complete of its item"
@@ -143,9 +147,17 @@ class ForgetPlan:
             else:
                 lines.append(head + f"keep {', '.join(s.kept)} ({', '.join(s.reasons)}); "
                              f"forget {', '.join(s.forgotten)}")
+        wal: dict[str, list[Decision]] = {}
         for d in self.decisions:
-            if d.run is None:
+            if d.item and d.item.startswith("wal/") and d.run is None:
+                wal.setdefault(d.item, []).append(d)
+            elif d.run is None:
                 lines.append(f"  snapshot {d.snapshot.short_id}: kept, {d.reasons[0]}")
+        for item, found in sorted(wal.items()):
+            kept = [d for d in found if d.keep]
+            why = dict.fromkeys(r for d in kept for r in d.reasons)
+            lines.append(f"  {item}: keep {len(kept)} WAL batch(es), forget "
+                         f"{len(found) - len(kept)}" + (f" ({'; '.join(why)})" if why else ""))
         return lines
 
     def as_json(self) -> dict[str, Any]:
@@ -228,17 +240,38 @@ def _set_times(snapshots: Iterable[Snapshot]) -> dict[str, datetime]:
     return times
 
 
+def _is_wal(snapshot: Snapshot, customer: str) -> bool:
+    return (snapshot.tag("kind") == WAL_KIND and TAG_TOOL in snapshot.tags
+            and snapshot.tag("customer") == customer)
+
+
+def _wal_decisions(wal: list[Snapshot], decisions: list[Decision],
+                   wal_starts: Mapping[str, Segment]) -> list[Decision]:
+    """The WAL batches' decisions (care/wal_keep.py), from the base backups kept so far."""
+    kept_base: dict[str, list[Snapshot]] = {}
+    for d in decisions:
+        if d.keep and d.run and d.snapshot.tag("kind") == PHYSICAL_KIND:
+            kept_base.setdefault(d.snapshot.tag("server") or "", []).append(d.snapshot)
+    reasons = wal_reasons(wal, kept_base, wal_starts)
+    return [Decision(s, f"wal/{s.tag('server')}", None, None, reasons[s.id]) for s in wal]
+
+
 def plan_retention(snapshots: Iterable[Snapshot], policy: RetentionPolicy, *, customer: str,
-                   now: datetime, timezone: str, where: str = "") -> ForgetPlan:
+                   now: datetime, timezone: str, where: str = "",
+                   wal_starts: Mapping[str, Segment] | None = None) -> ForgetPlan:
     """Given every snapshot of a repository, a policy, the customer, now and the customer's
-    zone, return the ForgetPlan (rules in this module's docstring). A naive `now` is read in
-    `timezone`. Raise nothing: a snapshot it cannot judge is kept."""
+    zone (and the start segment of each base backup by id, for its WAL), return the
+    ForgetPlan (rules in this module's docstring; WAL: care/wal_keep.py). A naive `now` is
+    read in `timezone`. Raise nothing: a snapshot it cannot judge is kept."""
     zone = ZoneInfo(timezone)
     now = now if now.tzinfo else now.replace(tzinfo=zone)
     snapshots = list(snapshots)
+    wal = [s for s in snapshots if _is_wal(s, customer)]
     decisions: list[Decision] = []
     judged = []
     for s in snapshots:
+        if _is_wal(s, customer):
+            continue
         why = _not_judged(s, customer)
         if why is None:
             judged.append(s)
@@ -264,6 +297,7 @@ def plan_retention(snapshots: Iterable[Snapshot], policy: RetentionPolicy, *, cu
             reasons[complete].append(NEWEST_COMPLETE)
         for (when, s), why in zip(entries, reasons, strict=True):
             decisions.append(Decision(s, item, s.tag("run"), when, tuple(why)))
+    decisions += _wal_decisions(wal, decisions, wal_starts or {})
     decisions.sort(key=lambda d: (d.set_time or d.snapshot.time, d.snapshot.time, d.snapshot.id),
                    reverse=True)
     return ForgetPlan(customer, where, policy, timezone, now, tuple(decisions))

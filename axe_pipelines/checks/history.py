@@ -24,7 +24,13 @@ import dagster as dg
 from axe_pipelines.actions.status_model import Outcome, StuckRun
 from axe_pipelines.checks.tier_c import last_sync_by_volume
 from axe_pipelines.instance import DEFAULT_HOME, EMBEDDED, recovery
-from axe_pipelines.names import drill_check_key, restic_check_key, tier_b_key, tier_c_key
+from axe_pipelines.names import (
+    drill_check_key,
+    history_keys,
+    restic_check_key,
+    tier_b_key,
+    tier_c_key,
+)
 
 T = TypeVar("T")
 HISTORY = 200  # tier-C materializations read back for per-volume last syncs
@@ -172,11 +178,16 @@ def _check(instance: dg.DagsterInstance, key: dg.AssetCheckKey,
 
 def _metadata(instance: dg.DagsterInstance, key: dg.AssetKey,
               limit: int) -> list[dict[str, Any]]:
-    out = []
-    for record in instance.fetch_materializations(key, limit=limit).records:
-        mat = record.asset_materialization
-        if mat is not None:
-            out.append({k: v.value for k, v in mat.metadata.items()})
+    # Newest key first: history recorded before issue 11's renames stays under the former
+    # keys, so a volume synced or a peer pushed only then still counts (README "Asset keys").
+    out: list[dict[str, Any]] = []
+    for where in history_keys(key):
+        for record in instance.fetch_materializations(where, limit=limit - len(out)).records:
+            mat = record.asset_materialization
+            if mat is not None:
+                out.append({k: v.value for k, v in mat.metadata.items()})
+        if len(out) >= limit:
+            break
     return out
 
 

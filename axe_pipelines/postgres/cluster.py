@@ -48,12 +48,17 @@ def free_port() -> int:
 class LocalCluster:
     """A PostgreSQL cluster of its own in a folder, on a free loopback port (initdb + pg_ctl).
 
+    Every login, over TCP and over the socket, needs the superuser's password (scram-sha-256):
+    the folder may be readable by other local users, so nothing is trusted. Without a
+    `password` one is generated and kept in PASSWORD_FILE (mode 0600, ours) in the folder,
+    where a later LocalCluster on the same folder reads it back.
     As root, the server runs as the `postgres` system user (PostgreSQL refuses root).
     """
 
     # A throwaway cluster trades durability for speed; a restored copy passes its own.
     FAST_SETTINGS = {"listen_addresses": "127.0.0.1", "fsync": "off",
                      "full_page_writes": "off", "max_connections": "40"}
+    PASSWORD_FILE = "superuser.password"
 
     def __init__(self, root: Path | None = None, *, password: str | None = None,
                  bin_dir: Path | None = None, port: int | None = None,
@@ -68,6 +73,19 @@ class LocalCluster:
         self.settings = self.FAST_SETTINGS if settings is None else settings
         self.start_timeout_s = start_timeout_s
 
+    def _superuser_password(self) -> str:
+        """Return the given password, else the one kept in the folder, else a new one (kept
+        there for the next LocalCluster on this folder)."""
+        if self.password is None:
+            kept = self.root / self.PASSWORD_FILE
+            if kept.exists():
+                self.password = kept.read_text().strip()
+            else:
+                self.password = secrets.token_urlsafe(24)
+                kept.touch(mode=0o600)
+                kept.write_text(self.password + "\n")
+        return self.password
+
     def _as_owner(self, argv: Sequence[str]) -> list[str]:
         if os.geteuid() == 0:
             return ["runuser", "-u", "postgres", "--", *argv]
@@ -81,21 +99,19 @@ class LocalCluster:
                 f"{what} failed: {(result.stderr or result.stdout).strip()[-500:]}")
 
     def _initdb(self) -> None:
+        # initdb reads the password from a file (never argv); the server user must read it.
+        pwfile = self.root / "pwfile"
+        pwfile.touch(mode=0o600)
+        pwfile.write_text(self._superuser_password() + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres")
         args = [str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", self.user,
-                "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"]
-        pwfile = None
-        if self.password is not None:
-            pwfile = self.root / "pwfile"
-            pwfile.write_text(self.password + "\n")
-            if os.geteuid() == 0:
-                shutil.chown(pwfile, "postgres")
-            pwfile.chmod(0o600)
-            args += ["--auth-host=scram-sha-256", "--auth-local=trust", f"--pwfile={pwfile}"]
+                "-A", "scram-sha-256", f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8",
+                "--locale=C"]
         try:
             self._run(args, "initdb")
         finally:
-            if pwfile:
-                pwfile.unlink(missing_ok=True)
+            pwfile.unlink(missing_ok=True)
 
     def start(self) -> LocalCluster:
         """Create the cluster if its folder has none, start it and return it. Raise
@@ -135,8 +151,7 @@ class LocalCluster:
         """Given SQL, run it as the superuser in `dbname` and return the rows. Raise
         PostgresError if it fails."""
         env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-        if self.password:
-            env["PGPASSWORD"] = self.password
+        env["PGPASSWORD"] = self._superuser_password()
         result = run_tool([str(self.bin_dir / "psql"), *PSQL_FLAGS, "-h", "127.0.0.1",
                            "-p", str(self.port), "-U", self.user, "-d", dbname],
                           input=sql, capture=True, check=False, env=env, timeout=300,

@@ -54,7 +54,7 @@ from axe_pipelines.notify import (
     send,
 )
 
-TIER_PARTS = ("tier_a", "tier_b", "tier_c")
+TIER_PARTS = ("tier_a", "tier_b", "tier_c", "wal")  # assets whose freshness alerts
 # Who posts a failed run: ALERT_BY_CLI, the `axe` process that runs it; ALERT_SENT, done.
 ALERT_TAG = "axe/alert"
 ALERT_BY_CLI = "cli"

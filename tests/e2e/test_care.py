@@ -40,11 +40,16 @@ SET_DAYS = [date(2024, 12, 1), date(2024, 12, 31), date(2025, 3, 31), date(2025,
 ITEMS = [("pgdump", "database", "frame"), ("files", "folder", "files")]
 
 
+def open_repo(where: Path, password_file: Path) -> Restic:
+    """The care tests' client of the repository at `where` (password in `password_file`)."""
+    return Restic(Repository(str(where), FileSource(file=password_file), f"repo {where.name}"),
+                  timezone=ZONE, timeout=120)
+
+
 def make_repo(where: Path, password_file: Path) -> Restic:
     if not password_file.exists():
         password_file.write_text("care-test-password\n")
-    restic = Restic(Repository(str(where), FileSource(file=password_file), f"repo {where.name}"),
-                    timezone=ZONE, timeout=120)
+    restic = open_repo(where, password_file)
     restic.init()
     return restic
 

@@ -8,6 +8,7 @@ byte, as does `axe check` (exit 1); stale locks follow the one policy of every t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from datetime import date
 from pathlib import Path
@@ -31,7 +32,12 @@ from axe_pipelines.names import (
 )
 from axe_pipelines.postgres.cluster import free_port
 from axe_pipelines.restic import Restic
-from tests.e2e.test_care import _flip_a_byte_in_the_largest_pack, back_up_history, make_repo
+from tests.e2e.test_care import (
+    _flip_a_byte_in_the_largest_pack,
+    back_up_history,
+    make_repo,
+    open_repo,
+)
 from tests.e2e.test_restic import _hold_exclusive_lock, locks
 
 COLD_ENV = "AXE_TEST_CARE_COLD_PASSWORD"
@@ -59,12 +65,21 @@ def write_site(root: Path, *, ring: bool = False, local: dict[str, Any] | None =
     return load_config(root / "customers.yaml")
 
 
+@pytest.fixture(scope="session")
+def tier_a_history(tmp_path_factory: pytest.TempPathFactory, restic_bin: str) -> Path:
+    """A tier-A repository with one set per day of DAYS, made once and copied into each test
+    (none of them tests the backups that made it)."""
+    root = tmp_path_factory.mktemp("care_tier_a")
+    back_up_history(make_repo(root / "repo", root / "pw"), DAYS)
+    return root
+
+
 @pytest.fixture
-def tier_a(tmp_path: Path, restic_bin: str, monkeypatch: pytest.MonkeyPatch) -> Restic:
+def tier_a(tmp_path: Path, tier_a_history: Path, monkeypatch: pytest.MonkeyPatch) -> Restic:
     monkeypatch.setenv(COLD_ENV, "cold-" + os.urandom(6).hex())
-    restic = make_repo(tmp_path / "repo", tmp_path / "pw")
-    back_up_history(restic, DAYS)
-    return restic
+    shutil.copytree(tier_a_history / "repo", tmp_path / "repo", symlinks=True)
+    shutil.copy2(tier_a_history / "pw", tmp_path / "pw")
+    return open_repo(tmp_path / "repo", tmp_path / "pw")
 
 
 def cold_with_two_sets(site: Site, root: Path, tier_a: Restic) -> Restic:

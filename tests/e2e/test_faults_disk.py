@@ -1,4 +1,4 @@
-"""Issue 8 item 2: a full repository disk (a real 40 MiB tmpfs) fails the dump within a minute
+"""Issue 8 item 2: a full repository disk (a real 12 MiB tmpfs) fails the dump within a minute
 with "no space left on device at <repository> (N MiB free)" instead of hanging for ever with
 pg_dump blocked on the pipe and its REPEATABLE READ snapshot "idle in transaction" on the
 server; no snapshot is stored for it; `axe doctor` warns when a repository's free space is
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,21 +28,32 @@ from tests.e2e.faults_support import (
 )
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 40 MiB file system (tmpfs), unmounted afterwards."""
-    mount = tmp_path / "small-disk"
+def _tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real file system of `size` (tmpfs) at `mount`, unmounted afterwards."""
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                   check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 40 MiB file system (tmpfs), unmounted afterwards."""
+    yield from _tmpfs(tmp_path / "small-disk", "40m")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 12 MiB file system (tmpfs): the bulk dump (~32 MiB stored) cannot fit."""
+    yield from _tmpfs(tmp_path / "tiny-disk", "12m")
+
+
 def test_a_full_repository_disk_fails_the_dump_fast_and_closes_its_snapshot(
-        make_config, server_a, tmp_path, small_disk, restic_bin):
-    repo = small_disk / "repo"
+        make_config, server_a, tmp_path, tiny_disk, restic_bin):
+    repo = tiny_disk / "repo"
     path, _ = bulk_config(make_config, server_a, repository=str(repo))
     home = tmp_path / "home"
     assert run_axe(path, home, "init").returncode == 0

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from axe_pipelines.postgres.cluster import Staging
+from axe_pipelines.postgres.cluster import LocalCluster, Staging
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root to run a command as another local user")
@@ -31,7 +31,7 @@ def test_another_local_user_cannot_reach_the_staging_copy():
                         "-U", "postgres", "-d", "postgres", "-c", "SELECT 1")
         assert tcp.returncode != 0
         assert "no password supplied" in tcp.stderr or "password authentication" in tcp.stderr
-        # Over the socket (trusted for local logins): its folder is closed to others.
+        # Over the socket: its folder is closed to others (and a password is asked for).
         sock = as_nobody(psql, "-X", "-w", "-h", str(stage.cluster.root),
                          "-p", str(stage.cluster.port), "-U", "postgres", "-d", "postgres",
                          "-c", "SELECT 1")
@@ -46,3 +46,23 @@ def test_another_local_user_cannot_reach_the_staging_copy():
             "SELECT count(*) FROM secret_copy;") == [["0"]]
         root = stage.root
     assert not root.exists()
+
+
+def test_a_local_cluster_without_a_password_trusts_no_login(pg_root, server_a):
+    """LocalCluster (tests, demo, benchmarks) in a folder others may read: no login is
+    trusted, over the socket or TCP. Without a password it makes one, keeps it in a 0600 file
+    of ours, and a later LocalCluster on that folder logs in with it."""
+    cluster = LocalCluster(pg_root / "no-password").start()
+    try:
+        kept = cluster.root / LocalCluster.PASSWORD_FILE
+        assert kept.stat().st_mode & 0o077 == 0 and kept.stat().st_uid == os.geteuid()
+        assert LocalCluster(cluster.root, port=cluster.port).psql("SELECT 1;") == [["1"]]
+        for running in (cluster, server_a):  # server_a was given its password
+            psql = str(running.bin_dir / "psql")
+            for host in (str(running.root), "127.0.0.1"):
+                done = as_nobody(psql, "-X", "-w", "-h", host, "-p", str(running.port),
+                                 "-U", "postgres", "-d", "postgres", "-c", "SELECT 1")
+                assert done.returncode != 0, (host, done.stdout)
+                assert "no password supplied" in done.stderr, (host, done.stderr)
+    finally:
+        cluster.stop()

@@ -32,17 +32,29 @@ def test_expected_failure():
 '''
 
 
-def _run(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
+def _start(tmp_path: Path, ci: str | None) -> subprocess.Popen[str]:
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "test_sample.py").write_text(TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # keeps this project's ini out
     env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["PYTHONPATH"] = str(ROOT)
+    # Only the hook under test: no installed plugin (xdist, timeout, anyio...) to load.
+    env.update(PYTHONPATH=str(ROOT), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     if ci is not None:
         env["CI"] = ci
-    return subprocess.run([sys.executable, "-m", "pytest", "-c", str(tmp_path / "pytest.ini"),
-                           "-p", "tests.ci_skips", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           "-q", "-rA", str(tmp_path / "test_sample.py")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-c", str(tmp_path / "pytest.ini"),
+                             "-p", "tests.ci_skips", "-p", "no:cacheprovider",
+                             "-q", "-rA", str(tmp_path / "test_sample.py")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _run(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
+    return _finish(_start(tmp_path, ci))
 
 
 def test_in_ci_a_skip_fails_the_run_unless_it_is_legitimate(tmp_path: Path):
@@ -63,8 +75,9 @@ def test_in_ci_a_skip_fails_the_run_unless_it_is_legitimate(tmp_path: Path):
 
 
 def test_outside_ci_a_skip_stays_a_skip(tmp_path: Path):
-    for ci in (None, "false", ""):
-        proc = _run(tmp_path, ci)
+    # The three runs side by side, each in a folder of its own.
+    started = [_start(tmp_path / f"ci-{i}", ci) for i, ci in enumerate((None, "false", ""))]
+    for proc in map(_finish, started):
         assert proc.returncode == 0, proc.stdout
         assert "1 passed, 3 skipped, 1 xfailed" in proc.stdout.strip().splitlines()[-1]
 

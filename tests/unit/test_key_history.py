@@ -46,3 +46,22 @@ def test_cold_syncs_recorded_under_the_old_key_still_count():
     assert result.passed, result.description
     seen = result.metadata["last_sync_by_volume"].value
     assert set(seen) == {"1", "2"} and seen["1"].endswith("+09:00")  # the customer's zone
+
+
+
+def test_status_reads_volume_syncs_recorded_under_the_old_key():
+    # `axe status` and doctor read through DagsterOpsHistory: a volume synced only before
+    # the rename must not show as never synced.
+    from axe_pipelines.checks.history import DagsterOpsHistory
+
+    instance = dg.DagsterInstance.ephemeral()
+    synced = datetime(2026, 5, 19, 9, 0, tzinfo=UTC)
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        dg.AssetKey(["axe", "tier_c", "cold"]), metadata={
+            "synced_volumes": dg.MetadataValue.json({"1": synced.isoformat()})}))
+    history = DagsterOpsHistory(instance=instance)
+    assert history.volume_syncs("axe") == {1: synced}
+    newer = synced + timedelta(days=1)
+    instance.report_runless_asset_event(dg.AssetMaterialization(tier_c_key("axe"), metadata={
+        "synced_volumes": dg.MetadataValue.json({"2": newer.isoformat()})}))
+    assert history.volume_syncs("axe") == {1: synced, 2: newer}

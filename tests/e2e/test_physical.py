@@ -307,3 +307,20 @@ def test_exec_prefixed_server_streams_the_base_backup_through_its_prefix(
     assert result.bytes_read > 16 << 20  # the cluster and at least one WAL segment
     (snap,) = restic.snapshots(tags=["kind=physical"])
     assert list(snap.paths) == ["/frame-postgres.base.tar"]
+
+
+def test_doctor_says_whether_a_base_backup_can_be_taken(make_config, archiving):
+    """Asked as the backup asks: a replication connection as the configured user, and
+    pg_basebackup at least as new as the server; a role without REPLICATION fails with the
+    server's words."""
+    from axe_pipelines.actions.doctor_physical import physical_findings
+
+    cluster, _ = archiving
+    axe = _config(make_config, cluster)
+    (found,) = physical_findings("axe", axe)
+    assert found.status == "ok" and "replication connection, pg_basebackup 15" in found.text
+    cluster.psql("DROP ROLE IF EXISTS axe_norepl; "
+                 f"CREATE ROLE axe_norepl LOGIN PASSWORD '{PG_PASSWORD}';")
+    axe = _config(make_config, cluster, user="axe_norepl")
+    (found,) = physical_findings("axe", axe)
+    assert found.status == "FAIL" and "must be superuser or replication role" in found.text

@@ -24,7 +24,7 @@ from axe_pipelines import interrupt
 from axe_pipelines.config import Customer, tier_timezone
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.instance.owner import release, run_dir, sweep
-from axe_pipelines.physical_item import backup_base, physical_items
+from axe_pipelines.physical_item import backup_base, physical_items, separately_scheduled
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.postgres.dump import SnapshotSession, pg_dump_argv, pg_dumpall_argv
 from axe_pipelines.postgres.physical import base_filename
@@ -377,8 +377,8 @@ def coverage(customer: Customer, snapshots: Iterable[Snapshot]) -> list[Gap]:
                for s in snapshots if "incomplete" not in s.tags}
     gaps = []
     for item in plan_tier_a(customer):
-        if (item.kind, item.name) in present:
-            continue
+        if (item.kind, item.name) in present or separately_scheduled(customer, item):
+            continue  # a base backup on its own schedule is in its own job's set
         if item.kind == "files":
             folder = customer.folders[item.name]
             if not folder.required:

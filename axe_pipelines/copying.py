@@ -18,6 +18,7 @@ from datetime import datetime
 from axe_pipelines.backup import TAG_TOOL, coverage, local_repository
 from axe_pipelines.config import Customer
 from axe_pipelines.errors import ItemFailed
+from axe_pipelines.physical_item import newest_nightly, own_schedule_servers
 from axe_pipelines.restic import Repository, Restic, ResticError, Snapshot
 from axe_pipelines.sets import BackupSet, group_sets, newest_holding
 from axe_pipelines.wal.catalog import is_wal
@@ -72,6 +73,11 @@ def with_gaps(customer: Customer, the_set: BackupSet,
         snap = older.member(gap.item.kind, gap.item.name) if older else None
         if older and snap:
             carried.append(Carried(gap.item.label, snap, older.run_id, older.time))
+    for server in own_schedule_servers(customer):  # base backups of their own job's sets
+        older = None if the_set.member("physical", server) else \
+            newest_holding(earlier, "physical", server)
+        if older and (snap := older.member("physical", server)):
+            carried.append(Carried(f"physical/{server}", snap, older.run_id, older.time))
     return SetToCopy(the_set.run_id, the_set.time, the_set.snapshots, tuple(missing),
                      tuple(carried))
 
@@ -124,7 +130,9 @@ def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
         say(f"{tier}: set(s) {', '.join(r[:8] for r in busy)} left out: their tier-A run is "
             f"still writing them")
     if done:
-        newest = replace(with_gaps(customer, done[-1], done[:-1]), wal=tuple(
+        # The newest night's set; the sets of a base backup's own job come along as earlier.
+        at = done.index(newest_nightly(customer, done))
+        newest = replace(with_gaps(customer, done[at], done[:at]), wal=tuple(
             s for s in snapshots if is_wal(s, customer_name)))
         if newest.missing and say:
             say(f"{tier}: set {newest.run_id[:8]} of {newest.time:%Y-%m-%d %H:%M} is "

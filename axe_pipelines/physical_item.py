@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # backup.py imports this module
     from axe_pipelines.backup import Item, ItemResult, _Job
     from axe_pipelines.config import Customer
     from axe_pipelines.restic import BackupSummary, Snapshot
+    from axe_pipelines.sets import BackupSet
 
 WEEKLY_MAX_AGE_HOURS = 192.0  # a weekly base backup, plus a day
 
@@ -39,6 +40,28 @@ def separately_scheduled(customer: Customer, item: Item) -> bool:
     """Given a customer and a tier-A item, return True for a base backup that runs on its
     server's own `physical_schedule`, not with the nightly set."""
     return item.kind == "physical" and customer.servers[item.name].physical_schedule is not None
+
+
+def own_schedule_servers(customer: Customer) -> list[str]:
+    """Given a customer, return the servers whose base backup runs on its own
+    `physical_schedule` (a set of its own, not a member every nightly set must hold)."""
+    return [i.name for i in physical_items(customer) if separately_scheduled(customer, i)]
+
+
+def base_backups_only(customer: Customer, the_set: BackupSet) -> bool:
+    """Given a customer and a set, return True for the set of a base backup's own job: it
+    holds only base backups of servers with a `physical_schedule` (no nightly item), so it
+    is no night's set for status, listings and the copy tiers' choice."""
+    own = set(own_schedule_servers(customer))
+    members = [s for s in the_set.snapshots if s.tag("kind") != "set-meta"]
+    return bool(members) and all(s.tag("kind") == "physical" and s.tag("server") in own
+                                 for s in members)
+
+
+def newest_nightly(customer: Customer, sets: list[BackupSet]) -> BackupSet:
+    """Given a customer and its sets (oldest first, at least one), return the newest that
+    is a night's set (not base_backups_only), else the newest."""
+    return next((s for s in reversed(sets) if not base_backups_only(customer, s)), sets[-1])
 
 
 def backup_base(job: _Job, item: Item, result: ItemResult) -> BackupSummary:

@@ -169,11 +169,7 @@ class Drill:
                      + ("proven" + (f" in {attempt.rto_s:.1f} s" if attempt.rto_s else "")
                         if attempt.ok else f"failed ({attempt.reason})"))
             if attempt.ok:
-                item.rpo_age_h = round((self.started - holding[-1].time).total_seconds()
-                                       / 3600, 2)
-                if len(holding) > 1:
-                    item.rpo_gap_h = round((holding[-1].time - holding[-2].time)
-                                           .total_seconds() / 3600, 2)
+                item.record_rpo(self.started, [s.time for s in holding])
                 break
         return item
 

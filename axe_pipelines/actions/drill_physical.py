@@ -75,10 +75,7 @@ def prove_physical(drill: Drill, server: str) -> ItemProof:
         drill.say(f"drill: {item.label} from {source.name}: " + (
             f"proven in {attempt.rto_s:.1f} s" if attempt.ok else f"failed ({attempt.reason})"))
         if attempt.ok:
-            item.rpo_age_h = round((drill.started - holding[-1].time).total_seconds() / 3600, 2)
-            if len(holding) > 1:
-                item.rpo_gap_h = round((holding[-1].time - holding[-2].time).total_seconds()
-                                       / 3600, 2)
+            item.record_rpo(drill.started, [s.time for s in holding])
             break
     return item
 

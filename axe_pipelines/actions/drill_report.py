@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,13 @@ class ItemProof:
     attempts: list[Attempt] = field(default_factory=list)
     rpo_age_h: float | None = None
     rpo_gap_h: float | None = None
+
+    def record_rpo(self, started: datetime, set_times: list[datetime]) -> None:
+        """Given the drill's start and the times of the sets holding the item (oldest first,
+        the newest served), set the RPO: the served set's age, the gap to the one before."""
+        self.rpo_age_h = round((started - set_times[-1]).total_seconds() / 3600, 2)
+        if len(set_times) > 1:
+            self.rpo_gap_h = round((set_times[-1] - set_times[-2]).total_seconds() / 3600, 2)
 
     @property
     def served(self) -> Attempt | None:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import coverage
 from axe_pipelines.config import Customer, Site, tier_timezone
+from axe_pipelines.physical_item import base_backups_only
 from axe_pipelines.restic import Snapshot
 from axe_pipelines.set_meta import SET_META_KIND
 from axe_pipelines.sets import BackupSet, list_sets
@@ -72,7 +73,8 @@ def describe_set(customer: Customer, the_set: BackupSet) -> SetInfo:
         run_id=the_set.run_id, time=the_set.time.astimezone(zone),
         items=tuple(sorted(item_label(s) for s in the_set.snapshots
                            if s.tag("kind") != SET_META_KIND)),  # set-meta is no item
-        missing=tuple(g.reason for g in coverage(customer, the_set.snapshots)),
+        missing=() if base_backups_only(customer, the_set) else  # a base backup's own job
+        tuple(g.reason for g in coverage(customer, the_set.snapshots)),
         raw_bytes=sum(int(s.summary.get("total_bytes_processed") or 0)
                       for s in the_set.snapshots))
 

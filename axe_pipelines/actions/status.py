@@ -36,6 +36,7 @@ from axe_pipelines.cold import find_volumes, read_marker, volume_restic
 from axe_pipelines.config import Customer, Site, tier_timezone
 from axe_pipelines.damage import recorded_damage
 from axe_pipelines.peer import RingError, link
+from axe_pipelines.physical_item import newest_nightly
 from axe_pipelines.restic import Restic, ResticError
 from axe_pipelines.ring import ring_peers
 from axe_pipelines.rotation import first_turn_ends, overdue_volumes
@@ -65,7 +66,7 @@ def _fill(row: TierRow, customer: Customer, restic: Restic, sizes: bool,
         return
     row.sets = len(sets)
     if sets:
-        row.newest = describe_set(customer, sets[-1])
+        row.newest = describe_set(customer, newest_nightly(customer, sets))  # physical_item
         row.first = sets[0].time
     if sizes:
         try:

@@ -92,6 +92,7 @@ def fresh_datadir(dest: Path) -> Path:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise PostgresError(f"{dest} is not an empty folder; a base backup is unpacked only "
                             f"into a new or empty one (choose another --dest)")
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     dest.chmod(0o700)
     if os.geteuid() == 0:
@@ -99,7 +100,8 @@ def fresh_datadir(dest: Path) -> Path:
         # The server runs as `postgres`: every folder above its data must let it through.
         if subprocess.run(_as_postgres(["test", "-w", str(dest), "-a", "-x", str(dest)]),
                           check=False).returncode != 0:
-            dest.rmdir()
+            if made:
+                dest.rmdir()
             raise PostgresError(f"the postgres user cannot reach {dest} (a folder above it is "
                                 f"closed to others, e.g. /root); choose a --dest it can reach")
     return dest.resolve()

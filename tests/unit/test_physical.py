@@ -11,7 +11,11 @@ from axe_pipelines.backup import Item, coverage, dump_filename, plan_tier_a
 from axe_pipelines.config import Server, parse_config
 from axe_pipelines.config_errors import ConfigError
 from axe_pipelines.node_labels import item_label
-from axe_pipelines.physical_item import separately_scheduled
+from axe_pipelines.physical_item import (
+    base_backups_only,
+    newest_nightly,
+    separately_scheduled,
+)
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.postgres.physical import fresh_datadir, pg_basebackup_argv, safe_settings
 
@@ -145,5 +149,16 @@ def test_tiers_b_and_c_copy_the_base_backup_with_the_set_or_carry_the_newest_one
     carried = with_gaps(axe, nightly, [weekly])
     assert [s.id for s in carried.to_copy] == ["b" * 64, "a" * 64]
     assert carried.carried[0].label == "physical/frame-postgres"
+    assert carried.missing == ()  # a weekly base backup is no gap in a nightly set
+    # The weekly job's set is no night's set: status, listings and the copy tiers skip it.
+    assert base_backups_only(axe, weekly) and not base_backups_only(axe, nightly)
+    assert newest_nightly(axe, [nightly, weekly]) is nightly
+    assert coverage(axe, []) and all(g.item.kind != "physical" for g in coverage(axe, []))
+    # A nightly base backup (no physical_schedule) is a member every set must hold.
+    every_night = _site(physical=True, roles=False).customer("axe")
+    gaps = with_gaps(every_night, nightly, [weekly])
+    assert [label for label, _ in gaps.missing] == ["physical/frame-postgres"]
+    assert [c.snapshot.id for c in gaps.carried] == ["a" * 64]
+    assert not base_backups_only(every_night, weekly)
     assert [s.id for s in with_gaps(axe, both, [weekly, nightly]).to_copy] == \
         ["c" * 64, "d" * 64]

@@ -324,3 +324,41 @@ def test_doctor_says_whether_a_base_backup_can_be_taken(make_config, archiving):
     axe = _config(make_config, cluster, user="axe_norepl")
     (found,) = physical_findings("axe", axe)
     assert found.status == "FAIL" and "must be superuser or replication role" in found.text
+
+
+def test_own_schedule_job_makes_a_set_of_its_own_the_nightly_job_leaves_out(
+        make_config, archiving, dagster_home, restic_bin):
+    """With physical_schedule the base backup's own job stores it (base_backup_current
+    passes) in a set of its own; the nightly job backs up the dumps only and its coverage
+    passes; status's newest set is the night's, with nothing missing."""
+    import dagster as dg
+
+    from axe_pipelines.actions.snapshots import describe_set
+    from axe_pipelines.definitions import build_definitions
+    from axe_pipelines.physical_item import newest_nightly
+    from axe_pipelines.sets import list_sets
+
+    cluster, _ = archiving
+    axe = _config(make_config, cluster, physical_schedule="0 4 * * 0")
+    restic = local_restic("axe", axe)
+    restic.init()
+    from axe_pipelines.config import Site
+
+    defs = build_definitions(Site(customers={"axe": axe}))
+    instance = dg.DagsterInstance.get()
+    own = defs.resolve_job_def("axe_physical_frame_postgres").execute_in_process(
+        instance=instance, raise_on_error=False)
+    assert own.success
+    evals = [e.asset_check_evaluation_data for e in own.all_events
+             if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert [(e.check_name, e.passed) for e in evals] == [("base_backup_current", True)]
+    night = defs.resolve_job_def("axe_tier_a").execute_in_process(instance=instance,
+                                                                 raise_on_error=False)
+    assert night.success
+    evals = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+             for e in night.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert evals["coverage"] is True and "base_backup_current" not in evals
+    sets = list_sets(restic, "axe")
+    assert [sorted(s.tag("kind") for s in x.snapshots if s.tag("kind") != "set-meta")
+            for x in sets] == [["physical"], ["pgdump", "pgdump", "roles"]]
+    assert describe_set(axe, newest_nightly(axe, sets)).missing == ()

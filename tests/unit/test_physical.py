@@ -162,3 +162,31 @@ def test_tiers_b_and_c_copy_the_base_backup_with_the_set_or_carry_the_newest_one
     assert not base_backups_only(every_night, weekly)
     assert [s.id for s in with_gaps(axe, both, [weekly, nightly]).to_copy] == \
         ["c" * 64, "d" * 64]
+
+
+def test_base_backup_current_wants_a_complete_one_within_its_age():
+    from datetime import UTC, datetime, timedelta
+
+    from axe_pipelines.physical_item import base_backup_problem, max_age_hours
+    from axe_pipelines.restic import Snapshot
+
+    now = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
+    axe = _site(physical=True).customer("axe")
+    assert max_age_hours(axe, "frame-postgres") == 26  # tier A's freshness_hours
+    weekly = _site(physical=True, physical_schedule="0 4 * * 0").customer("axe")
+    assert max_age_hours(weekly, "frame-postgres") == 192
+    assert max_age_hours(_site(physical=True, physical_max_age_hours=48).customer("axe"),
+                         "frame-postgres") == 48
+
+    def snap(hours_old: float, *extra: str) -> Snapshot:
+        return Snapshot("a" * 64, "aaaaaaaa", now - timedelta(hours=hours_old),
+                        ("kind=physical", "server=frame-postgres", *extra), ("/x",), "h")
+
+    assert "no base backup of server frame-postgres" in base_backup_problem(axe, "frame-postgres",
+                                                                            [], now)
+    assert base_backup_problem(axe, "frame-postgres", [snap(2)], now) is None
+    assert "30 h old, more than 26 h" in base_backup_problem(axe, "frame-postgres", [snap(30)],
+                                                             now)
+    assert base_backup_problem(weekly, "frame-postgres", [snap(30)], now) is None
+    assert "no base backup" in base_backup_problem(axe, "frame-postgres",
+                                                   [snap(1, "incomplete")], now)

@@ -20,6 +20,7 @@ from axe_pipelines.demo import create_sample_databases
 from axe_pipelines.postgres.cluster import LocalCluster, free_port
 from axe_pipelines.restic import find_restic
 from tests.ci_skips import pytest_runtest_makereport  # noqa: F401 - the CI skip hook
+from tests.ordering import pytest_collection_modifyitems  # noqa: F401 - longest first
 
 # Distinctive values so the secrecy test can grep everything for them.
 PG_PASSWORD = "pg-" + secrets.token_hex(12)

@@ -90,11 +90,11 @@ def plan_pitr(restic: Restic, snapshots: list[Snapshot], customer_name: str, ser
         if batch.last is not None and batch.last.number < start.number:
             continue
         needed.append(batch)
-        if batch.last is not None and batch.snapshot.time > target:
+        if batch.last is not None and batch.arrived > target:
             reached = True
             break
     if not reached:
-        newest = max((b.snapshot.time for b in needed), default=None)
+        newest = max((b.arrived for b in needed), default=None)
         upto = f"{newest.astimezone(target.tzinfo):%Y-%m-%d %H:%M:%S}" if newest else "nothing"
         raise PitrError(f"{server_name}: the WAL in {where} reaches only {upto} (newest WAL "
                         f"pushed), not {target:%Y-%m-%d %H:%M:%S %Z}; run `axe wal push` (or "

@@ -1,7 +1,8 @@
 """The pusher: the spool of one server into tier A, in batches, surviving kill -9 anywhere.
 
 One batch is one snapshot (tags `axe-pipelines customer=C kind=wal server=S batch=<id>
-first=<file> last=<file>`, no `run=`: it is no night's set). Its steps:
+first=<segment> last=<segment> archived=<when its newest file arrived>`, no `run=`: it is
+no night's set). Its steps:
 
 1. make `spool/pushing/<id>/` and rename up to `batch_files` WAL files into it (each rename
    is atomic; a kill between two leaves some files in the batch, the rest in the spool:
@@ -195,8 +196,11 @@ def _push_batch(restic: Restic, tags: list[str], folder: Path, batch_id: str) ->
     newest = max(p.stat().st_mtime for p in files)
     size = sum(p.stat().st_size for p in files)
     try:
-        summary = restic.backup_paths([folder], tags=[*tags, *batch_tags(batch_id, names)],
-                                      at=datetime.fromtimestamp(newest, UTC))
+        # restic keeps --time to the second; the tag keeps when the newest file arrived.
+        arrived = datetime.fromtimestamp(newest, UTC)
+        summary = restic.backup_paths(
+            [folder], tags=[*tags, *batch_tags(batch_id, names),
+                            f"archived={arrived:%Y%m%dT%H%M%S.%fZ}"], at=arrived)
         _pause("backed-up")
         snap = next(s for s in restic.snapshots(tags=[*tags, f"batch={batch_id}"])
                     if s.id == summary.snapshot_id)

@@ -34,7 +34,8 @@ def start_archiving_cluster(root: Path) -> LocalCluster:
     cluster.stop()
     with open(cluster.data / "postgresql.conf", "a") as conf:
         conf.write("\narchive_mode = on\nwal_level = replica\narchive_timeout = 60\n"
-                   "max_wal_senders = 4\narchive_command = '/bin/false'\n")
+                   "max_wal_senders = 4\narchive_command = '/bin/false'\n"
+                   "autovacuum = off\n")  # no commit the tests did not make
     return cluster.start()
 
 
@@ -49,12 +50,15 @@ def own_spool(cluster: LocalCluster, spool: Path) -> Path:
     return spool
 
 
-def switch(cluster: LocalCluster, n: int = 1, db: str = "postgres") -> list[str]:
-    """Write a little and close the segment `n` times; return the closed segments' names."""
+def switch(cluster: LocalCluster, n: int = 1, db: str = "postgres", *,
+           write: bool = True) -> list[str]:
+    """Write a little (unless not `write`: then no commit) and close the segment `n` times;
+    return the closed segments' names."""
     names = []
     for _ in range(n):
-        cluster.psql("CREATE TABLE IF NOT EXISTS wal_filler (x int); "
-                     "INSERT INTO wal_filler VALUES (1);", dbname=db)
+        if write:
+            cluster.psql("CREATE TABLE IF NOT EXISTS wal_filler (x int); "
+                         "INSERT INTO wal_filler VALUES (1);", dbname=db)
         names.append(cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn());")[0][0])
         cluster.psql("SELECT pg_switch_wal();")
     return names

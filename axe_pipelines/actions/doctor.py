@@ -20,6 +20,7 @@ from axe_pipelines.actions.doctor_checks import (
     same_chunker,
     tool_versions,
 )
+from axe_pipelines.actions.doctor_wal import wal_findings
 from axe_pipelines.backup import local_restic
 from axe_pipelines.cold import find_volumes, volume_restic
 from axe_pipelines.config import Customer, Site, load_config
@@ -53,6 +54,7 @@ def doctor(config_path: Path | None,
     for name in site.backed_up_customers():
         yield from _local(name, site.customers[name], facts)
         yield from tool_versions(name, site.customers[name])
+        yield from wal_findings(name, site.customers[name])  # doctor_wal.py (issue 13)
     yield from _ring(site, facts)
     yield from _cold(site, facts)
     for status, text in instance() if instance is not None else ():

@@ -88,6 +88,11 @@ def test_the_pusher_survives_kill_9_between_its_steps(wal_server: LocalCluster, 
     assert find_gaps(counts) == []
     assert [p.name for p in spool.iterdir() if not p.name.startswith(".")] == ["pushing"]
     assert [p for p in (spool / "pushing").iterdir() if p.is_dir()] == []
+    doctor = run_axe(config, "doctor").stdout
+    for said in ("WAL of ledger-postgres: archive_mode on", "wal_level replica",
+                 "archive_timeout 60 s", f"archive_command writes into {spool}",
+                 "newest WAL in tier A arrived"):
+        assert said in doctor, doctor
 
 
 def test_a_missing_segment_is_found_by_the_gap_check_and_named_by_the_restore(

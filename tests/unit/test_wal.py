@@ -281,3 +281,20 @@ def test_retention_keeps_the_wal_every_kept_base_backup_needs_and_nothing_older(
     unknown = plan_retention(everything, RetentionPolicy(keep_last=1), customer="axe",
                              now=now, timezone="Asia/Seoul", wal_starts={})
     assert {d.snapshot.id for d in unknown.forgotten} == {old.id}
+
+
+def test_doctor_names_each_wal_setting_that_cannot_work():
+    from axe_pipelines.actions.doctor_wal import setting_findings
+
+    server = _site({"pg": {"host": "h", "wal": {"spool": "/srv/wal/pg"}}}).customers[
+        "axe"].servers["pg"]
+    good = {"archive_mode": "on", "wal_level": "replica", "archive_timeout": "60",
+            "archive_command": "/usr/bin/python3 /opt/axe/axe_pipelines/wal/archive.py %p %f "
+                               "/srv/wal/pg"}
+    assert [f.status for f in setting_findings("pg", server, good)] == ["ok"] * 4
+    bad = {"archive_mode": "off", "wal_level": "minimal", "archive_timeout": "0",
+           "archive_command": "cp %p /mnt/elsewhere/%f"}
+    found = setting_findings("pg", server, bad)
+    assert [f.status for f in found] == ["FAIL", "FAIL", "warn", "FAIL"]
+    assert "set archive_mode = on" in found[0].text and "restart" in found[0].text
+    assert "%p %f /srv/wal/pg" in found[3].text

@@ -20,6 +20,7 @@ from axe_pipelines.postgres.cluster import LocalCluster
 from axe_pipelines.wal.push import PAUSE_ENV
 from axe_pipelines.wal.segments import find_gaps
 from tests.e2e.wal_support import (
+    COLD_PASSWORD_ENV,
     archive_command,
     archiver,
     own_spool,
@@ -50,9 +51,12 @@ def stored_names(config_site, restic_bin: str) -> Counter[str]:
 
 
 def test_the_pusher_survives_kill_9_between_its_steps(wal_server: LocalCluster, pg_root: Path,
-                                                     tmp_path: Path, restic_bin: str):
+                                                     tmp_path: Path, restic_bin: str,
+                                                     monkeypatch: pytest.MonkeyPatch):
     spool = own_spool(wal_server, pg_root / "spool-kill")
-    config, site = write_site(tmp_path, wal_server, spool)
+    monkeypatch.setenv(COLD_PASSWORD_ENV, "cold-" + os.urandom(8).hex())
+    (tmp_path / "Volumes" / "axe-cold-1").mkdir(parents=True)
+    config, site = write_site(tmp_path, wal_server, spool, cold=tmp_path / "Volumes")
     assert run_axe(config, "init").returncode == 0
     made = switch(wal_server, 3)
     wait_archived(wal_server, made[-1])
@@ -93,6 +97,17 @@ def test_the_pusher_survives_kill_9_between_its_steps(wal_server: LocalCluster, 
                  "archive_timeout 60 s", f"archive_command writes into {spool}",
                  "newest WAL in tier A arrived"):
         assert said in doctor, doctor
+
+    # Tier C copies the WAL batches with the night's set.
+    assert run_axe(config, "backup", "--local").returncode == 0
+    cold = run_axe(config, "backup", "--cold")
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    from axe_pipelines.tiers import open_tier
+
+    wal_a = {s.id for s in local_restic("axe", site.customers["axe"]).snapshots(
+        tags=["kind=wal"])}
+    wal_c = {s.original for s in open_tier(site, "axe", "cold").snapshots(tags=["kind=wal"])}
+    assert len(wal_a) == 2 and wal_c == wal_a
 
 
 def test_a_missing_segment_is_found_by_the_gap_check_and_named_by_the_restore(

@@ -19,6 +19,7 @@ from axe_pipelines.postgres.cluster import LocalCluster
 from axe_pipelines.wal import archive
 from tests.conftest import PG_PASSWORD, REPO_PASSWORD_ENV, server_entry
 
+COLD_PASSWORD_ENV = "AXE_TEST_WAL_COLD_PASSWORD"
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
 
@@ -85,7 +86,7 @@ def wait_archived(cluster: LocalCluster, name: str, timeout: float = 60) -> None
 def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
                wal: dict[str, Any] | None = None,
                extra: dict[str, Any] | None = None,
-               physical: bool = False) -> tuple[Path, Site]:
+               physical: bool = False, cold: Path | None = None) -> tuple[Path, Site]:
     """customers.yaml: customer axe, server ledger-postgres with wal:, database ledger
     (`extra`: more keys of the customer, e.g. notify)."""
     data = {"axe": {
@@ -94,7 +95,11 @@ def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
             **({"physical": True} if physical else {}))},
         "databases": {"ledger": {"server": "ledger-postgres"}},
         "tiers": {"local": {"repository": str(root / "repo"),
-                            "password": {"env": REPO_PASSWORD_ENV}}},
+                            "password": {"env": REPO_PASSWORD_ENV}},
+                  **({"cold": {"password": {"env": COLD_PASSWORD_ENV},
+                               "mount_glob": str(cold / "axe-cold-*"),
+                               "accept_plain_folders": True, "volumes": 1}}
+                     if cold else {})},
         **(extra or {}),
     }}
     path = root / "customers.yaml"

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from axe_pipelines.errors import ItemFailed
+from axe_pipelines.actions.selection import RestoreError
 from axe_pipelines.restic import Restic, Snapshot
 from axe_pipelines.restic.model import parse_time
 from axe_pipelines.wal.catalog import (
@@ -22,7 +22,7 @@ from axe_pipelines.wal.catalog import (
 from axe_pipelines.wal.segments import SEGMENT_SIZE, Segment, find_gaps, segments_of
 
 
-class PitrError(ItemFailed):
+class PitrError(RestoreError):
     """A point-in-time restore cannot be done as asked; the message says why and that
     nothing was changed."""
 

@@ -41,7 +41,7 @@ from axe_pipelines.backup import TAG_TOOL
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Restic, ResticError, Snapshot
 from axe_pipelines.safe_paths import remove_tree
-from axe_pipelines.wal.archive import PUSHING
+from axe_pipelines.wal.archive import PUSHING, fsync_dir
 from axe_pipelines.wal.segments import file_kind, find_gaps, segments_of
 
 Say = Callable[[str], None]
@@ -127,14 +127,6 @@ def _pause(step: str) -> None:
         print(f"axe wal push: paused after {step} (pid {os.getpid()})", file=sys.stderr,
               flush=True)
         os.kill(os.getpid(), signal.SIGSTOP)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -274,11 +266,11 @@ def push_spool(restic: Restic, customer_name: str, server_name: str, spool: Path
             batch_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
             folder = pushing / batch_id
             folder.mkdir()
-            _fsync_dir(pushing)
+            fsync_dir(pushing)
             for p in chunk:
                 p.rename(folder / p.name)
-            _fsync_dir(folder)
-            _fsync_dir(spool)
+            fsync_dir(folder)
+            fsync_dir(spool)
             _pause("moved")
             batch = _push_batch(restic, tags, folder, batch_id)
             result.pushed.append(batch)

@@ -140,9 +140,8 @@ def _restore_errors() -> tuple[type[BaseException], ...]:
     from axe_pipelines.actions.selection import RestoreError
     from axe_pipelines.postgres.client import PostgresError
     from axe_pipelines.restic import ResticError
-    from axe_pipelines.wal.pitr import PitrError
 
-    return (RestoreError, ResticError, PostgresError, PitrError)
+    return (RestoreError, ResticError, PostgresError)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -305,8 +304,7 @@ def _restore_commands(sub: argparse._SubParsersAction) -> None:
                          "without --target, of the one database whose dump holds it")
     restore.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     restore.add_argument("--pitr", action="store_true", help="replay archived WAL to --as-of "
-                         "(to the second; implied for a time between the sets on a server "
-                         "with wal:)")
+                         "(implied for a time between the sets on a server with wal:)")
     restore.add_argument("--force", action="store_true",
                          help="terminate connections to the database being replaced")
     restore.add_argument("--in-place", action="store_true",

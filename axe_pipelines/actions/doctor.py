@@ -21,6 +21,7 @@ from axe_pipelines.actions.doctor_checks import (
     tool_versions,
 )
 from axe_pipelines.actions.doctor_physical import physical_findings
+from axe_pipelines.actions.doctor_wal import wal_findings
 from axe_pipelines.backup import local_restic
 from axe_pipelines.cold import find_volumes, volume_restic
 from axe_pipelines.config import Customer, Site, load_config
@@ -55,6 +56,7 @@ def doctor(config_path: Path | None,
         yield from _local(name, site.customers[name], facts)
         yield from tool_versions(name, site.customers[name])
         yield from physical_findings(name, site.customers[name])  # doctor_physical.py
+        yield from wal_findings(name, site.customers[name])  # doctor_wal.py (issue 13)
     yield from _ring(site, facts)
     yield from _cold(site, facts)
     for status, text in instance() if instance is not None else ():

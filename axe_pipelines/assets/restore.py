@@ -34,6 +34,7 @@ class RestoreConfig(dg.Config):
     check: Optional[str] = None  # noqa: UP045
     jobs: int = 2
     lock_timeout: float = 10.0
+    pitr: bool = False  # replay archived WAL to as_of (a server with wal:)
 
     def options(self) -> RestoreOptions:
         """Return these fields as the options of actions.restore.run_restore."""
@@ -41,7 +42,7 @@ class RestoreConfig(dg.Config):
                               as_of=self.as_of, target=self.target, table=self.table,
                               dry_run=self.dry_run, force=self.force, in_place=self.in_place,
                               dest=self.dest, check=self.check, jobs=self.jobs,
-                              lock_timeout=self.lock_timeout)
+                              lock_timeout=self.lock_timeout, pitr=self.pitr)
 
 
 _CHECK_COLUMNS = [dg.TableColumn("target", "string"), dg.TableColumn("check", "string"),

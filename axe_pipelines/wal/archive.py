@@ -43,7 +43,8 @@ def _same_bytes(a: Path, b: Path) -> bool:
                 return True
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Given a folder, fsync it: a rename or link in it is then on disk."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -94,7 +95,7 @@ def archive(source: Path, name: str, spool: Path) -> str:
         raise ArchiveFailed(f"cannot copy {source} into {spool}: {exc.strerror or exc}"
                             f"{' (spool disk full)' if exc.errno == 28 else ''}") from None
     _discard(temp)
-    _fsync_dir(spool)
+    fsync_dir(spool)
     return f"{name} archived into {spool}"
 
 

@@ -10,6 +10,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Restic, Snapshot
@@ -41,6 +42,17 @@ class WalBatch:
         first, last = snap.tag("first"), snap.tag("last")
         return cls(snap, parse_segment(first) if first else None,
                    parse_segment(last) if last else None, snap.tag("missing"))
+
+    @property
+    def arrived(self) -> datetime:
+        """Return when the batch's newest file reached the spool (its `archived=` tag, to the
+        microsecond; the snapshot's time, to the second, without one)."""
+        tag = self.snapshot.tag("archived")
+        try:
+            return datetime.strptime(tag, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC) if tag \
+                else self.snapshot.time
+        except ValueError:
+            return self.snapshot.time
 
 
 def is_wal(snap: Snapshot, customer_name: str, server_name: str | None = None) -> bool:

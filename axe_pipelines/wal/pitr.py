@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from axe_pipelines.errors import ItemFailed
+from axe_pipelines.actions.selection import RestoreError
 from axe_pipelines.restic import Restic, Snapshot
 from axe_pipelines.restic.model import parse_time
 from axe_pipelines.wal.catalog import (
@@ -22,7 +22,7 @@ from axe_pipelines.wal.catalog import (
 from axe_pipelines.wal.segments import SEGMENT_SIZE, Segment, find_gaps, segments_of
 
 
-class PitrError(ItemFailed):
+class PitrError(RestoreError):
     """A point-in-time restore cannot be done as asked; the message says why and that
     nothing was changed."""
 
@@ -90,11 +90,11 @@ def plan_pitr(restic: Restic, snapshots: list[Snapshot], customer_name: str, ser
         if batch.last is not None and batch.last.number < start.number:
             continue
         needed.append(batch)
-        if batch.last is not None and batch.snapshot.time > target:
+        if batch.last is not None and batch.arrived > target:
             reached = True
             break
     if not reached:
-        newest = max((b.snapshot.time for b in needed), default=None)
+        newest = max((b.arrived for b in needed), default=None)
         upto = f"{newest.astimezone(target.tzinfo):%Y-%m-%d %H:%M:%S}" if newest else "nothing"
         raise PitrError(f"{server_name}: the WAL in {where} reaches only {upto} (newest WAL "
                         f"pushed), not {target:%Y-%m-%d %H:%M:%S %Z}; run `axe wal push` (or "

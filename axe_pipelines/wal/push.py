@@ -1,7 +1,8 @@
 """The pusher: the spool of one server into tier A, in batches, surviving kill -9 anywhere.
 
 One batch is one snapshot (tags `axe-pipelines customer=C kind=wal server=S batch=<id>
-first=<file> last=<file>`, no `run=`: it is no night's set). Its steps:
+first=<segment> last=<segment> archived=<when its newest file arrived>`, no `run=`: it is
+no night's set). Its steps:
 
 1. make `spool/pushing/<id>/` and rename up to `batch_files` WAL files into it (each rename
    is atomic; a kill between two leaves some files in the batch, the rest in the spool:
@@ -40,7 +41,7 @@ from axe_pipelines.backup import TAG_TOOL
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.restic import Restic, ResticError, Snapshot
 from axe_pipelines.safe_paths import remove_tree
-from axe_pipelines.wal.archive import PUSHING
+from axe_pipelines.wal.archive import PUSHING, fsync_dir
 from axe_pipelines.wal.segments import file_kind, find_gaps, segments_of
 
 Say = Callable[[str], None]
@@ -128,14 +129,6 @@ def _pause(step: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def _spool_lock(pushing: Path) -> Iterator[bool]:
     """Hold the spool's pusher lock; yield False when another pusher holds it."""
@@ -195,8 +188,11 @@ def _push_batch(restic: Restic, tags: list[str], folder: Path, batch_id: str) ->
     newest = max(p.stat().st_mtime for p in files)
     size = sum(p.stat().st_size for p in files)
     try:
-        summary = restic.backup_paths([folder], tags=[*tags, *batch_tags(batch_id, names)],
-                                      at=datetime.fromtimestamp(newest, UTC))
+        # restic keeps --time to the second; the tag keeps when the newest file arrived.
+        arrived = datetime.fromtimestamp(newest, UTC)
+        summary = restic.backup_paths(
+            [folder], tags=[*tags, *batch_tags(batch_id, names),
+                            f"archived={arrived:%Y%m%dT%H%M%S.%fZ}"], at=arrived)
         _pause("backed-up")
         snap = next(s for s in restic.snapshots(tags=[*tags, f"batch={batch_id}"])
                     if s.id == summary.snapshot_id)
@@ -270,11 +266,11 @@ def push_spool(restic: Restic, customer_name: str, server_name: str, spool: Path
             batch_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
             folder = pushing / batch_id
             folder.mkdir()
-            _fsync_dir(pushing)
+            fsync_dir(pushing)
             for p in chunk:
                 p.rename(folder / p.name)
-            _fsync_dir(folder)
-            _fsync_dir(spool)
+            fsync_dir(folder)
+            fsync_dir(spool)
             _pause("moved")
             batch = _push_batch(restic, tags, folder, batch_id)
             result.pushed.append(batch)

@@ -20,6 +20,7 @@ from axe_pipelines.postgres.cluster import LocalCluster
 from axe_pipelines.wal.push import PAUSE_ENV
 from axe_pipelines.wal.segments import find_gaps
 from tests.e2e.wal_support import (
+    COLD_PASSWORD_ENV,
     archive_command,
     archiver,
     own_spool,
@@ -50,9 +51,12 @@ def stored_names(config_site, restic_bin: str) -> Counter[str]:
 
 
 def test_the_pusher_survives_kill_9_between_its_steps(wal_server: LocalCluster, pg_root: Path,
-                                                     tmp_path: Path, restic_bin: str):
+                                                     tmp_path: Path, restic_bin: str,
+                                                     monkeypatch: pytest.MonkeyPatch):
     spool = own_spool(wal_server, pg_root / "spool-kill")
-    config, site = write_site(tmp_path, wal_server, spool)
+    monkeypatch.setenv(COLD_PASSWORD_ENV, "cold-" + os.urandom(8).hex())
+    (tmp_path / "Volumes" / "axe-cold-1").mkdir(parents=True)
+    config, site = write_site(tmp_path, wal_server, spool, cold=tmp_path / "Volumes")
     assert run_axe(config, "init").returncode == 0
     made = switch(wal_server, 3)
     wait_archived(wal_server, made[-1])
@@ -88,19 +92,45 @@ def test_the_pusher_survives_kill_9_between_its_steps(wal_server: LocalCluster, 
     assert find_gaps(counts) == []
     assert [p.name for p in spool.iterdir() if not p.name.startswith(".")] == ["pushing"]
     assert [p for p in (spool / "pushing").iterdir() if p.is_dir()] == []
+    doctor = run_axe(config, "doctor").stdout
+    for said in ("WAL of ledger-postgres: archive_mode on", "wal_level replica",
+                 "archive_timeout 60 s", f"archive_command writes into {spool}",
+                 "newest WAL in tier A arrived"):
+        assert said in doctor, doctor
+
+    # Tier C copies the WAL batches with the night's set.
+    assert run_axe(config, "backup", "--local").returncode == 0
+    cold = run_axe(config, "backup", "--cold")
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    from axe_pipelines.tiers import open_tier
+
+    wal_a = {s.id for s in local_restic("axe", site.customers["axe"]).snapshots(
+        tags=["kind=wal"])}
+    wal_c = {s.original for s in open_tier(site, "axe", "cold").snapshots(tags=["kind=wal"])}
+    assert len(wal_a) == 2 and wal_c == wal_a
 
 
-def test_a_missing_segment_is_found_by_the_gap_check(wal_server: LocalCluster, pg_root: Path,
-                                                    tmp_path: Path):
+def test_a_missing_segment_is_found_by_the_gap_check_and_named_by_the_restore(
+        wal_server: LocalCluster, pg_root: Path, tmp_path: Path):
     spool = own_spool(wal_server, pg_root / "spool-gap")
-    config, _ = write_site(tmp_path, wal_server, spool)
+    config, _ = write_site(tmp_path, wal_server, spool, physical=True)
     assert run_axe(config, "init").returncode == 0
-    made = switch(wal_server, 4)
+    assert run_axe(config, "backup", "--local").returncode == 0
+    made = switch(wal_server, 2)
+    moment = _now(wal_server)
+    made += switch(wal_server, 2)
     wait_archived(wal_server, made[-1])
     (spool / made[1]).unlink()  # a segment lost before it was pushed
     done = run_axe(config, "wal", "push")
     assert done.returncode == 1
     assert f"GAPS: segments {made[1]}..{made[1]} are missing" in done.stdout
+
+    restore = run_axe(config, "restore", "--customer", "axe", "--target", "ledger",
+                      "--as-of", moment, "--pitr")
+    assert restore.returncode == 1
+    (line,) = restore.stderr.strip().splitlines()
+    assert line.startswith("axe: restore: ledger-postgres: WAL needed") and made[1] in line
+    assert "nothing was changed" in line
 
 
 def test_a_full_spool_disk_makes_the_archiver_retry_and_alerts(
@@ -204,7 +234,10 @@ def test_restore_as_of_a_moment_between_two_commits_brings_back_exactly_the_rows
     time.sleep(1.2)
     wal_server.psql("DELETE FROM entries;", dbname="ledger")  # the bad migration
     wal_server.psql("INSERT INTO entries VALUES (9, 'after the delete');", dbname="ledger")
-    made = switch(wal_server, 1)
+    time.sleep(1.2)
+    idle_since = _now(wal_server)  # no commit after this one in the WAL pushed below
+    time.sleep(1.2)
+    made = switch(wal_server, 1, write=False)
     wait_archived(wal_server, made[-1])
     assert run_axe(config, "wal", "push").returncode == 0
 
@@ -225,3 +258,11 @@ def test_restore_as_of_a_moment_between_two_commits_brings_back_exactly_the_rows
                            "'ledger_before_restore_%';")
     assert len(kept) == 1
     assert wal_server.psql("SELECT id FROM entries;", dbname=kept[0][0]) == [["9"]]
+
+    # A moment after the last commit: PostgreSQL finds no commit past it and stops short of
+    # the target; the whole WAL (all of it before the moment) is replayed instead.
+    again = run_axe(config, "restore", "--customer", "axe", "--target", "ledger", "--as-of",
+                    idle_since, "--pitr", "--force")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "no commit after the target: all of the WAL replayed" in again.stdout
+    assert wal_server.psql("SELECT id FROM entries;", dbname="ledger") == [["9"]]

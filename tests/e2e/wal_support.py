@@ -19,6 +19,7 @@ from axe_pipelines.postgres.cluster import LocalCluster
 from axe_pipelines.wal import archive
 from tests.conftest import PG_PASSWORD, REPO_PASSWORD_ENV, server_entry
 
+COLD_PASSWORD_ENV = "AXE_TEST_WAL_COLD_PASSWORD"
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
 
@@ -34,7 +35,8 @@ def start_archiving_cluster(root: Path) -> LocalCluster:
     cluster.stop()
     with open(cluster.data / "postgresql.conf", "a") as conf:
         conf.write("\narchive_mode = on\nwal_level = replica\narchive_timeout = 60\n"
-                   "max_wal_senders = 4\narchive_command = '/bin/false'\n")
+                   "max_wal_senders = 4\narchive_command = '/bin/false'\n"
+                   "autovacuum = off\n")  # no commit the tests did not make
     return cluster.start()
 
 
@@ -49,12 +51,15 @@ def own_spool(cluster: LocalCluster, spool: Path) -> Path:
     return spool
 
 
-def switch(cluster: LocalCluster, n: int = 1, db: str = "postgres") -> list[str]:
-    """Write a little and close the segment `n` times; return the closed segments' names."""
+def switch(cluster: LocalCluster, n: int = 1, db: str = "postgres", *,
+           write: bool = True) -> list[str]:
+    """Write a little (unless not `write`: then no commit) and close the segment `n` times;
+    return the closed segments' names."""
     names = []
     for _ in range(n):
-        cluster.psql("CREATE TABLE IF NOT EXISTS wal_filler (x int); "
-                     "INSERT INTO wal_filler VALUES (1);", dbname=db)
+        if write:
+            cluster.psql("CREATE TABLE IF NOT EXISTS wal_filler (x int); "
+                         "INSERT INTO wal_filler VALUES (1);", dbname=db)
         names.append(cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn());")[0][0])
         cluster.psql("SELECT pg_switch_wal();")
     return names
@@ -81,7 +86,7 @@ def wait_archived(cluster: LocalCluster, name: str, timeout: float = 60) -> None
 def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
                wal: dict[str, Any] | None = None,
                extra: dict[str, Any] | None = None,
-               physical: bool = False) -> tuple[Path, Site]:
+               physical: bool = False, cold: Path | None = None) -> tuple[Path, Site]:
     """customers.yaml: customer axe, server ledger-postgres with wal:, database ledger
     (`extra`: more keys of the customer, e.g. notify)."""
     data = {"axe": {
@@ -90,7 +95,11 @@ def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
             **({"physical": True} if physical else {}))},
         "databases": {"ledger": {"server": "ledger-postgres"}},
         "tiers": {"local": {"repository": str(root / "repo"),
-                            "password": {"env": REPO_PASSWORD_ENV}}},
+                            "password": {"env": REPO_PASSWORD_ENV}},
+                  **({"cold": {"password": {"env": COLD_PASSWORD_ENV},
+                               "mount_glob": str(cold / "axe-cold-*"),
+                               "accept_plain_folders": True, "volumes": 1}}
+                     if cold else {})},
         **(extra or {}),
     }}
     path = root / "customers.yaml"

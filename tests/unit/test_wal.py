@@ -291,3 +291,51 @@ def test_retention_keeps_the_wal_every_kept_base_backup_needs_and_nothing_older(
     unknown = plan_retention(everything, RetentionPolicy(keep_last=1), customer="axe",
                              now=now, timezone="Asia/Seoul", wal_starts={})
     assert {d.snapshot.id for d in unknown.forgotten} == {old.id}
+
+
+def test_doctor_names_each_wal_setting_that_cannot_work():
+    from axe_pipelines.actions.doctor_wal import setting_findings
+
+    server = _site({"pg": {"host": "h", "wal": {"spool": "/srv/wal/pg"}}}).customers[
+        "axe"].servers["pg"]
+    good = {"archive_mode": "on", "wal_level": "replica", "archive_timeout": "60",
+            "archive_command": "/usr/bin/python3 /opt/axe/axe_pipelines/wal/archive.py %p %f "
+                               "/srv/wal/pg"}
+    assert [f.status for f in setting_findings("pg", server, good)] == ["ok"] * 4
+    bad = {"archive_mode": "off", "wal_level": "minimal", "archive_timeout": "0",
+           "archive_command": "cp %p /mnt/elsewhere/%f"}
+    found = setting_findings("pg", server, bad)
+    assert [f.status for f in found] == ["FAIL", "FAIL", "warn", "FAIL"]
+    assert "set archive_mode = on" in found[0].text and "restart" in found[0].text
+    assert "%p %f /srv/wal/pg" in found[3].text
+
+
+def test_a_clock_time_between_the_sets_on_a_server_with_wal_means_pitr(monkeypatch):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from axe_pipelines.actions import restore_pitr
+    from axe_pipelines.actions.restore import RestoreOptions
+    from axe_pipelines.actions.selection import RestoreError
+    from axe_pipelines.sets import BackupSet
+
+    site = parse_config({"axe": {
+        "servers": {"pg": {"host": "h", "wal": {"spool": "/s"}}, "plain": {"host": "h"}},
+        "databases": {"ledger": {"server": "pg"}, "other": {"server": "plain"}},
+        "tiers": {"local": LOCAL}}})
+    kst = ZoneInfo("Asia/Seoul")
+    sets = [BackupSet("r1", datetime(2026, 5, 20, 3, 0, 12, tzinfo=kst), ())]
+    monkeypatch.setattr(restore_pitr, "open_source", lambda *a: ("local", None, None))
+    monkeypatch.setattr(restore_pitr, "list_sets", lambda *a: sets)
+
+    def wants(as_of: str, target: str | None = "ledger", pitr: bool = False) -> bool:
+        return restore_pitr.wants_pitr(site, RestoreOptions(customer="axe", as_of=as_of,
+                                                            target=target, pitr=pitr))
+
+    assert wants("2026-05-20T14:37")
+    assert not wants("2026-05-20T03:00")  # a set was stamped in that minute: set-based
+    assert not wants("2026-05-20") and not wants("latest")  # no clock time
+    assert not wants("2026-05-20T14:37", target="other")  # its server has no wal:
+    assert wants("2026-05-20T03:00", pitr=True)
+    with pytest.raises(RestoreError, match="--pitr restores one database"):
+        wants("2026-05-20T14:37", target=None, pitr=True)

@@ -22,6 +22,7 @@ from typing import Literal
 
 from axe_pipelines import interrupt
 from axe_pipelines.config import Customer, tier_timezone
+from axe_pipelines.dump_proof import failure_line, verified_dump
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.instance.owner import release, run_dir, sweep
 from axe_pipelines.physical_item import backup_base, physical_items, separately_scheduled
@@ -29,6 +30,7 @@ from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.postgres.dump import SnapshotSession, pg_dump_argv, pg_dumpall_argv
 from axe_pipelines.postgres.physical import base_filename
 from axe_pipelines.progress import NullReporter, Reporter
+from axe_pipelines.readback import DumpCheck
 from axe_pipelines.restic import (
     BackupIncomplete,
     BackupSummary,
@@ -90,6 +92,7 @@ class ItemResult:
     row_counts: dict[str, int] = field(default_factory=dict)
     table_digests: dict[str, str | None] = field(default_factory=dict)  # checksum_tables
     skipped: bool = False
+    proof: DumpCheck | None = None  # what the verifier proved while restic stored the dump
 
 
 @dataclass
@@ -240,10 +243,25 @@ def _backup_database(job: _Job, item: Item, result: ItemResult) -> BackupSummary
         result.server_version = info.server_version
         result.row_counts = info.row_counts
         result.table_digests = info.table_digests
-        argv, env = _dump_command(pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format),
-                                  conn, job.errfile)
-        return job.restic.backup_command(argv, filename=result.path, tags=job.tags, at=job.at,
-                                         on_progress=job.progress, env_extra=env)
+        # Verify while writing (dump_proof.py): a dump that is incomplete or disagrees with
+        # these counts makes the command fail, so restic stores no snapshot of it.
+        verifier = verified_dump(pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format),
+                                 conn.libpq_env(), fmt=db.format, counts=info.row_counts,
+                                 errfile=job.errfile)
+        try:
+            summary = job.restic.backup_command(
+                verifier.argv, filename=result.path, tags=job.tags, at=job.at,
+                on_progress=job.progress, env_extra=verifier.env)
+        except ResticError as exc:
+            reason = verifier.reason()
+            if reason:  # the verifier stopped it: its reason, not restic's "exit status 1"
+                raise ItemError(f"{job.restic.repo.label}: the dump of {item.label} was not "
+                                f"stored: {reason}") from exc
+            raise
+        finally:
+            result.proof = verifier.proof()
+            verifier.remove()
+        return summary
 
 
 def _backup_server(job: _Job, item: Item, result: ItemResult) -> BackupSummary:
@@ -298,18 +316,8 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
 
 
 def _one_line(exc: BaseException, item: Item, child_stderr: str = "") -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    detail = "\n".join(filter(None, [child_stderr, getattr(exc, "detail", "")]))
-    if "command failed" in text and detail:
-        # restic says only "command failed: exit status N"; the dump tool's own message went
-        # to restic's stderr, which is in the detail.
-        tool = {"pgdump": "pg_dump", "physical": "pg_basebackup"}.get(item.kind, "pg_dumpall")
-        # restic passes the child's stderr on as "subprocess pg_dump: pg_dump: error: …".
-        said = [ln.split(f"{tool}: error:", 1)[1].strip() for ln in detail.splitlines()
-                if f"{tool}: error:" in ln]
-        reason = f": {said[0]}" if said else "; see the server log or run `axe doctor`"
-        text = f"{text} ({tool} for {item.label} failed{reason})"
-    return text
+    tool = {"pgdump": "pg_dump", "physical": "pg_basebackup"}.get(item.kind, "pg_dumpall")
+    return failure_line(exc, item.label, tool, child_stderr)
 
 
 def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: str,

@@ -147,8 +147,11 @@ def _latest_dump_metadata(context: dg.AssetExecutionContext,
 
 def _restorable(context: AssetExecutionContext, restic: Restic, key: dg.AssetKey,
                 fresh: ItemResult | None, dumped_now: bool) -> dg.AssetCheckResult:
-    """The restorable check of one dump: this run's dump, or (a check-only selection) the
-    latest recorded one, read back out of the repository."""
+    """The restorable check of one dump: what the verifier proved while this run stored it,
+    else (a check-only selection, or an archive the verifier does not read) the dump read
+    back out of the repository."""
+    if fresh is not None and fresh.proof is not None:
+        return restorable_result(key, fresh.snapshot_id, fresh.proof)
     if fresh is not None:
         snap, path, fmt, counts = fresh.snapshot_id, fresh.path, fresh.format, fresh.row_counts
     elif dumped_now:

@@ -30,9 +30,10 @@ def restorable_spec(dump_key: dg.AssetKey) -> dg.AssetCheckSpec:
     """Return the spec of `restorable` on one dump."""
     return dg.AssetCheckSpec(
         RESTORABLE, asset=dump_key,
-        description="The dump is read back out of the repository through pg_restore: the "
-                    "archive is complete and every table counted at dump time is in it with "
-                    "exactly that many rows.")
+        description="The dump is complete and every table counted in its exported snapshot "
+                    "is in it with exactly that many rows: proved while restic stored it (a "
+                    "dump that fails this is never stored), or, run on its own, by reading "
+                    "the dump back out of the repository through pg_restore.")
 
 
 def coverage_result(set_key: dg.AssetKey, gaps: Iterable[Gap], members: int) -> dg.AssetCheckResult:
@@ -58,7 +59,8 @@ def restorable_result(dump_key: dg.AssetKey, snapshot_id: str | None,
     return dg.AssetCheckResult(
         asset_key=dump_key, check_name=RESTORABLE, passed=check.ok,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="restorable" if check.ok else "; ".join(check.problems[:10]),
+        description=f"restorable (proved {check.proved})" if check.ok
+        else "; ".join(check.problems[:10]),
         metadata={"snapshot_id": snapshot_id or "", "tables_in_dump": check.tables_in_dump,
-                  "rows_in_dump": check.rows_in_dump, "bytes_read_back": check.bytes,
-                  "problems": check.problems})
+                  "rows_in_dump": check.rows_in_dump, "bytes_checked": check.bytes,
+                  "proved": check.proved, "problems": check.problems})

@@ -6,7 +6,6 @@ back through pg_restore.
 from __future__ import annotations
 
 import hashlib
-import re
 import signal
 import subprocess
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from axe_pipelines import interrupt
+from axe_pipelines.postgres.archive_stream import ScriptChecker, StreamError
 from axe_pipelines.postgres.client import (
     PSQL_FLAGS,
     Connection,
@@ -245,7 +245,6 @@ class SnapshotSession:
 
 # --- reading a dump back -----------------------------------------------------------------------
 
-_COPY_RE = re.compile(rb"^COPY (.+?) (?:\(.*\) )?FROM stdin;$")
 BLOCK = 1 << 20
 
 
@@ -263,42 +262,16 @@ def count_script_rows(chunks: Iterable[bytes]) -> dict[str, int]:
 
     Inside a COPY section every line is one row (COPY escapes newlines in values) and the
     section ends with a line holding only `\\.`, so rows are counted with bytes.count on whole
-    blocks instead of line by line.
+    blocks instead of line by line (archive_stream.ScriptChecker, which the dump's verifier
+    runs too).
     """
-    counts: dict[str, int] = {}
-    current: str | None = None
-    n = 0
-    buf = b""  # always starts at the beginning of a line
+    checker = ScriptChecker()
     for chunk in chunks:
-        buf += chunk
-        while buf:
-            if current is None:
-                nl = buf.find(b"\n")
-                if nl < 0:
-                    break
-                line, buf = buf[:nl], buf[nl + 1:]
-                if line.startswith(b"COPY "):
-                    m = _COPY_RE.match(line)
-                    if m:
-                        current, n = m.group(1).decode(), 0
-                continue
-            if buf.startswith(b"\\.\n"):
-                counts[current], current, buf = n, None, buf[3:]
-                continue
-            end = buf.find(b"\n\\.\n")
-            if end >= 0:
-                n += buf.count(b"\n", 0, end + 1)
-                counts[current], current, buf = n, None, buf[end + 4:]
-                continue
-            last = buf.rfind(b"\n")
-            if last < 0:
-                break
-            n += buf.count(b"\n", 0, last + 1)
-            buf = buf[last + 1:]
-            break
-    if current is not None:
-        raise PostgresError(f"dump ends inside the data of {current}: it is truncated")
-    return counts
+        checker.feed(chunk)
+    try:
+        return checker.finish(complete=False).tables
+    except StreamError as exc:
+        raise PostgresError(str(exc)) from None
 
 
 def read_dump(source: IO[bytes] | Path, *, fmt: str,

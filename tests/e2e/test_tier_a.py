@@ -15,7 +15,7 @@ from axe_pipelines.postgres.client import Connection
 from axe_pipelines.postgres.cluster import LocalCluster, free_port
 from axe_pipelines.postgres.dump import SnapshotSession
 from axe_pipelines.progress import PlainReporter
-from axe_pipelines.readback import verify_dump
+from axe_pipelines.readback import PROVED_WHILE_WRITING, verify_dump
 from tests.conftest import server_entry
 
 KST = ZoneInfo("Asia/Seoul")
@@ -52,7 +52,11 @@ def test_full_set_across_two_servers(make_config, server_a, server_b, restic_bin
     assert by_name["frame"].row_counts == table_counts(server_a, "frame")
     assert by_name["index"].row_counts == table_counts(server_b, "index")
     assert by_name["hive"].row_counts["axec.employees"] == 42
-    # The dump read back from the repository holds exactly those rows.
+    # The verifier proved the stream restic stored held exactly those rows...
+    hive = by_name["hive"]
+    assert hive.proof is not None and hive.proof.proved == PROVED_WHILE_WRITING
+    assert hive.proof.rows_in_dump == sum(hive.row_counts.values())
+    # ...and the dump read back from the repository holds them too.
     check = verify_dump(restic, by_name["hive"].snapshot_id, by_name["hive"].path,
                         fmt="custom", expected_counts=by_name["hive"].row_counts)
     assert check.ok and check.rows_in_dump == sum(by_name["hive"].row_counts.values())
@@ -211,6 +215,31 @@ def test_verify_dump_detects_a_count_mismatch(make_config, restic_bin):
                               "public.ghost: missing from the dump"]
 
 
+def test_counts_that_disagree_with_the_archive_store_no_snapshot(make_config, restic_bin,
+                                                                 monkeypatch):
+    """The verifier gets the snapshot's counts through its 0600 spec file; rows cannot change
+    inside an exported snapshot, so the fault is one count off in what the session reports:
+    the custom-format archive disagrees, restic stores nothing, the item says which table."""
+    real = SnapshotSession.export
+
+    def one_off(self, **kwargs):
+        info = real(self, **kwargs)
+        info.row_counts["axec.employees"] += 1
+        return info
+
+    monkeypatch.setattr(SnapshotSession, "export", one_off)
+    _, config = make_config(databases={"hive": {"server": "frame-postgres"}}, folders={})
+    axe = config.customer("axe")
+    local_restic("axe", axe).init()
+    result = run_tier_a("axe", axe, at=AT, run_id="r-off")
+    hive = next(r for r in result.results if r.item.name == "hive")
+    assert not hive.ok and hive.snapshot_id is None and hive.proof is None
+    assert hive.error.endswith("the dump of db/hive was not stored: axec.employees: 42 rows in "
+                               "the dump, 43 counted at dump time"), hive.error
+    assert "\n" not in hive.error
+    assert local_restic("axe", axe).snapshots(tags=["kind=pgdump"]) == []
+
+
 @pytest.mark.parametrize("cut", [0.5, 0.98])
 def test_truncated_archive_is_not_restorable(tmp_path, make_config, restic_bin, cut):
     """A dump cut short (what a plain pipe stores when pg_dump dies) fails verification."""
@@ -269,20 +298,17 @@ DAMAGING_EXEC = 'if [ "$1" = pg_dump ]; then "$@" | {filter}; else exec "$@"; fi
 
 @pytest.mark.parametrize(("database", "fmt", "damage", "says"), [
     ("frame", "custom", "head -c 30000",  # cut short: the archive ends inside a table's data
-     "pg_restore cannot read the dump"),
+     "the stream ends inside the data of public."),
     ("hive", "plain", "sed '/^7\tc7\t/d'",  # one row of axec.employees left out
      "axec.employees: 41 rows in the dump, 42 counted at dump time"),
 ])
-def test_restorable_check_fails_on_a_damaged_dump_naming_what_is_wrong(
-        make_config, tmp_path, server_a, restic_bin, monkeypatch, database, fmt, damage, says):
-    """A damaged dump stored as a normal snapshot with axe's tags (the backup itself said ok):
-    the `restorable` check fails, in the run that stored it and when run on its own later
-    (from the UI: a check-only selection reads the latest dump back), and says what is
-    wrong."""
-    import dagster as dg
-
-    from axe_pipelines.assets.tier_a import build_tier_a
-    from axe_pipelines.names import PROGRESS_RESOURCE, item_key
+def test_a_damaged_dump_is_never_stored_and_the_item_says_what_is_wrong(
+        make_config, tmp_path, server_a, restic_bin, database, fmt, damage, says):
+    """A damaged dump stream (the dump tool itself said ok) is met while restic stores it: the
+    verifier fails the command, so no snapshot of it exists, the item fails with one line
+    saying what is wrong, and its `restorable` check fails. (Reading a stored dump back, the
+    check run on its own: test_honest_damage and test_dagster_tier_a.)"""
+    from axe_pipelines.names import item_key
 
     from .test_cli_backup import run_axe
 
@@ -296,22 +322,12 @@ def test_restorable_check_fails_on_a_damaged_dump_naming_what_is_wrong(
     axe = config.customer("axe")
     [dump] = [i for i in plan_tier_a(axe) if i.kind == "pgdump"]
     key = item_key("axe", dump).to_user_string()
-    # The dump was stored like any other: tagged, in the night's set...
-    [snap] = local_restic("axe", axe).snapshots(tags=["kind=pgdump", f"database={database}"])
-    assert {"axe-pipelines", "customer=axe"} <= set(snap.tags)
-    assert f"db/{database}" in proc.stdout and proc.returncode == 1, proc.stdout + proc.stderr
-    # ...and the check that reads it back says it is not restorable, and why.
-    [line] = [ln for ln in proc.stdout.splitlines() if f"check {key}:restorable:" in ln]
-    assert line.startswith(f"check {key}:restorable: FAILED (") and says in line, line
-
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the operator's instance, as the UI sees it
-    again = dg.materialize(
-        [build_tier_a("axe", axe)], instance=dg.DagsterInstance.get(),
-        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)},
-        selection=dg.AssetSelection.checks(dg.AssetCheckKey(item_key("axe", dump),
-                                                            "restorable")),
-        raise_on_error=False)
-    [evaluation] = again.get_asset_check_evaluations()
-    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
-    assert says in (evaluation.description or "")
-    assert evaluation.metadata["snapshot_id"].value == snap.id
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    # Nothing of it was stored, not even as a snapshot that looks good...
+    assert local_restic("axe", axe).snapshots(tags=["kind=pgdump"]) == []
+    # ...the item's one line says why...
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"axe: axe db/{database}:")]
+    assert f"the dump of db/{database} was not stored: " in line and says in line, line
+    # ...and its restorable check fails with it.
+    [check] = [ln for ln in proc.stdout.splitlines() if f"check {key}:restorable:" in ln]
+    assert check == f"check {key}:restorable: FAILED (the dump failed in this run)", check

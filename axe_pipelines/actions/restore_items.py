@@ -35,6 +35,7 @@ from axe_pipelines.postgres.client import (
     server_connection,
 )
 from axe_pipelines.postgres.dump import read_dump
+from axe_pipelines.postgres.properties import properties_soon
 from axe_pipelines.postgres.roles import existing_roles, missing_roles_script, run_roles_script
 from axe_pipelines.restic import RepositoryDamaged, Restic, ResticError, Snapshot
 
@@ -123,19 +124,22 @@ def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Pa
     conn = connection_for(ctx.customer, db_name)
     where = f"database {db_name}"
     exists = pg_restore.check_sessions(conn, force=force, where=where)
+    # The recorded counts (Dagster's history) and the live database's properties are read
+    # while restic fetches the dump, and waited for only when needed (issue 12).
     recorded = recorded_counts_soon(ctx.history, ctx.customer_name, db_name, snap.id)
+    properties = properties_soon(conn, exists=exists, where=where)
     with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
         dump_file = fetch_file(ctx.restic, snap, workdir)
-    with ctx.steps.step(f"{where}: reading the archive"):
-        if db.format == "custom":
+    if db.format == "custom":
+        with ctx.steps.step(f"{where}: reading the archive"):
             # The same pg_restore as the restore: one too old for the dump fails here.
             pg_restore.read_toc(dump_file, where=where,
                                 bin_dir=None if conn.server.exec else conn.server.bin_dir)
-        expected, source = expected_counts(
-            recorded, lambda: read_dump(dump_file, fmt=db.format).tables)
     checks: list[CheckResult] = []
 
     def verify(copy: Connection) -> list[str]:
+        expected, source = expected_counts(
+            recorded, lambda: read_dump(dump_file, fmt=db.format).tables)
         checks[:] = run_checks(copy, db, expected_counts=expected, counts_source=source,
                                sql_only=True)
         return [f"{c.name}: {c.detail}" for c in checks if not c.passed]
@@ -143,7 +147,7 @@ def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Pa
     done = pg_restore.restore_database(conn, dump_file, db.format, exists=exists, force=force,
                                        jobs=jobs, verify=verify, where=where,
                                        step=ctx.steps.step, on_line=ctx.on_line,
-                                       zone=tier_timezone(ctx.customer))
+                                       zone=tier_timezone(ctx.customer), properties=properties)
     report = TargetReport("database", db_name, snap.id, changed=True, checks=checks)
     if done.kept:
         report.undo = undo_command(ctx.customer_name, db_name, done.tag, ctx.config_path)

@@ -78,15 +78,15 @@ def _reporter_for(plain: bool) -> Callable[[list[Item]], CollectingReporter]:
 
 
 def _print_local(outcome: LocalOutcome) -> None:
-    import pandas as pd
-
     from axe_pipelines.progress import human_bytes, summarize
+    from axe_pipelines.text_table import text_table
 
     if outcome.run is not None:
-        table = pd.DataFrame(summarize(outcome.results, outcome.wall_s))
-        for col in ("read", "added"):
-            table[col] = table[col].map(human_bytes)
-        print(table.to_string(index=False))
+        rows = summarize(outcome.results, outcome.wall_s)
+        for row in rows:
+            for col in ("read", "added"):
+                row[col] = human_bytes(row[col])  # type: ignore[arg-type]
+        print(text_table(rows))
         for check in outcome.run.checks:
             print(check.line)
     for line in outcome.errors:
@@ -386,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         message, code = _failure(exc)
         _err(message)
         return code
+    finally:
+        if argv is None:  # the `axe` program itself, which exits next (tests pass argv)
+            from axe_pipelines.startup import skip_final_collection
+
+            skip_final_collection()
 
 
 def _failure(exc: BaseException) -> tuple[str, int]:

@@ -4,19 +4,24 @@ DagsterDumpHistory: the row counts (and checksum_tables digests) tier A took ins
 dump's own snapshot, read from the dump assets' materializations. The restore, integrity and
 drill actions take it as an integrity.DumpHistory, so they never import Dagster: the CLI
 builds one on $DAGSTER_HOME, a Dagster op on its run's instance.
+
+Dagster is imported only when the history is read (issue 12): importing it and opening the
+instance costs the CLI one to two seconds, which `warm()` moves into a thread of its own that
+overlaps with restic fetching the dump, and the instance is opened once per process.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
-
-from axe_pipelines.assets.metadata import row_counts_from
 from axe_pipelines.backup import Item
 from axe_pipelines.instance import DEFAULT_HOME
-from axe_pipelines.names import history_keys, item_key
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 # How far back the history is read: dump materializations of one database, newest first.
 HISTORY_LIMIT = 1000
@@ -32,6 +37,29 @@ class DagsterDumpHistory:
                  home: Path | str | None = None):
         self.instance = instance
         self.home = Path(home or os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser()
+        self._lock = threading.Lock()
+        self._opened = False  # the home's instance was opened (or found missing) once
+
+    def warm(self) -> None:
+        """Start importing Dagster and opening the instance in a background thread, so a
+        later read finds it open (reads wait for it; a failure there reads as no history)."""
+        if self.instance is None:
+            threading.Thread(target=self._open, name="axe-history", daemon=True).start()
+
+    def _open(self) -> dg.DagsterInstance | None:
+        """The instance to read: the one given, else the home's, opened on first use and
+        kept (None when the home has none or it cannot be opened)."""
+        with self._lock:
+            if self.instance is None and not self._opened:
+                self._opened = True
+                if (self.home / "dagster.yaml").is_file():
+                    import dagster as dg
+
+                    try:
+                        self.instance = dg.DagsterInstance.from_config(str(self.home))
+                    except Exception:  # noqa: BLE001 - history is optional
+                        self.instance = None
+            return self.instance
 
     def counts_for(self, customer: str, database: str,
                    snapshot_id: str) -> dict[str, int] | None:
@@ -52,20 +80,23 @@ class DagsterDumpHistory:
 
     def _read(self, customer: str, database: str, snapshot_id: str,
               field: str) -> dict | None:
-        key = item_key(customer, Item("pgdump", database))
         try:
-            if self.instance is not None:
-                return _recorded(self.instance, key, snapshot_id, field)
-            if not (self.home / "dagster.yaml").is_file():
+            instance = self._open()
+            if instance is None:
                 return None
-            with dg.DagsterInstance.from_config(str(self.home)) as instance:
-                return _recorded(instance, key, snapshot_id, field)
+            from axe_pipelines.names import item_key  # imports Dagster: after _open
+
+            key = item_key(customer, Item("pgdump", database))
+            return _recorded(instance, key, snapshot_id, field)
         except Exception:  # noqa: BLE001 - history is optional; an unreadable one is none
             return None
 
 
 def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey, snapshot_id: str,
               field: str) -> dict | None:
+    from axe_pipelines.assets.metadata import row_counts_from
+    from axe_pipelines.names import history_keys
+
     # Dumps recorded before issue 11's key rename are under the former key (names.former_keys).
     for where in history_keys(key):
         for record in instance.fetch_materializations(where, limit=HISTORY_LIMIT).records:

@@ -29,12 +29,14 @@ class Run:
     cpu_s: float  # user + system of the command and every descendant it waited for
     maxrss_kib: int  # the largest single process of the tree
     tree_rss_kib: int | None = None  # peak of the tree's summed RSS (sampled), when asked
+    tree_rss_by_tool: dict[str, int] = field(default_factory=dict)  # at that peak, by name
     calls: list[list[str]] = field(default_factory=list)
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _tree_rss_kib(root: int) -> int:
-    """The summed RSS of `root` and all its descendants right now (from /proc)."""
+def _tree_rss_kib(root: int, by_tool: dict[str, int] | None = None) -> int:
+    """The summed RSS of `root` and all its descendants right now (from /proc); with
+    `by_tool`, also each process name's share (restic, python, pg_restore, ...) into it."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -51,7 +53,12 @@ def _tree_rss_kib(root: int) -> int:
         pid = todo.pop()
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * PAGE_KIB
+                kib = int(f.read().split()[1]) * PAGE_KIB
+            total += kib
+            if by_tool is not None:
+                with open(f"/proc/{pid}/comm", "rb") as f:
+                    name = f.read().decode(errors="replace").strip()
+                by_tool[name] = by_tool.get(name, 0) + kib
         except (OSError, IndexError, ValueError):
             pass
         todo.extend(children.get(pid, []))
@@ -65,7 +72,7 @@ def run_timed(argv: list[str], env: dict[str, str], *, log: Path, sample_rss: bo
     CommandFailed if it exits non-zero or outlasts `timeout_s`."""
     calls_log = Path(env["AXE_BENCH_CALLS"])
     calls_log.write_text("")
-    peak = 0
+    peak, peak_by_tool = 0, {}
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
@@ -81,7 +88,10 @@ def run_timed(argv: list[str], env: dict[str, str], *, log: Path, sample_rss: bo
                 if pid:
                     break
                 if sample_rss and now >= next_sample:
-                    peak = max(peak, _tree_rss_kib(proc.pid))
+                    shares: dict[str, int] = {}
+                    sampled = _tree_rss_kib(proc.pid, shares)
+                    if sampled > peak:
+                        peak, peak_by_tool = sampled, shares
                     next_sample = now + 0.05
                 if now - start > timeout_s:
                     proc.kill()
@@ -96,7 +106,8 @@ def run_timed(argv: list[str], env: dict[str, str], *, log: Path, sample_rss: bo
         tail = log.read_text(errors="replace")[-1500:]
         raise CommandFailed(f"exit {code}: {' '.join(argv)[:300]}\n--- log tail ---\n{tail}")
     return Run(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, maxrss_kib=usage.ru_maxrss,
-               tree_rss_kib=peak if sample_rss else None, calls=read_calls(calls_log))
+               tree_rss_kib=peak if sample_rss else None, tree_rss_by_tool=peak_by_tool,
+               calls=read_calls(calls_log))
 
 
 @dataclass
@@ -108,16 +119,34 @@ class Side:
     run: Callable[[int], Run]
 
 
+# When the scenario now running must end (time.monotonic()), set by run_all from the run's
+# time budget: rounds after the first are run only while they fit before it.
+DEADLINE: list[float | None] = [None]
+
+
+def _fits(runs: dict[str, list[Run]]) -> bool:
+    """Whether one more round, as long as the slowest round so far, ends before DEADLINE."""
+    deadline = DEADLINE[0]
+    if deadline is None:
+        return True
+    per_round = sum(max(r.wall_s for r in rs) for rs in runs.values() if rs) * 1.3
+    return time.monotonic() + per_round <= deadline
+
+
 def interleave(sides: dict[str, Side], rounds: int, *,
                before_round: Callable[[int], None] = lambda i: None,
                before_each: Callable[[], None] = lambda: None,
                label: str = "") -> dict[str, list[Run]]:
     """Given the sides, run each once per round, rotating which goes first, and return
     every side's Runs. `before_round` runs once before each round (a change all sides then
-    back up), `before_each` before every run."""
+    back up), `before_each` before every run. Rounds after the first stop when the next
+    would end after DEADLINE (the run's time budget)."""
     names = list(sides)
     runs: dict[str, list[Run]] = {n: [] for n in names}
     for i in range(rounds):
+        if i and not _fits(runs):
+            print(f"  {label}: {i} of {rounds} round(s), the time budget is spent", flush=True)
+            break
         before_round(i)
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
@@ -168,6 +197,11 @@ def summarize(runs: dict[str, list[Run]], sides: dict[str, Side], baseline: str
             entry["tree_rss_peak_kib"] = [r.tree_rss_kib for r in rs]
             entry["tree_rss_median_kib"] = int(statistics.median(
                 r.tree_rss_kib or 0 for r in rs))
+            # restic's own share of the tree at its peak, and everything else (axe's Python,
+            # pg_dump, pg_restore, sh): what grows with the data is told apart.
+            entry["tree_rss_restic_median_kib"] = int(statistics.median(
+                r.tree_rss_by_tool.get("restic", 0) for r in rs))
+            entry["tree_rss_by_tool_last"] = rs[-1].tree_rss_by_tool
         keys = sorted({k for r in rs for k in r.extra})
         for key in keys:
             entry[key] = statistics.median(r.extra.get(key, 0) for r in rs)
@@ -196,7 +230,9 @@ def compare(title: str, sides: dict[str, Side], rounds: int, baseline: str, *,
     runs = interleave(sides, rounds, before_round=before_round, before_each=before_each,
                       label=title)
     summary = summarize(runs, sides, baseline)
-    return {"title": title, "baseline": baseline, "rounds": rounds, "sides": summary,
+    done = len(runs[baseline])
+    return {"title": title, "baseline": baseline, "rounds": done,
+            "rounds_planned": rounds, "sides": summary,
             "targets": [ratio_target(*t[:4], summary=summary, key=(t[4:] or ["median_s"])[0])
                         for t in targets],
             "notes": notes}

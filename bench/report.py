@@ -9,11 +9,15 @@ One command runs every scenario side by side and writes `bench/results/<date>.js
 (git-ignored) and this page:
 
 ```bash
-.venv/bin/python -m bench                  # --scale full: the targets' measurement
+.venv/bin/python -m bench                  # --scale full: the targets' measurement, 15 min
 .venv/bin/python -m bench --scale quick    # tiny data, 1 round: checks the harness works
-.venv/bin/python -m bench --scale medium --runbook   # also scenario 4 at its scale's size
+.venv/bin/python -m bench --runbook --budget-min 40  # also scenario 4, the runbook's size
 .venv/bin/python -m bench --only tier_a,restore      # some scenarios
 ```
+
+The run keeps to a time budget (`--budget-min`, default 15; 0 for none): each scenario gets
+a share of what is left, and rounds after the first are left out when the next would not
+fit (its table then says "Rounds: 2 of 5").
 
 Method: every comparison runs its sides once per round, rotating which goes first; the
 tables give the median wall time, min–max, the ratio of medians over the first side (the
@@ -47,7 +51,7 @@ def _side_table(group: dict) -> list[str]:
     added = any("data_added" in s for s in sides.values())
     head = ["side", "median s", "min–max s", f"× {group['baseline']}", "CPU s", "CPU ×",
             "processes / opening repo", "largest process RSS MiB"]
-    head += ["tree peak RSS MiB"] if tree else []
+    head += ["tree peak RSS MiB", "of it restic MiB"] if tree else []
     head += ["data_added MiB", "stored MiB"] if added else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in sides.items():
@@ -55,7 +59,8 @@ def _side_table(group: dict) -> list[str]:
                f"{s['ratio']:.2f}" if s["ratio"] is not None else "", f"{s['cpu_median_s']:.2f}",
                f"{s['cpu_ratio']:.2f}" if s.get("cpu_ratio") is not None else "",
                _calls(s), _mib(s["maxrss_kib"])]
-        row += [_mib(s.get("tree_rss_median_kib"))] if tree else []
+        row += [_mib(s.get("tree_rss_median_kib")),
+                _mib(s.get("tree_rss_restic_median_kib"))] if tree else []
         if added:
             row += [f"{s.get('data_added', 0) / 2**20:.2f}",
                     f"{s.get('data_added_packed', 0) / 2**20:.2f}"]
@@ -87,7 +92,10 @@ def _data(value: object, as_bytes: bool = False) -> str:
 
 
 def _group(group: dict) -> list[str]:
-    out = [f"### {group['title']}", "", f"Rounds: {group['rounds']}. {group['notes']}".strip(),
+    planned = group.get("rounds_planned", group["rounds"])
+    rounds = f"{group['rounds']}" + (f" of {planned} (the time budget left out the rest)"
+                                     if planned != group["rounds"] else "")
+    out = [f"### {group['title']}", "", f"Rounds: {rounds}. {group['notes']}".strip(),
            "", *_side_table(group), ""]
     for t in group["targets"]:
         out.append(f"- Target: {t['label']} — {_target_text(t)}")

@@ -3,6 +3,7 @@ borgmatic and restic copy on the same data; writes bench/results/<date>-<scale>.
 docs/benchmarks.md.
 
     .venv/bin/python -m bench [--scale quick|medium|full] [--runbook] [--only a,b] [--rounds N]
+                              [--budget-min 15]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from bench import measure
 from bench.report import render
 from bench.tools import BENCH, ROOT, find_tools, load_average, versions
 
@@ -29,6 +31,11 @@ SCALES = {
     # The bench data of issue 12 (215 MB) and the runbook's ~700 MB over five databases.
     "full": (1_500_000, 20_000, 5, 2_600_000, 10_000),
 }
+
+
+# Each scenario's share of the time budget (roughly what it takes at full scale).
+WEIGHTS = {"fixed_cost": 1.0, "tier_a": 3.0, "two_servers": 2.0, "tier_b_copy": 1.5,
+           "restore": 1.5, "incremental": 2.0, "runbook": 4.0, "memory": 3.0}
 
 
 def _scenarios() -> list[tuple[int, str, str, Callable]]:
@@ -102,8 +109,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_const", const="quick", dest="scale",
                         help="same as --scale quick")
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default: the scale's)")
-    parser.add_argument("--runbook", action=argparse.BooleanOptionalAction, default=None,
-                        help="scenario 4, the runbook's size (default: on at full scale only)")
+    parser.add_argument("--runbook", action=argparse.BooleanOptionalAction, default=False,
+                        help="scenario 4, the runbook's size (~700 MB at full scale; off by "
+                             "default: it alone takes longer than the budget)")
+    parser.add_argument("--budget-min", type=float, default=15.0,
+                        help="time budget of the whole run in minutes (default 15; 0: none): "
+                             "each scenario gets its share, and rounds after the first are "
+                             "left out when they would not fit")
     parser.add_argument("--no-borg", action="store_true", help="leave borgmatic out")
     parser.add_argument("--only", help="comma-separated scenario ids (fixed_cost, tier_a, "
                                        "two_servers, tier_b_copy, restore, incremental, runbook, "
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, blob, rounds, rb_rows, rb_blobs = SCALES[args.scale]
     scale = Scale(args.scale, rows, blob, args.rounds or rounds, rb_rows, rb_blobs)
-    runbook = args.runbook if args.runbook is not None else args.scale == "full"
+    runbook = bool(args.runbook)
     only = set(args.only.split(",")) if args.only else None
     chosen = [s for s in _scenarios() if (only is None or s[1] in only)
               and (s[1] != "runbook" or runbook or (only and "runbook" in only))]
@@ -142,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         tool_versions = versions(tools, server_version(main_server))
         sizes = bench.create_data(main_server, DATABASES, rows=rows, blob_repeat=blob)
         ctx = Ctx(bench, scale, main_server, sizes, borg=not args.no_borg)
-        for spec in chosen:
+        end = time.monotonic() + args.budget_min * 60 - 30 if args.budget_min else None
+        for index, spec in enumerate(chosen):
+            if end is not None:  # this scenario's share of what is left of the budget
+                weights = [WEIGHTS.get(s[1], 1.0) for s in chosen[index:]]
+                measure.DEADLINE[0] = time.monotonic() + max(
+                    0.0, end - time.monotonic()) * weights[0] / sum(weights)
             results.append(_run(*spec, ctx))
     except KeyboardInterrupt:
         interrupted = f"interrupted after {len(results)} of {len(chosen)} scenario(s)"
@@ -155,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     done = {s["id"] for s in results}
     results += [{"number": n, "id": i, "title": t, "what": _what(f or _two_servers_doc()),
                  "skipped": "interrupted before it ran" if interrupted and (n, i, t, f) in chosen
-                 else "not run this time (scenario 4 needs --runbook below full scale; --only "
-                      "picks scenarios)"}
+                 else "not run this time (scenario 4 needs --runbook; --only picks "
+                      "scenarios)"}
                 for n, i, t, f in _scenarios() if i not in done]
     result = _result(args, scale, runbook, started, load_before, tool_versions,
                      sorted(results, key=lambda s: s["number"]))
@@ -186,6 +203,7 @@ def _result(args, scale, runbook: bool, started: float, load_before: list[float]
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"date": time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started)),
             "scale": args.scale, "label": label, "runbook": runbook,
+            "budget_min": args.budget_min,
             "params": ", ".join(f"{k} {v}" for k, v in asdict(scale).items() if k != "name"),
             "argv": sys.argv[1:], "seconds": time.time() - started,
             "machine": {"cpus": cpus, "mem_gib": round(mem), "load_before": load_before,

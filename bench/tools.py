@@ -108,7 +108,7 @@ def find_tools(shim_dir: Path, pg_bin: Path, *, want_borg: bool) -> Tools:
         tools.borg_real = borg_real
         tools.borg = _shim(shim_dir / "borg", borg_real, "borg")
         tools.borgmatic = borgmatic
-    from bench.sshd import have_sshd
+    from tests.sshd import have_sshd
 
     tools.ssh_ok = have_sshd()
     return tools

@@ -1,5 +1,6 @@
 """A real OpenSSH server on 127.0.0.1 for the ring tests: own port, own host key, own user key,
-sftp subsystem, key auth only. It stands in for the ring peer's machine.
+sftp subsystem, key auth only. It stands in for the ring peer's machine (the tests' and the
+benchmark's tier-B copy: bench/ imports this module).
 
 `SshServer.pause()` stops the listener and every session it serves (SIGSTOP): the TCP
 connection stays open but nothing answers, which is what a dropped Tailscale link looks like to
@@ -111,6 +112,13 @@ class SshServer:
             except ProcessLookupError:
                 pass
         self.proc = None
+
+    def ssh_argv(self) -> list[str]:
+        """Return the ssh command (without the remote command) that reaches this server
+        non-interactively with the pinned host key (the benchmark's raw `restic copy`)."""
+        return ["ssh", "-p", str(self.port), "-i", str(self.user_key), "-o", "IdentitiesOnly=yes",
+                "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", f"{self.user}@localhost"]
 
     def rotate_host_key(self) -> None:
         """Gives the server a new host key (the pinned known_hosts no longer matches)."""

@@ -36,6 +36,7 @@ from axe_pipelines.postgres.client import (
     server_connection,
 )
 from axe_pipelines.postgres.dump import read_dump
+from axe_pipelines.postgres.properties import Properties, properties_soon
 from axe_pipelines.postgres.roles import existing_roles, missing_roles_script, run_roles_script
 from axe_pipelines.restic import RepositoryDamaged, Restic, ResticError, Snapshot
 
@@ -124,12 +125,15 @@ def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Pa
     conn = connection_for(ctx.customer, db_name)
     where = f"database {db_name}"
     exists = pg_restore.check_sessions(conn, force=force, where=where)
+    # The recorded counts (Dagster's history) and the live database's properties are read
+    # while restic fetches the dump, and waited for only when needed (issue 12).
     recorded = recorded_counts_soon(ctx.history, ctx.customer_name, db_name, snap.id)
+    properties = properties_soon(conn, exists=exists, where=where)
     with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
         dump_file = fetch_file(ctx.restic, snap, workdir)
     return restore_database_file(ctx, db_name, dump_file, DumpSource(
         snap.id, f"snapshot {snap.short_id}", recorded, db.format), exists=exists,
-        force=force, jobs=jobs)
+        force=force, jobs=jobs, properties=properties)
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,8 @@ class DumpSource:
 
 
 def restore_database_file(ctx: ItemContext, db_name: str, dump_file: Path,
-                          source: DumpSource, *, exists: bool, force: bool,
-                          jobs: int) -> TargetReport:
+                          source: DumpSource, *, exists: bool, force: bool, jobs: int,
+                          properties: Properties | None = None) -> TargetReport:
     """Given a database (`exists`: whether it does now) and a dump file of it, restore the
     file into a new database, check it with the row-count (the source's counts, else the
     dump's) and SQL checks, and swap it in; return the report with the undo command. Raise
@@ -156,18 +160,20 @@ def restore_database_file(ctx: ItemContext, db_name: str, dump_file: Path,
     db = ctx.customer.databases[db_name]
     conn = connection_for(ctx.customer, db_name)
     where = f"database {db_name}"
-    with ctx.steps.step(f"{where}: reading the archive"):
-        if source.format == "custom":
+    if source.format == "custom":
+        with ctx.steps.step(f"{where}: reading the archive"):
             # The same pg_restore as the restore: one too old for the dump fails here.
             pg_restore.read_toc(dump_file, where=where,
                                 bin_dir=None if conn.server.exec else conn.server.bin_dir)
+    checks: list[CheckResult] = []
+
+    def verify(copy: Connection) -> list[str]:
+        # The counts are waited for (or read from the dump) only now, off the restore's
+        # critical path (issue 12).
         expected, counted = expected_counts(
             source.counts, lambda: read_dump(dump_file, fmt=source.format).tables)
         if counted != "counted in the dump":
             counted = source.counted_where
-    checks: list[CheckResult] = []
-
-    def verify(copy: Connection) -> list[str]:
         checks[:] = run_checks(copy, db, expected_counts=expected, counts_source=counted,
                                sql_only=True)
         return [f"{c.name}: {c.detail}" for c in checks if not c.passed]
@@ -175,7 +181,7 @@ def restore_database_file(ctx: ItemContext, db_name: str, dump_file: Path,
     done = pg_restore.restore_database(conn, dump_file, source.format, exists=exists,
                                        force=force, jobs=jobs, verify=verify, where=where,
                                        step=ctx.steps.step, on_line=ctx.on_line,
-                                       zone=tier_timezone(ctx.customer))
+                                       zone=tier_timezone(ctx.customer), properties=properties)
     report = TargetReport("database", db_name, source.id, changed=True, checks=checks)
     if done.kept:
         report.undo = undo_command(ctx.customer_name, db_name, done.tag, ctx.config_path)

@@ -5,8 +5,9 @@ Why not let the executor wait for the slot: Dagster 1.13's in-process executor p
 slot without sleeping (`interval_to_next_pending_claim_check` is never above 0), so a second
 `axe backup` spun at ~93% CPU for as long as the slot was held, and it took SIGINT/SIGTERM
 over (acting on them only between steps), so it could not be stopped either. Here the slot is
-claimed for the run's own id and step before the run starts, polled once a second with the
-holder named, and given up after `wait_timeout_s`; the executor then finds it claimed. The
+claimed for the run's own id and step before the run starts (a free slot at once; one freed
+while waiting within CLAIM_POLL_S), the holder looked up and named once a second, and given
+up after `wait_timeout_s`; the executor then finds it claimed. The
 run goes on in a thread of its own, so the main thread keeps interrupt.py's handlers.
 """
 
@@ -27,7 +28,8 @@ from axe_pipelines.instance.recovery import HeldSlot, held_slots, process_tags, 
 
 R = TypeVar("R")
 Say = Callable[[str], None]
-POLL_S = 1.0
+POLL_S = 1.0  # how often the holder is looked up (and recovered when its process is gone)
+CLAIM_POLL_S = 0.2  # how often a held slot is tried again: one freed is taken this soon
 DEFAULT_WAIT_S = 3600.0  # tiers.local.wait_timeout_s when a tier has none
 STOP_S = 20.0  # after a stop signal, how long the run may take to record its end
 
@@ -75,22 +77,26 @@ def wait_for_slots(instance: dg.DagsterInstance, run_id: str, slots: list[tuple[
     todo = [s for s in slots if _limited(instance, s[0])]
     told: set[str] = set()
     deadline = time.monotonic() + timeout_s
+    look_at, who = 0.0, "another run"
     while todo:
         todo = [(p, s) for p, s in todo if not storage.claim_concurrency_slot(p, run_id, s)
                 .is_claimed]
         if not todo:
             return
-        held = _holder(instance, todo[0][0], run_id)
-        if held is not None and held.stale:
-            for line in recover(instance):
-                say(line)
-            continue
-        who = held.holder.describe() if held and held.holder else "another run"
-        if who not in told:
-            told.add(who)
-            say(f"{what}: waiting for {who}, which holds pool {todo[0][0]} (for up to "
-                f"{timeout_s:g} s: tiers.local.wait_timeout_s)")
-        if time.monotonic() > deadline or interrupt.wait(POLL_S):
+        if time.monotonic() >= look_at:  # the holder: once a second, not every claim
+            look_at = time.monotonic() + POLL_S
+            held = _holder(instance, todo[0][0], run_id)
+            if held is not None and held.stale:
+                for line in recover(instance):
+                    say(line)
+                look_at = 0.0
+                continue
+            who = held.holder.describe() if held and held.holder else "another run"
+            if who not in told:
+                told.add(who)
+                say(f"{what}: waiting for {who}, which holds pool {todo[0][0]} (for up to "
+                    f"{timeout_s:g} s: tiers.local.wait_timeout_s)")
+        if time.monotonic() > deadline or interrupt.wait(CLAIM_POLL_S):
             storage.free_concurrency_slots_for_run(run_id)
             interrupt.raise_if_requested()
             raise SlotTimeout(f"{what}: {who} still holds pool {todo[0][0]} after "

@@ -28,7 +28,7 @@ from axe_pipelines.postgres.client import (
     run_tool,
 )
 from axe_pipelines.postgres.dump import count_rows
-from axe_pipelines.postgres.sql import database_level_statements
+from axe_pipelines.postgres.properties import Properties, database_properties
 
 StepFn = Callable[[str], AbstractContextManager[None]]
 Verify = Callable[[Connection], list[str]]
@@ -195,42 +195,6 @@ def check_sessions(conn: Connection, *, force: bool, where: str) -> bool:
     return exists
 
 
-def database_properties(conn: Connection, dump_file: Path, fmt: str, *, exists: bool,
-                        new_name: str, where: str) -> list[str]:
-    """Given the database to restore and its dump, return the database-level statements for
-    the restored copy `new_name`: read from the live database when it exists (its current
-    encoding, locale, owner, settings, grants, comment: a restore replaces the contents, not
-    the database's configuration), else from the dump's own DATABASE entries (pg_restore
-    without -C skips them); empty for a plain dump of a database that is gone. Raise
-    PostgresError if they cannot be read."""
-    if exists:
-        result = run_tool([*conn.tool("pg_dump"), *conn.conn_args(), "--no-password", "-s",
-                           "-C", "--exclude-schema", "*"], capture=True, check=False,
-                          env=conn.env(), what=f"{where}: pg_dump")
-        if result.code != 0:
-            raise PostgresError(f"{where}: cannot read the properties of {conn.dbname} "
-                                f"(pg_dump: {first_error(result.stderr)}); nothing was changed")
-        return database_level_statements(result.stdout, conn.dbname, new_name)
-    if fmt != "custom":
-        return []
-    bin_dir = conn.server.bin_dir if not conn.server.exec else None
-    listing = run_tool([local_tool("pg_restore", bin_dir), "-C", "-l", str(dump_file)],
-                       capture=True, check=False, what=f"{where}: pg_restore")
-    entries = [e for e in parse_toc(listing.stdout)
-               if e.desc in ("DATABASE", "DATABASE PROPERTIES")
-               or (e.desc in ("COMMENT", "ACL") and e.name.startswith("DATABASE "))]
-    database = next((e for e in entries if e.desc == "DATABASE"), None)
-    if listing.code != 0 or database is None:
-        return []
-    script = dump_file.with_suffix(".database.sql")
-    try:
-        pg_restore_script(dump_file, entries, script, create=True, bin_dir=bin_dir)
-    except PostgresError as exc:
-        raise PostgresError(f"{where}: {first_line(exc)} (its database entry); "
-                            f"nothing was changed") from None
-    return database_level_statements(script.read_text(), database.name, new_name)
-
-
 # --- restore, swap, undo -----------------------------------------------------------------------
 
 
@@ -246,18 +210,20 @@ class RestoredDatabase:
 def restore_database(conn: Connection, dump_file: Path, fmt: str, *, exists: bool,
                      force: bool, jobs: int, verify: Verify, where: str,
                      step: StepFn = no_step, on_line: Say = _quiet,
-                     zone: str | None = None) -> RestoredDatabase:
+                     zone: str | None = None,
+                     properties: Properties | None = None) -> RestoredDatabase:
     """Given the database (`exists`: whether it does now) and a dump file, restore the dump
     into a new database with the current one's encoding, locale and owner, call `verify` on
     it (it returns the failed checks), give it the current settings, grants and comment, then
     swap names so the copy is `<db>` and the previous one `<db>_before_restore_<stamp>`.
-    Return the stamp (on `zone`'s clock, see stamp) and the kept name. Raise PostgresError —
+    Return the stamp (on `zone`'s clock, see stamp) and the kept name (`properties`: read
+    them this way, see properties_soon; default database_properties). Raise PostgresError —
     the original untouched, the partial copy dropped — if any step before the swap fails."""
     tag = stamp(zone=zone)
     new_name = f"{conn.dbname}_restoring_{tag}"[:63]
     old_name = f"{conn.dbname}_before_restore_{tag}"[:63]
-    props = database_properties(conn, dump_file, fmt, exists=exists, new_name=new_name,
-                                where=where)
+    props = (properties or database_properties)(conn, dump_file, fmt, exists=exists,
+                                                new_name=new_name, where=where)
     create = next((p for p in props if p.startswith("CREATE DATABASE")),
                   f"CREATE DATABASE {quote_ident(new_name)} TEMPLATE template0;")
     owner = [p for p in props if re.match(r"ALTER DATABASE \S+ OWNER TO ", p)]

@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from axe_pipelines.actions.drill_report import Attempt, ItemProof
@@ -38,10 +36,10 @@ from axe_pipelines.postgres.dump import count_rows, read_dump
 from axe_pipelines.postgres.physical import (
     copy_connection,
     start_staging_cluster,
+    stop_staging_cluster,
     unpack_base_backup,
 )
 from axe_pipelines.restic import Restic
-from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.set_meta import SetMetaHistory
 from axe_pipelines.sets import BackupSet
 
@@ -103,8 +101,7 @@ def _prove_copy(drill: Drill, source: TierSource, restic: Restic, the_set: Backu
             results += _compare(drill, source, restic, the_set, copy, live)
             attempt.steps["checks"] = round(time.monotonic() - started, 3)
         finally:
-            copy.stop()
-            remove_tree(copy.root, inside=Path(tempfile.gettempdir()))  # its socket folder
+            stop_staging_cluster(copy)
     return results
 
 

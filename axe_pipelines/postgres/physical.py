@@ -25,8 +25,9 @@ Interface the WAL/PITR part builds on (keep it stable):
   into `tar -x` in a fresh 0700 folder, no temporary copy; restic is read to its end, or
   stopped with SIGINT (it then removes its lock) when the extraction fails (Restic.dump).
 - `start_staging_cluster(datadir, *, recovery=None) -> LocalCluster` (`.port`, `.data`,
-  `.root` — its own socket folder, with the log `.log` —, `.stop()`; `copy_connection` and
-  `stop_command` beside it): PostgreSQL of the copy's major version (postgres/cluster.py's
+  `.root` — its own socket folder, with the log `.log` —, `.stop()`; `copy_connection`,
+  `stop_command` and `stop_staging_cluster` (stop, then remove the socket folder) beside
+  it): PostgreSQL of the copy's major version (postgres/cluster.py's
   LocalCluster over the unpacked folder) on a free 127.0.0.1 port; `archive_mode=off` (a
   restored copy must never archive into the live server's spool),
   `listen_addresses=127.0.0.1`, port, socket folder, an hba of its own (password logins on
@@ -264,3 +265,11 @@ def _start_failure(copy: LocalCluster, datadir: Path) -> str:
     if not said:
         return ""
     return f"{said[0].split(':  ', 1)[-1].strip()} (log: {kept})"
+
+
+def stop_staging_cluster(copy: LocalCluster) -> None:
+    """Given a copy started by start_staging_cluster, stop it and remove its socket folder
+    (with its log) from the temp folder; the data directory stays for its owner to remove.
+    Raise PostgresError if it does not stop."""
+    copy.stop()
+    remove_tree(copy.root, inside=Path(tempfile.gettempdir()))

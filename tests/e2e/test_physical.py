@@ -6,6 +6,7 @@ snapshot."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -26,6 +27,7 @@ from axe_pipelines.postgres.dump import count_rows
 from axe_pipelines.postgres.physical import (
     copy_connection,
     start_staging_cluster,
+    stop_staging_cluster,
     unpack_base_backup,
 )
 from axe_pipelines.progress import NullReporter
@@ -100,7 +102,7 @@ def test_base_backup_is_stored_restored_and_never_archives(make_config, archivin
             == [["0", "0"]]
         assert "archive_mode = 'off'" in (datadir / "postgresql.auto.conf").read_text()
     finally:
-        copy.stop()
+        stop_staging_cluster(copy)
     assert not (datadir / "postmaster.pid").exists()
     # A second unpack into the same (now full) folder is refused, nothing written there.
     with pytest.raises(PostgresError, match="not an empty folder"):
@@ -210,6 +212,8 @@ def test_cli_backup_then_restore_physical_starts_a_staging_copy(make_config, arc
         assert server.psql("SHOW archive_mode;") == [["off"]]
     finally:
         subprocess.run(stop.split(), check=True, timeout=120)
+        sockets = Path(re.search(r"log (/\S+)/server\.log", out.stdout).group(1))
+        shutil.rmtree(sockets)  # the copy's socket folder, which stays while it runs
     print(f"restore --physical: {restore_s:.1f} s")
 
 

@@ -99,7 +99,7 @@ def test_the_pusher_survives_kill_9_between_its_steps(wal_server: LocalCluster, 
         assert said in doctor, doctor
 
     # Tier C copies the WAL batches with the night's set.
-    assert run_axe(config, "backup", "--local").returncode == 0
+    assert run_axe(config, "backup", "--local", "--skip-restore-check").returncode == 0
     cold = run_axe(config, "backup", "--cold")
     assert cold.returncode == 0, cold.stdout + cold.stderr
     from axe_pipelines.tiers import open_tier
@@ -115,7 +115,7 @@ def test_a_missing_segment_is_found_by_the_gap_check_and_named_by_the_restore(
     spool = own_spool(wal_server, pg_root / "spool-gap")
     config, _ = write_site(tmp_path, wal_server, spool, physical=True)
     assert run_axe(config, "init").returncode == 0
-    assert run_axe(config, "backup", "--local").returncode == 0
+    assert run_axe(config, "backup", "--local", "--skip-restore-check").returncode == 0
     made = switch(wal_server, 2)
     moment = _now(wal_server)
     made += switch(wal_server, 2)
@@ -226,7 +226,7 @@ def test_restore_as_of_a_moment_between_two_commits_brings_back_exactly_the_rows
                     "note text); INSERT INTO entries VALUES (1, 'before the base backup');",
                     dbname="ledger")
     assert run_axe(config, "init").returncode == 0
-    backup = run_axe(config, "backup", "--local")
+    backup = run_axe(config, "backup", "--local", "--skip-restore-check")
     assert backup.returncode == 0, backup.stdout + backup.stderr
     wal_server.psql("INSERT INTO entries VALUES (2, 'after'), (3, 'after');", dbname="ledger")
     time.sleep(1.2)
@@ -266,3 +266,28 @@ def test_restore_as_of_a_moment_between_two_commits_brings_back_exactly_the_rows
     assert again.returncode == 0, again.stdout + again.stderr
     assert "no commit after the target: all of the WAL replayed" in again.stdout
     assert wal_server.psql("SELECT id FROM entries;", dbname="ledger") == [["9"]]
+
+
+def test_retention_forgets_the_wal_only_an_older_base_backup_needed(
+        wal_server: LocalCluster, pg_root: Path, tmp_path: Path):
+    spool = own_spool(wal_server, pg_root / "spool-retention")
+    config, site = write_site(tmp_path, wal_server, spool, physical=True,
+                              local={"retention": {"keep_last": 1}})
+    assert run_axe(config, "init").returncode == 0
+    assert run_axe(config, "backup", "--local", "--skip-restore-check").returncode == 0
+    old = switch(wal_server, 2)
+    wait_archived(wal_server, old[-1])
+    assert run_axe(config, "wal", "push").returncode == 0  # WAL only the first backup needs
+    assert run_axe(config, "backup", "--local", "--skip-restore-check").returncode == 0
+    new = switch(wal_server, 2)
+    wait_archived(wal_server, new[-1])
+    assert run_axe(config, "wal", "push").returncode == 0
+
+    done = run_axe(config, "prune", "--customer", "axe", "--tier", "local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "wal/ledger-postgres: keep 1 WAL batch(es), forget 1" in done.stdout
+    left = stored_names(site, "")
+    assert set(new) <= set(left) and not set(old) & set(left)
+    # What is left still restores: the sequence from the kept base backup on is whole.
+    check = run_axe(config, "wal", "push")
+    assert check.returncode == 0 and "sequence whole from" in check.stdout

@@ -86,7 +86,8 @@ def wait_archived(cluster: LocalCluster, name: str, timeout: float = 60) -> None
 def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
                wal: dict[str, Any] | None = None,
                extra: dict[str, Any] | None = None,
-               physical: bool = False, cold: Path | None = None) -> tuple[Path, Site]:
+               physical: bool = False, cold: Path | None = None,
+               local: dict[str, Any] | None = None) -> tuple[Path, Site]:
     """customers.yaml: customer axe, server ledger-postgres with wal:, database ledger
     (`extra`: more keys of the customer, e.g. notify)."""
     data = {"axe": {
@@ -95,7 +96,7 @@ def write_site(root: Path, cluster: LocalCluster, spool: Path, *,
             **({"physical": True} if physical else {}))},
         "databases": {"ledger": {"server": "ledger-postgres"}},
         "tiers": {"local": {"repository": str(root / "repo"),
-                            "password": {"env": REPO_PASSWORD_ENV}},
+                            "password": {"env": REPO_PASSWORD_ENV}, **(local or {})},
                   **({"cold": {"password": {"env": COLD_PASSWORD_ENV},
                                "mount_glob": str(cold / "axe-cold-*"),
                                "accept_plain_folders": True, "volumes": 1}}

@@ -2,7 +2,8 @@
 
 `plan_tier_a` lists what goes into the set (one item per database dump, per server's roles and
 optional pg_dumpall, per folder). `run_tier_a` backs the items up into the local repository —
-servers in parallel lanes, one item at a time per server — and reports progress. `coverage`
+servers in parallel lanes, `parallel_items` at a time per server (lanes.py) — and reports
+progress. `coverage`
 says what the set lacks. Reading a dump back (the restorable check) is readback.py; progress
 reporters and the result table are progress.py.
 """
@@ -10,11 +11,11 @@ reporters and the result table are progress.py.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,10 +23,12 @@ from typing import Literal
 
 from axe_pipelines import interrupt
 from axe_pipelines.config import Customer, tier_timezone
+from axe_pipelines.coverage import Gap, coverage  # noqa: F401 - re-exported
 from axe_pipelines.dump_proof import failure_line, verified_dump
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.instance.owner import release, run_dir, sweep
-from axe_pipelines.physical_item import backup_base, physical_items, separately_scheduled
+from axe_pipelines.lanes import run_in_lanes
+from axe_pipelines.physical_item import backup_base, physical_items
 from axe_pipelines.postgres.client import Connection, PostgresError
 from axe_pipelines.postgres.dump import SnapshotSession, pg_dump_argv, pg_dumpall_argv
 from axe_pipelines.postgres.physical import base_filename
@@ -40,7 +43,7 @@ from axe_pipelines.restic import (
     Snapshot,
 )
 from axe_pipelines.secrets import SecretError
-from axe_pipelines.set_meta import store_set_meta
+from axe_pipelines.set_meta import SetMetaWriter
 
 ItemKind = Literal["pgdump", "roles", "dumpall", "files", "physical"]
 TAG_TOOL = "axe-pipelines"
@@ -207,6 +210,7 @@ class _Job:
     at: datetime
     progress: Callable[[int], None]
     errfile: Path
+    counted: Callable[[ItemResult], None] = lambda _result: None  # a dump's counts taken
 
 
 def _backup_folder(job: _Job, item: Item, result: ItemResult) -> BackupSummary | None:
@@ -243,6 +247,7 @@ def _backup_database(job: _Job, item: Item, result: ItemResult) -> BackupSummary
         result.server_version = info.server_version
         result.row_counts = info.row_counts
         result.table_digests = info.table_digests
+        job.counted(result)
         # Verify while writing (dump_proof.py): a dump that is incomplete or disagrees with
         # these counts makes the command fail, so restic stores no snapshot of it.
         verifier = verified_dump(pg_dump_argv(conn, snapshot=info.snapshot, fmt=db.format),
@@ -279,17 +284,19 @@ def _backup_server(job: _Job, item: Item, result: ItemResult) -> BackupSummary:
 
 
 def backup_item(restic: Restic, customer_name: str, customer: Customer, item: Item, *,
-                at: datetime, run_id: str, reporter: Reporter) -> ItemResult:
+                at: datetime, run_id: str, reporter: Reporter,
+                counted: Callable[[ItemResult], None] | None = None) -> ItemResult:
     """Given one item of the plan, back it up into the repository with the run's tags and
-    logical time `at` and return its ItemResult. Never raise for an operational failure: it
-    is the result's one-line `error` (an incomplete folder snapshot is tagged `incomplete`)."""
+    logical time `at` and return its ItemResult (`counted` is told a dump's result once its
+    counts are taken). Never raise for an operational failure: it is the result's one-line
+    `error` (an incomplete folder snapshot is tagged `incomplete`)."""
     started = time.monotonic()
     result = ItemResult(item=item, ok=False)
     # In the run's own folder, so a killed run's file is removed by the next run (owner.py).
     errfd, errname = tempfile.mkstemp(prefix="axe-dump-", suffix=".stderr", dir=run_dir(run_id))
     os.close(errfd)
     job = _Job(restic, customer, item.tags(customer_name, run_id), at,
-               lambda n: reporter.progress(item, n), Path(errname))
+               lambda n: reporter.progress(item, n), Path(errname), counted or (lambda _r: None))
     backup = {"files": _backup_folder, "pgdump": _backup_database,
               "physical": backup_base}.get(item.kind, _backup_server)
     try:
@@ -324,79 +331,54 @@ def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: 
                items: Iterable[Item] | None = None, reporter: Reporter | None = None,
                restic: Restic | None = None) -> TierAResult:
     """Given the logical time and run id, back up `items` (default: the whole plan), servers
-    in parallel lanes, and return the TierAResult: per-item results plus the snapshots the
-    repository now holds for this run (read back, not assumed). Items fail one by one; this
-    raises only when the repository cannot be listed afterwards."""
+    in parallel lanes and `parallel_items` of one server at once, and return the TierAResult:
+    per-item results plus the snapshots restic reported storing for this run (each
+    `restic backup --json` summary names its snapshot). Items fail one by one; never raise
+    for an item's failure."""
     assert customer.tiers is not None
+    tier = customer.tiers.local
     reporter = reporter or NullReporter()
     restic = restic or local_restic(customer_name, customer)
     todo = list(items) if items is not None else plan_tier_a(customer)
     started = time.monotonic()
-    lanes: dict[str, list[Item]] = {}
-    for item in todo:
-        lanes.setdefault(item.lane, []).append(item)
     results: dict[Item, ItemResult] = {}
     lock = threading.Lock()
 
-    def run_lane(lane_items: Sequence[Item]) -> None:
-        for item in lane_items:
-            if interrupt.requested():
-                # Ctrl-C / SIGTERM: what runs now is being stopped; nothing new starts.
-                res = ItemResult(item=item, ok=False, error="not started: interrupted")
-            else:
-                reporter.start(item)
-                res = backup_item(restic, customer_name, customer, item, at=at,
-                                  run_id=run_id, reporter=reporter)
-            with lock:
-                results[item] = res
-            reporter.finish(res)
+    def run_one(item: Item) -> None:
+        if interrupt.requested():
+            # Ctrl-C / SIGTERM: what runs now is being stopped; nothing new starts.
+            res = ItemResult(item=item, ok=False, error="not started: interrupted")
+        else:
+            reporter.start(item)
+            res = backup_item(restic, customer_name, customer, item, at=at, run_id=run_id,
+                              reporter=reporter, counted=meta.counted)
+        with lock:
+            results[item] = res
+        reporter.finish(res)
 
+    base = [TAG_TOOL, f"customer={customer_name}"]
+    meta = SetMetaWriter(restic, base, at, run_id, [i for i in todo if i.kind == "pgdump"])
     sweep()  # a killed run's scratch files (its process is provably gone)
-    workers = max(1, min(customer.tiers.local.parallel_servers, len(lanes)))
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="axe-lane") as pool:
-            for f in [pool.submit(run_lane, lane) for lane in lanes.values()]:
-                f.result()
+        run_in_lanes(todo, lambda i: i.lane, run_one, lanes_at_once=tier.parallel_servers,
+                     per_lane=tier.parallel_items)
     finally:
         release(run_id)
     ordered = [results[i] for i in todo]
-    store_set_meta(restic, [TAG_TOOL, f"customer={customer_name}"], at, run_id, ordered)
-    snapshots: list[Snapshot] = []
-    if any(r.ok for r in ordered):
-        snapshots = restic.snapshots(tags=[f"customer={customer_name}", f"run={run_id}"])
+    snapshots = [_stored(r, r.item.tags(customer_name, run_id), at) for r in ordered
+                 if r.ok and r.snapshot_id]
+    stored_meta = meta.finish(ordered)
+    if stored_meta is not None:
+        snapshots.append(stored_meta)
     return TierAResult(customer=customer_name, run_id=run_id, at=at,
                        repository=restic.repo.location, results=ordered, snapshots=snapshots,
                        wall_s=time.monotonic() - started)
 
 
-@dataclass(frozen=True)
-class Gap:
-    """A configured item the set lacks, and the operator's sentence for it."""
-
-    item: Item
-    reason: str
-
-
-def coverage(customer: Customer, snapshots: Iterable[Snapshot]) -> list[Gap]:
-    """Given a customer and a set's snapshots, return what the set lacks: every configured
-    database, roles/dumpall item and required folder must have a complete (not `incomplete`)
-    snapshot among them."""
-    present = {(s.tag("kind"), s.tag("database") or s.tag("server") or s.tag("folder"))
-               for s in snapshots if "incomplete" not in s.tags}
-    gaps = []
-    for item in plan_tier_a(customer):
-        if (item.kind, item.name) in present or separately_scheduled(customer, item):
-            continue  # a base backup on its own schedule is in its own job's set
-        if item.kind == "files":
-            folder = customer.folders[item.name]
-            if not folder.required:
-                continue
-            reason = f"required folder {folder.path.expanduser()} is not in the set"
-        elif item.kind == "pgdump":
-            db = customer.databases[item.name]
-            reason = (f"database {customer.database_name(item.name)} on {db.server} "
-                      f"is not in the set")
-        else:
-            reason = f"{item.kind} of server {item.server} is not in the set"
-        gaps.append(Gap(item, reason))
-    return gaps
+def _stored(result: ItemResult, tags: list[str], at: datetime) -> Snapshot:
+    """The snapshot restic reported storing for an item, as `restic snapshots` would list it
+    (no read-back: one more process opening the repository costs half a second)."""
+    assert result.snapshot_id and result.path
+    path = result.path if result.item.kind == "files" else "/" + result.path
+    return Snapshot(id=result.snapshot_id, short_id=result.snapshot_id[:8], time=at,
+                    tags=tuple(tags), paths=(path,), hostname=socket.gethostname())

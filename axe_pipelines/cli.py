@@ -283,8 +283,8 @@ def _backup_commands(sub: argparse._SubParsersAction) -> None:
     backup.add_argument("--customer", help="only this customer (default: all)")
     backup.add_argument("--plain", action="store_true", help="plain log lines, no live table")
     backup.add_argument("--skip-restore-check", action="store_true",
-                        help="do not read every dump back through pg_restore now (the "
-                        "restorable check can be run later from the UI)")
+                        help="leave the restorable checks out (every dump is still verified "
+                        "as it is written; the check can be run later from the UI)")
     backup.add_argument("--verbose", action="store_true", help="also show Dagster's ERROR "
                         "records and stack traces here (they are always in the run log)")
     backup.set_defaults(func=cmd_backup)

@@ -27,6 +27,8 @@ class LocalTier(StrictModel, CareSettings):
     timezone: str | None = None
     freshness_hours: float = Field(26, gt=0)
     parallel_servers: int = Field(2, ge=1, le=16)
+    parallel_items: int = Field(2, ge=1, le=8, description="items of one server backed up at "
+                                "once (issue 12: two measured faster than one on two cores)")
     # Bounds of tier A (issue 8): a hung disk or pipe fails the item instead of the night.
     timeout_s: float = Field(43200, gt=0, description="wall bound on one restic call")
     idle_timeout_s: float = Field(300, gt=0, description="a restic call (with its pg_dump) "

@@ -2,11 +2,13 @@
 
 The row counts and `checksum_tables` digests tier A takes inside each dump's exported
 snapshot are recorded in Dagster's history, but a rebuilt machine whose DAGSTER_HOME is lost
-(the disaster a drill rehearses) has none of it. So tier A also writes, at the end of each
-run, one small snapshot tagged `kind=set-meta` and the run's `run=`: a JSON file holding,
-per dump, its snapshot id, row counts and digests. Being a member of the set by its `run=`
-tag, it is copied to tiers B and C with the set and forgotten with it; one snapshot per set,
-not one per dump, because every restic process costs about half a second of key derivation.
+(the disaster a drill rehearses) has none of it. So tier A also writes, once the last dump's
+counts are taken, one small snapshot tagged `kind=set-meta` and the run's `run=`: a JSON
+file holding, per dump, its snapshot id (None for a dump still streaming then: it is stored
+alongside the last dumps, not after them), row counts and digests. Being a member of the
+set by its `run=` tag, it is copied to tiers B and C with the set and forgotten with it; one
+snapshot per set, not one per dump, because every restic process costs about half a second
+of key derivation.
 
 Coverage (backup.coverage) and BackupSet.member look items up by kind and name, so this
 member is neither a missing nor an extra item.
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -45,23 +49,30 @@ class _DumpResult(Protocol):
     def item(self) -> Any: ...
 
 
-def set_meta_content(run_id: str, results: Iterable[_DumpResult]) -> dict[str, Any] | None:
-    """Given a tier-A run's item results, return the set-meta JSON data (per database: the
-    dump's snapshot id, row counts, digests), or None when the run stored no dump."""
+def set_meta_content(run_id: str, results: Iterable[_DumpResult],
+                     in_flight: Iterable[_DumpResult] = ()) -> dict[str, Any] | None:
+    """Given a tier-A run's item results (and the dumps whose counts are taken and whose
+    backup is still under way), return the set-meta JSON data (per database: the dump's
+    snapshot id, None while under way, row counts, digests), or None when there is no dump."""
     dumps = {r.item.name: {"snapshot": r.snapshot_id, "row_counts": r.row_counts,
                            "table_digests": r.table_digests}
              for r in results if r.ok and r.snapshot_id and r.item.kind == "pgdump"}
+    for r in in_flight:
+        dumps.setdefault(r.item.name, {"snapshot": None, "row_counts": r.row_counts,
+                                       "table_digests": r.table_digests})
     if not dumps:
         return None
     return {"version": _VERSION, "run": run_id, "dumps": dumps}
 
 
 def write_set_meta(restic: Restic, tags: Sequence[str], at: datetime, run_id: str,
-                   results: Iterable[_DumpResult], scratch: Path | None = None) -> str | None:
+                   results: Iterable[_DumpResult], scratch: Path | None = None,
+                   in_flight: Iterable[_DumpResult] = ()) -> str | None:
     """Given tier A's repository, the set-meta snapshot's tags (kind=set-meta, run=…), the
-    run's logical time and its item results, store the set-meta snapshot and return its id
-    (None when the run stored no dump). Raise ResticError if restic cannot store it."""
-    content = set_meta_content(run_id, results)
+    run's logical time and its item results (and dumps under way), store the set-meta
+    snapshot and return its id (None when there is no dump). Raise ResticError if restic
+    cannot store it."""
+    content = set_meta_content(run_id, results, in_flight)
     if content is None:
         return None
     with tempfile.TemporaryDirectory(prefix="axe-set-meta-", dir=scratch) as tmp:
@@ -74,19 +85,27 @@ def write_set_meta(restic: Restic, tags: Sequence[str], at: datetime, run_id: st
 
 
 def store_set_meta(restic: Restic, base_tags: Sequence[str], at: datetime, run_id: str,
-                   results: Iterable[_DumpResult]) -> None:
+                   results: Iterable[_DumpResult],
+                   in_flight: Iterable[_DumpResult] = ()) -> Snapshot | None:
     """Given tier A's repository, the customer's tags, the run's logical time, id and item
-    results, store the set's set-meta snapshot (backup.run_tier_a calls this). Never raise: a
+    results (and the dumps still under way: backup.run_tier_a stores the set-meta while the
+    last dumps stream, so it costs no time of its own), store the set's set-meta snapshot and
+    return it as restic reported storing it (None when none was stored). Never raise: a
     failure fails no item (Dagster's history still holds the counts); it is logged."""
     if interrupt.requested():  # Ctrl-C / SIGTERM: nothing new starts
-        return
+        return None
     tags = [*base_tags, f"kind={SET_META_KIND}", f"run={run_id}"]
     try:
-        write_set_meta(restic, tags, at, run_id, results)
+        snapshot_id = write_set_meta(restic, tags, at, run_id, results, in_flight=in_flight)
     except (ResticError, OSError) as exc:
         logging.getLogger(__name__).warning(
             "tier A: the set's dump-time counts and digests (kind=%s) were not stored: %s",
             SET_META_KIND, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+    if snapshot_id is None:
+        return None
+    return Snapshot(id=snapshot_id, short_id=snapshot_id[:8], time=at, tags=tuple(tags),
+                    paths=("/" + SET_META_FILE,), hostname=socket.gethostname())
 
 
 def set_meta_snapshot(the_set: BackupSet) -> Snapshot | None:
@@ -127,8 +146,10 @@ class SetMetaHistory:
             if the_set.run_id not in self._read:
                 self._read[the_set.run_id] = read_set_meta(self.restic, the_set)
             dump = (self._read[the_set.run_id] or {}).get("dumps", {}).get(database)
-            # set-meta names the tier-A id; a copy in tier B or C keeps it as `original`.
-            if isinstance(dump, dict) and dump.get("snapshot") == (snap.original or snap.id):
+            # set-meta names the tier-A id (a copy in tier B or C keeps it as `original`), or
+            # None for a dump still under way when it was written: a set holds one dump of a
+            # database, so this set's is that one.
+            if isinstance(dump, dict) and dump.get("snapshot") in (None, snap.original or snap.id):
                 return dump
             return None
         return None
@@ -165,3 +186,50 @@ class SetMetaHistory:
         digests = (self._meta(database, snapshot_id) or {}).get("table_digests")
         return {str(k): None if v is None else str(v) for k, v in digests.items()} \
             if isinstance(digests, dict) and digests else None
+
+
+class SetMetaWriter:
+    """Stores a run's set-meta snapshot as soon as the counts of every dump of the run are
+    taken, in a thread beside the dumps still streaming (backup.run_tier_a): the snapshot's
+    own restic process then costs the night no time. `counted` is told each dump whose
+    counts are taken; `finish` (after every item) stores it if that never happened (no dump
+    got that far) and returns it."""
+
+    def __init__(self, restic: Restic, base_tags: Sequence[str], at: datetime, run_id: str,
+                 dumps: Iterable[Any]):
+        self._args = (restic, base_tags, at, run_id)
+        self._waiting = set(dumps)  # dump items whose counts are not taken yet
+        self._counted: list[_DumpResult] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stored: Snapshot | None = None
+
+    def counted(self, result: _DumpResult) -> None:
+        """Given a dump's result whose counts are now taken (its backup about to start), start
+        storing the set-meta when it is the last one."""
+        with self._lock:
+            self._counted.append(result)
+            self._waiting.discard(result.item)
+            if self._waiting or self._thread is not None:
+                return
+            done = [r for r in self._counted if r.ok and r.snapshot_id]
+            # Not yet done and not failed: under way (its id is None in the set-meta).
+            under_way = [r for r in self._counted if not (r.ok and r.snapshot_id)
+                         and not getattr(r, "error", None)]
+            self._thread = threading.Thread(target=self._store, args=(done, under_way),
+                                            daemon=True, name="axe-set-meta")
+            self._thread.start()
+
+    def _store(self, done: list[_DumpResult], under_way: list[_DumpResult]) -> None:
+        self._stored = store_set_meta(*self._args, done, in_flight=under_way)
+
+    def finish(self, results: Iterable[_DumpResult]) -> Snapshot | None:
+        """Given every item's result, wait for the set-meta snapshot (store it now from the
+        results when no dump's counts were taken) and return it (None when none was
+        stored)."""
+        with self._lock:
+            thread = self._thread
+        if thread is None:
+            return store_set_meta(*self._args, results)
+        thread.join()
+        return self._stored

@@ -152,14 +152,18 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
     """Given the customers, back each one's tier A up now (its repository probed first, so a
     missing, locked or wrongly keyed one fails with one line before anything starts) and
     yield its LocalOutcome. `reporter_for(items)` makes the progress reporter; `say` gets the
-    line announcing each run."""
+    line announcing each run.
+
+    The probe is one `restic cat config` (every restic process that opens the repository
+    spends about half a second deriving its key); the locks are listed only when the
+    repository's `locks/` folder holds any."""
     for name in names:
         customer = site.customers[name]
         try:
             restic = local_restic(name, customer)
             restic.probe()
             # Locks of a killed run (its restic on this host is gone) go before this run.
-            for lock in restic.clear_stale_locks():
+            for lock in restic.clear_stale_locks() if restic.may_hold_locks() else ():
                 say(f"tier A of {name}: removed a stale lock of pid {lock.pid} (gone) from "
                     f"{restic.repo.location}")
         except ResticError as exc:

@@ -300,6 +300,16 @@ class Restic:
                                       str(data.get("username", "")), str(data.get("time", ""))))
         return holders
 
+    def may_hold_locks(self) -> bool:
+        """Return False when the repository is a local folder whose `locks/` holds no file (no
+        restic process needed to know there is nothing to clear), else True."""
+        if self.repo.extra_args or ":" in self.repo.location.split("/", 1)[0]:
+            return True  # a backend (sftp:, s3:, …): only restic can tell
+        try:
+            return any(os.scandir(Path(self.repo.location) / "locks"))
+        except OSError:
+            return True
+
     def clear_stale_locks(self, met: RepositoryLocked | None = None) -> list[LockHolder]:
         """The stale-lock policy of every tier (module docstring). Given the RepositoryLocked
         a call met (None: look at the repository's locks first), run `restic unlock` (stale

@@ -10,6 +10,7 @@ stopped with it on Ctrl-C/SIGTERM (interrupt.py).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,13 +32,64 @@ _HINT = "run scripts/bootstrap-restic, or install restic 0.17+ and set AXE_RESTI
 
 def restic_version(binary: str) -> tuple[int, int, int] | None:
     """Given a path, return the (major, minor, patch) `restic version` prints, or None when it
-    does not run or prints no restic version."""
+    does not run or prints no restic version. Remembered per binary (path, size, mtime) in
+    this process and, with DAGSTER_HOME set, in `$DAGSTER_HOME/axe/restic-versions.json`:
+    every run used to start a restic process only to ask this."""
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return None
+    key = f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
+    if key in _VERSIONS:
+        return _VERSIONS[key]
+    cache = _version_cache()
+    known = _read_versions(cache)
+    if isinstance(known.get(key), list) and len(known[key]) == 3:
+        found: tuple[int, int, int] | None = tuple(known[key])  # type: ignore[assignment]
+    else:
+        found = _ask_version(binary)
+        if found is not None and cache is not None:
+            _write_versions(cache, {**known, key: list(found)})
+    _VERSIONS[key] = found
+    return found
+
+
+_VERSIONS: dict[str, tuple[int, int, int] | None] = {}
+
+
+def _ask_version(binary: str) -> tuple[int, int, int] | None:
     try:
         out = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"restic (\d+)\.(\d+)\.(\d+)", out)
     return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def _version_cache() -> Path | None:
+    home = os.environ.get("DAGSTER_HOME")
+    return Path(home) / "axe" / "restic-versions.json" if home else None
+
+
+def _read_versions(path: Path | None) -> dict[str, object]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_versions(path: Path, data: dict[str, object]) -> None:
+    # A cache: a home that is not writable (yet) only means asking restic next time.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _describe(binary: str, version: tuple[int, int, int] | None) -> str:

@@ -23,12 +23,29 @@ def run_axe(config_path: Path, home: Path, *args: str,
                           capture_output=True, text=True, timeout=300)
 
 
+def counting_restic(tmp_path: Path, real: str) -> tuple[dict[str, str], Path]:
+    """A restic that logs each invocation's argv (one line) and runs the real one; return the
+    environment that makes axe use it, and the log."""
+    log, shim = tmp_path / "restic-calls", tmp_path / "restic-shim"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    return {"AXE_RESTIC": str(shim)}, log
+
+
 def test_backup_prints_the_table_and_exits_zero(make_config, tmp_path, restic_bin):
     path, _ = make_config()
     home = tmp_path / "home"
-    assert run_axe(path, home, "init").returncode == 0
-    proc = run_axe(path, home, "backup", "--local")
+    env, log = counting_restic(tmp_path, restic_bin)
+    assert run_axe(path, home, "init", env=env).returncode == 0
+    log.unlink()
+    proc = run_axe(path, home, "backup", "--local", env=env)
     assert proc.returncode == 0, proc.stderr
+    # One probe of the repository, one restic process per item and one for the set's
+    # set-meta: no version (remembered from `axe init`), no lock listing, no read-back of
+    # snapshots or dumps (issue 12).
+    assert [" ".join(ln.split()[:2]) for ln in log.read_text().splitlines()] == [
+        "cat config", *["backup --json"] * 8]
+    assert proc.stdout.count(":restorable: ok") == 4
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["item", "status", "snapshot", "read", "added", "seconds"]
     items = [ln.split()[0] for ln in lines[1:9]]

@@ -261,34 +261,65 @@ def test_truncated_archive_is_not_restorable(tmp_path, make_config, restic_bin, 
     assert "pg_restore cannot read the dump" in str(info.value)
 
 
+class Recorder:
+    """A reporter that keeps the order items start and finish in."""
+
+    def __init__(self):
+        self.events: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def start(self, item):
+        with self.lock:
+            self.events.append(("start", item.label))
+
+    def progress(self, item, n):
+        pass
+
+    def finish(self, result):
+        with self.lock:
+            self.events.append(("finish", result.item.label))
+
+
 def test_servers_are_dumped_in_parallel_lanes(make_config, restic_bin):
-    """Two servers' first items start before either finishes; one server's items run in turn."""
-    events: list[tuple[str, str]] = []
-    lock = threading.Lock()
-
-    class Recorder:
-        def start(self, item):
-            with lock:
-                events.append(("start", item.label))
-
-        def progress(self, item, n):
-            pass
-
-        def finish(self, result):
-            with lock:
-                events.append(("finish", result.item.label))
-
-    _, config = make_config(folders={})
+    """Two servers' first items start before either finishes; with `parallel_items: 1` one
+    server's items run in turn."""
+    _, config = make_config(folders={}, local={"parallel_items": 1})
     axe = config.customer("axe")
     local_restic("axe", axe).init()
-    result = run_tier_a("axe", axe, at=AT, run_id="r", reporter=Recorder())
+    recorder = Recorder()
+    result = run_tier_a("axe", axe, at=AT, run_id="r", reporter=recorder)
     assert result.ok
+    events = recorder.events
     first_finish = next(i for i, e in enumerate(events) if e[0] == "finish")
     assert {e[1] for e in events[:first_finish]} == {"roles/frame-postgres",
                                                       "roles/index-postgres"}
     # Within a server: frame starts only after frame-postgres' roles finished.
     assert events.index(("finish", "roles/frame-postgres")) < events.index(("start", "db/frame"))
     assert events.index(("finish", "db/frame")) < events.index(("start", "db/hive"))
+
+
+def test_two_items_of_one_server_at_once_by_default(make_config, restic_bin):
+    """`parallel_items` defaults to 2: a server's first two items start together, and never
+    more than two of its items run at once; the set is whole."""
+    _, config = make_config(databases={"frame": {"server": "frame-postgres"},
+                                       "hive": {"server": "frame-postgres"}}, folders={})
+    axe = config.customer("axe")
+    local_restic("axe", axe).init()
+    recorder = Recorder()
+    result = run_tier_a("axe", axe, at=AT, run_id="r2", reporter=recorder)
+    assert result.ok and coverage(axe, result.snapshots) == []
+    events = recorder.events
+    first_finish = next(i for i, e in enumerate(events) if e[0] == "finish")
+    assert {e[1] for e in events[:first_finish]} == {"roles/frame-postgres", "db/frame"}
+    running = peak = 0
+    for kind, _label in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+    # Built from restic's summaries, not read back: the same snapshots the repository lists.
+    listed = local_restic("axe", axe).snapshots(tags=["run=r2"])
+    assert sorted((s.id, s.tags, s.paths, s.time, s.hostname) for s in listed) == sorted(
+        (s.id, s.tags, s.paths, s.time, s.hostname) for s in result.snapshots)
 
 
 # pg_dump's stream damaged on its way into restic while pg_dump and the pipeline report

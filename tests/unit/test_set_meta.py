@@ -78,3 +78,64 @@ def test_history_first_then_the_sets_set_meta_read_once_and_copies_match_by_orig
     assert history.digests_for("axe", "index", "zz") is None  # a dump of no known set
     recorded = SetMetaHistory(_History({"t": "from-dagster"}), _Repo(data), [the_set])  # type: ignore[arg-type]
     assert recorded.digests_for("axe", "index", "a1") == {"t": "from-dagster"}
+
+
+def test_a_dump_still_under_way_is_recorded_without_its_id_and_found_by_its_set():
+    done = _Result(Item("pgdump", "index", "s"), True, "a1", {"t": 3})
+    streaming = _Result(Item("pgdump", "frame", "s"), False, None, {"j": 7})
+    content = set_meta_content("r1", [done], in_flight=[streaming])
+    assert content["dumps"]["frame"] == {"snapshot": None, "row_counts": {"j": 7},
+                                         "table_digests": {}}
+    assert content["dumps"]["index"]["snapshot"] == "a1"
+    # The set holds one dump of frame (c9, stored after the set-meta was written): that one.
+    the_set = BackupSet("r1", AT, (_snap("c9", ("kind=pgdump", "database=frame")),
+                                   _snap("a1", ("kind=pgdump", "database=index")),
+                                   _snap("m1", ("kind=set-meta",))))
+    history = SetMetaHistory(_History(), _Repo(content), [the_set])  # type: ignore[arg-type]
+    assert history.counts_for("axe", "frame", "c9") == {"j": 7}
+    assert history.counts_for("axe", "index", "a1") == {"t": 3}
+
+
+class _Storing:
+    """A Restic whose backup_command records what the set-meta snapshot would hold."""
+
+    def __init__(self):
+        import threading
+
+        self.stored: list[dict] = []
+        self.lock = threading.Lock()
+
+    def backup_command(self, argv, **_kwargs):
+        from axe_pipelines.restic import BackupSummary
+
+        with self.lock:
+            self.stored.append(json.loads(open(argv[1]).read()))
+        return BackupSummary("m" * 64, 10, 10, 0.1)
+
+
+def test_the_writer_stores_once_the_last_dump_is_counted_beside_it():
+    from axe_pipelines.set_meta import SetMetaWriter
+
+    restic = _Storing()
+    frame, index = Item("pgdump", "frame", "s"), Item("pgdump", "index", "s")
+    writer = SetMetaWriter(restic, ["axe-pipelines"], AT, "r1", [frame, index])  # type: ignore[arg-type]
+    first = _Result(index, False, None, {"t": 3})
+    writer.counted(first)
+    assert restic.stored == []  # frame's counts are not taken yet
+    first.ok, first.snapshot_id = True, "a1"
+    writer.counted(_Result(frame, False, None, {"j": 7}))  # frame now streams
+    snap = writer.finish([])
+    assert snap is not None and snap.id == "m" * 64 and "kind=set-meta" in snap.tags
+    [content] = restic.stored
+    assert {k: v["snapshot"] for k, v in content["dumps"].items()} == {"index": "a1",
+                                                                       "frame": None}
+
+
+def test_the_writer_without_counted_dumps_stores_from_the_results_at_the_end():
+    from axe_pipelines.set_meta import SetMetaWriter
+
+    restic = _Storing()
+    frame = Item("pgdump", "frame", "s")
+    writer = SetMetaWriter(restic, ["axe-pipelines"], AT, "r1", [frame])  # type: ignore[arg-type]
+    assert writer.finish([_Result(frame, False, None)]) is None  # failed before counts
+    assert restic.stored == []

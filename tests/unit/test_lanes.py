@@ -1,0 +1,64 @@
+"""lanes.py: lanes in parallel, a few items of one lane at once, started in plan order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from axe_pipelines.lanes import run_in_lanes
+
+
+def schedule(items: list[str], *, lanes_at_once: int, per_lane: int):
+    """Run items named `<lane>:<n>`, each busy 50 ms; return the start order and the most
+    items running at once, per lane and in all."""
+    lock = threading.Lock()
+    running: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    starts: list[str] = []
+
+    def run(item: str) -> None:
+        lane = item.split(":")[0]
+        with lock:
+            starts.append(item)
+            running[lane] = running.get(lane, 0) + 1
+            running["*"] = running.get("*", 0) + 1
+            for key in (lane, "*"):
+                peak[key] = max(peak.get(key, 0), running[key])
+        time.sleep(0.05)
+        with lock:
+            running[lane] -= 1
+            running["*"] -= 1
+
+    run_in_lanes(items, lambda i: i.split(":")[0], run, lanes_at_once=lanes_at_once,
+                 per_lane=per_lane)
+    return starts, peak
+
+
+ITEMS = ["a:1", "a:2", "a:3", "a:4", "b:1", "b:2", "b:3"]
+
+
+@pytest.mark.parametrize(("lanes_at_once", "per_lane", "lane_peak", "all_peak"), [
+    (1, 1, 1, 1), (2, 1, 1, 2), (1, 2, 2, 2), (2, 2, 2, 4)])
+def test_at_most_so_many_items_of_a_lane_and_lanes_at_once(lanes_at_once, per_lane, lane_peak,
+                                                           all_peak):
+    starts, peak = schedule(ITEMS, lanes_at_once=lanes_at_once, per_lane=per_lane)
+    assert sorted(starts) == sorted(ITEMS)
+    assert (peak["a"], peak["b"], peak["*"]) == (lane_peak, lane_peak, all_peak)
+    for lane in "ab":  # within a lane, in plan order
+        mine = [s for s in starts if s.startswith(lane)]
+        assert mine == [i for i in ITEMS if i.startswith(lane)]
+
+
+def test_an_exception_is_raised_after_the_others_ran():
+    ran: list[str] = []
+
+    def run(item: str) -> None:
+        if item == "a:1":
+            raise RuntimeError("boom")
+        ran.append(item)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_in_lanes(ITEMS, lambda i: i[0], run, lanes_at_once=2, per_lane=2)
+    assert "b:3" in ran

@@ -104,3 +104,20 @@ print("PANDAS", "pandas" in sys.modules)
                          "db/frame     ok f48d65d5 1.3 MiB 1.3 MiB     0.82",
                          "   total     ok          1.3 MiB 1.3 MiB     6.15"], out.stderr
     assert "PANDAS False" in lines
+
+
+def test_the_backup_runner_opens_dagster_in_a_thread(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from axe_pipelines.errors import Unusable
+    from axe_pipelines.runner_soon import RunnerSoon
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    runner = RunnerSoon(say=lambda _: None)
+    assert runner._thread.name == "axe-dagster"
+    assert type(runner.instance).__name__ == "DagsterInstance"  # waits for the thread
+    assert (tmp_path / "home" / "dagster.yaml").is_file()
+    # An unusable home still fails at once, in the caller's thread, before anything runs.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "file" / "home"))
+    with pytest.raises(Unusable, match="is not usable"):
+        RunnerSoon()

@@ -111,18 +111,21 @@ def cmd_backup(args: argparse.Namespace) -> int:
     names = site.to_back_up(args.customer)
     runner = RunnerSoon(say=_note, verbose=args.verbose)  # Dagster opens meanwhile
     worst = EXIT_OK
-    if args.local:
-        for local in backup_local(site, names, runner, reporter_for=_reporter_for(args.plain),
-                                  skip_restore_check=args.skip_restore_check, say=_note):
-            _print_local(local)
-            worst = max(worst, local.exit_code)
-    copies = itertools.chain(
-        backup_ring(site, names, runner, peer=args.peer, retry=not args.no_retry, say=_note)
-        if args.ring else (),
-        backup_cold(site, names, runner) if args.cold else ())
-    for copy in copies:
-        _print_copy(copy)
-        worst = max(worst, copy.exit_code)
+    try:
+        if args.local:
+            for local in backup_local(site, names, runner, say=_note, reporter_for=_reporter_for(
+                    args.plain), skip_restore_check=args.skip_restore_check):
+                _print_local(local)
+                worst = max(worst, local.exit_code)
+        copies = itertools.chain(
+            backup_ring(site, names, runner, peer=args.peer, retry=not args.no_retry,
+                        say=_note) if args.ring else (),
+            backup_cold(site, names, runner) if args.cold else ())
+        for copy in copies:
+            _print_copy(copy)
+            worst = max(worst, copy.exit_code)
+    finally:
+        runner.close()
     return worst
 
 
@@ -147,9 +150,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from axe_pipelines.cli_cleanup import cmd_cleanup  # its printing lives there
 
         return cmd_cleanup(args)
-    history = DagsterDumpHistory()
-    if not (args.undo or args.dry_run):
-        history.warm()  # Dagster's import and instance open overlap with restic's work
+    history = DagsterDumpHistory(warm=not (args.undo or args.dry_run))  # overlaps restic
     config = load_config(args.config)
     if args.undo:
         if not args.target:

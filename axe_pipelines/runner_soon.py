@@ -38,6 +38,13 @@ class RunnerSoon:
         self._thread = threading.Thread(target=make, name="axe-dagster", daemon=True)
         self._thread.start()
 
+    def close(self) -> None:
+        """Wait for the thread to end. A command that needed no run (nothing mounted, a
+        config error) must not exit — or start another runner — while the thread may still
+        be creating the instance's SQLite storage: a half-created one, or two creators at
+        once, breaks the next run's schema migration."""
+        self._thread.join()
+
     def __getattr__(self, name: str) -> Any:
         self._thread.join()
         if "error" in self._box:

@@ -33,6 +33,7 @@ from axe_pipelines.errors import (
     EXIT_UNUSABLE,
     AxeError,
 )
+from axe_pipelines.startup import skip_final_collection
 
 if TYPE_CHECKING:
     from axe_pipelines.actions.backup import CollectingReporter, CopyOutcome, LocalOutcome
@@ -78,15 +79,10 @@ def _reporter_for(plain: bool) -> Callable[[list[Item]], CollectingReporter]:
 
 
 def _print_local(outcome: LocalOutcome) -> None:
-    from axe_pipelines.progress import human_bytes, summarize
-    from axe_pipelines.text_table import text_table
+    from axe_pipelines.text_table import result_table
 
     if outcome.run is not None:
-        rows = summarize(outcome.results, outcome.wall_s)
-        for row in rows:
-            for col in ("read", "added"):
-                row[col] = human_bytes(row[col])  # type: ignore[arg-type]
-        print(text_table(rows))
+        print(result_table(outcome.results, outcome.wall_s))
         for check in outcome.run.checks:
             print(check.line)
     for line in outcome.errors:
@@ -107,7 +103,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     exit code of all."""
     from axe_pipelines import interrupt
     from axe_pipelines.actions.backup import backup_cold, backup_local, backup_ring
-    from axe_pipelines.runs import InProcessRunner
+    from axe_pipelines.runner_soon import RunnerSoon
 
     interrupt.install()  # Ctrl-C / SIGTERM: stop within seconds, exit 130 / 143
     if not (args.local or args.ring or args.cold):
@@ -115,20 +111,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     site = load_config(args.config)
     names = site.to_back_up(args.customer)
-    runner = InProcessRunner(say=_note, verbose=args.verbose)
+    runner = RunnerSoon(say=_note, verbose=args.verbose)  # Dagster opens meanwhile
     worst = EXIT_OK
-    if args.local:
-        for local in backup_local(site, names, runner, reporter_for=_reporter_for(args.plain),
-                                  skip_restore_check=args.skip_restore_check, say=_note):
-            _print_local(local)
-            worst = max(worst, local.exit_code)
-    copies = itertools.chain(
-        backup_ring(site, names, runner, peer=args.peer, retry=not args.no_retry, say=_note)
-        if args.ring else (),
-        backup_cold(site, names, runner) if args.cold else ())
-    for copy in copies:
-        _print_copy(copy)
-        worst = max(worst, copy.exit_code)
+    try:
+        if args.local:
+            for local in backup_local(site, names, runner, say=_note, reporter_for=_reporter_for(
+                    args.plain), skip_restore_check=args.skip_restore_check):
+                _print_local(local)
+                worst = max(worst, local.exit_code)
+        copies = itertools.chain(
+            backup_ring(site, names, runner, peer=args.peer, retry=not args.no_retry,
+                        say=_note) if args.ring else (),
+            backup_cold(site, names, runner) if args.cold else ())
+        for copy in copies:
+            _print_copy(copy)
+            worst = max(worst, copy.exit_code)
+    finally:
+        runner.close()
     return worst
 
 
@@ -153,6 +152,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from axe_pipelines.cli_cleanup import cmd_cleanup  # its printing lives there
 
         return cmd_cleanup(args)
+    history = DagsterDumpHistory(warm=not (args.undo or args.dry_run))  # overlaps restic
     config = load_config(args.config)
     if args.undo:
         if not args.target:
@@ -170,7 +170,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                           dest=args.dest, check=args.check, jobs=args.jobs,
                           lock_timeout=args.lock_timeout, pitr=args.pitr)
     try:
-        report = run_restore(config, opts, say=_say, history=DagsterDumpHistory())
+        report = run_restore(config, opts, say=_say, history=history)
     except _restore_errors() as exc:
         _err(f"restore: {str(exc).strip().splitlines()[0]}")
         return EXIT_FAILED
@@ -388,8 +388,6 @@ def main(argv: list[str] | None = None) -> int:
         return code
     finally:
         if argv is None:  # the `axe` program itself, which exits next (tests pass argv)
-            from axe_pipelines.startup import skip_final_collection
-
             skip_final_collection()
 
 

@@ -161,13 +161,15 @@ class CopyResult:
 
 
 def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_name: str, *,
-             tier: str, to: str, say: Say) -> CopyResult:
+             tier: str, to: str, say: Say, before: list[Snapshot] | None = None) -> CopyResult:
     """Given the target repository, tier A's repository and the set, copy what the target
     lacks of `the_set.to_copy` (its members, and for a SetToCopy the earlier snapshots of the
-    items it lacks) and read the target back. Return the CopyResult; its `still_missing`
-    names what the target still lacks. Raise the mapped ResticError when restic fails."""
+    items it lacks) and read the target back. `before`: the customer's snapshots in the
+    target, when the caller listed them already (else they are listed here). Return the
+    CopyResult; its `still_missing` names what the target still lacks. Raise the mapped
+    ResticError when restic fails."""
     tags = [f"customer={customer_name}"]
-    todo = lacking(the_set.to_copy, target.snapshots(tags=tags))
+    todo = lacking(the_set.to_copy, target.snapshots(tags=tags) if before is None else before)
     if todo:
         say(f"{tier}: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {to}")
         target.copy(source, [s.id for s in todo])

@@ -12,6 +12,7 @@ overlaps with restic fetching the dump, and the instance is opened once per proc
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from pathlib import Path
@@ -23,6 +24,10 @@ from axe_pipelines.instance import DEFAULT_HOME
 if TYPE_CHECKING:
     import dagster as dg
 
+# One opening at a time in a process: two first opens of a new home would both create its
+# SQLite storage, and the second one's migration fails.
+_OPENING = threading.Lock()
+
 # How far back the history is read: dump materializations of one database, newest first.
 HISTORY_LIMIT = 1000
 
@@ -31,25 +36,32 @@ class DagsterDumpHistory:
     """An integrity.DumpHistory over the Dagster instance: `instance` when given (an op's
     run), else the one in `home` (default: $DAGSTER_HOME, else ~/.axe/dagster — where
     `axe backup` records), opened only when asked. A machine without that history (a new
-    machine) has none: then the dump's own COPY counts serve."""
+    machine) has none: then the dump's own COPY counts serve. With `warm`, opening it starts
+    at once (see warm)."""
 
     def __init__(self, instance: dg.DagsterInstance | None = None,
-                 home: Path | str | None = None):
+                 home: Path | str | None = None, *, warm: bool = False):
         self.instance = instance
         self.home = Path(home or os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser()
         self._lock = threading.Lock()
         self._opened = False  # the home's instance was opened (or found missing) once
+        if warm:
+            self.warm()
 
     def warm(self) -> None:
         """Start importing Dagster and opening the instance in a background thread, so a
         later read finds it open (reads wait for it; a failure there reads as no history)."""
         if self.instance is None:
-            threading.Thread(target=self._open, name="axe-history", daemon=True).start()
+            worker = threading.Thread(target=self._open, name="axe-history", daemon=True)
+            worker.start()
+            # Never exit while it may be creating the instance's SQLite storage (a
+            # half-created one breaks the next run's schema migration).
+            atexit.register(worker.join)
 
     def _open(self) -> dg.DagsterInstance | None:
         """The instance to read: the one given, else the home's, opened on first use and
         kept (None when the home has none or it cannot be opened)."""
-        with self._lock:
+        with self._lock, _OPENING:
             if self.instance is None and not self._opened:
                 self._opened = True
                 if (self.home / "dagster.yaml").is_file():

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from axe_pipelines.backup import local_repository
 from axe_pipelines.config import Customer, Site
-from axe_pipelines.copying import CopyResult, NoSetToCopy, copy_set, newest_finished_set
+from axe_pipelines.copying import NoSetToCopy, copy_set, newest_finished_set
 from axe_pipelines.peer import (
     NEXT_STEP,
     PeerLink,
@@ -199,54 +200,69 @@ def push_set(config: Site, customer_name: str, peer: str, *,
     started = time.monotonic()
     pl = link(config, customer_name, peer)
     source = local_repository(customer_name, pl.customer)
-    the_set = latest_set(customer_name, pl.customer, in_progress=in_progress,
-                         log=say)
-    status = pl.probe()
-    say(f"tier B: {peer} reachable at {status.host}"
-        + (" (ssh_ip fallback)" if status.via_fallback else ""))
-    where = f"{peer} at {status.host}"
-    result = PushResult(customer=customer_name, peer=peer, host=status.host,
-                        run_id=the_set.run_id, set_time=the_set.time,
-                        status=status, the_set=the_set)
-    with SshRecord() as record:
+    # Tier A is read while ssh reaches the peer and restic opens our repository there (two
+    # repositories, two processes: issue 12); a missing set is still the failure reported.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="axe-tier-a-set") as pool:
+        chosen = pool.submit(latest_set, customer_name, pl.customer, in_progress=in_progress,
+                             log=say)
         try:
-            copied = _copy_to_peer(pl, pl.restic(status.host, record), source, result, say)
-        except ResticError as exc:
-            raise _failure(pl, status.host, exc, record) from None
-        except SecretError as exc:
-            raise RingError(f"tier B: {where}: {exc}", retryable=False) from None
+            status = pl.probe()
+        except RingError:
+            chosen.result()
+            raise
+        say(f"tier B: {peer} reachable at {status.host}"
+            + (" (ssh_ip fallback)" if status.via_fallback else ""))
+        where = f"{peer} at {status.host}"
+        with SshRecord() as record:
+            restic = pl.restic(status.host, record)
+            try:
+                cleared, created = _prepare_peer(pl, restic, source, status.host, say,
+                                                 chosen.result)
+                before = restic.snapshots(tags=[f"customer={customer_name}"])
+                the_set = chosen.result()
+                copied = copy_set(restic, source, the_set, customer_name, tier="tier B",
+                                  to=pl.peer, say=say, before=before)
+            except (ResticError, SecretError) as exc:
+                chosen.result()  # tier A's own failure (no set to copy) comes first
+                if isinstance(exc, SecretError):
+                    raise RingError(f"tier B: {where}: {exc}", retryable=False) from None
+                raise _failure(pl, status.host, exc, record) from None
     if copied.still_missing:
         ids = ", ".join(s.short_id for s in copied.still_missing)
         raise RingError(f"tier B: {where}: {len(copied.still_missing)} snapshot(s) of set "
                         f"{the_set.run_id[:8]} are still missing after the copy ({ids}); local "
                         f"tier unaffected; {NEXT_STEP}", retryable=True, host=status.host)
-    result.at_peer, result.copied = copied.after, copied.copied
-    result.already_present, result.bytes = copied.already_present, copied.bytes
-    result.duration_s = time.monotonic() - started
-    return result
+    return PushResult(customer=customer_name, peer=peer, host=status.host,
+                      run_id=the_set.run_id, set_time=the_set.time, copied=copied.copied,
+                      already_present=copied.already_present, bytes=copied.bytes,
+                      duration_s=time.monotonic() - started, created_repository=created,
+                      cleared_locks=cleared, status=status, the_set=the_set,
+                      at_peer=copied.after)
 
 
-def _copy_to_peer(pl: PeerLink, restic: Restic, source: Repository, result: PushResult,
-                  say: Callable[[str], None]) -> CopyResult:
-    """Given the peer's repository and tier A's, clear provably stale locks at the peer, create
-    the repository on first use and copy the set (copy_set); record what was done in
-    `result`. Raise the mapped ResticError."""
+def _prepare_peer(pl: PeerLink, restic: Restic, source: Repository, host: str,
+                  say: Callable[[str], None], the_set: Callable[[], BackupSet]
+                  ) -> tuple[int, bool]:
+    """Given the peer's repository and tier A's, clear provably stale locks at the peer and
+    create the repository on first use, once `the_set()` says there is a set to copy; return
+    (locks cleared, whether it was created). Raise the mapped ResticError, or what
+    `the_set()` raises."""
     try:
         # Before anything else: a lock left by an earlier run whose process is gone (the link
         # dropped, restic could not remove it) is cleared; a live one is kept.
-        result.cleared_locks = len(restic.clear_stale_locks())
+        cleared = len(restic.clear_stale_locks())
         exists = True
     except RepositoryMissing:
-        exists = False
-    if result.cleared_locks:
-        say(f"tier B: removed {result.cleared_locks} stale lock(s) at {pl.peer}")
+        cleared, exists = 0, False
+    if cleared:
+        say(f"tier B: removed {cleared} stale lock(s) at {pl.peer}")
+    created = False
     if not exists:
-        result.created_repository = restic.init(copy_chunker_params_from=source)
-        say(f"tier B: created the repository at {pl.location(result.host)} with tier A's "
+        the_set()  # no repository is made at the peer for a tier A without a set
+        created = restic.init(copy_chunker_params_from=source)
+        say(f"tier B: created the repository at {pl.location(host)} with tier A's "
             f"chunker parameters")
-    assert result.the_set is not None
-    return copy_set(restic, source, result.the_set, result.customer, tier="tier B",
-                    to=pl.peer, say=say)
+    return cleared, created
 
 
 def peer_snapshots(config: Site, customer_name: str,

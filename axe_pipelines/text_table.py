@@ -10,6 +10,10 @@ one character wider (pandas leaves room for a sign).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from axe_pipelines.backup import ItemResult
 
 
 def _floats(values: Sequence[float]) -> list[str]:
@@ -43,3 +47,15 @@ def text_table(rows: Sequence[dict[str, object]]) -> str:
     for i in range(len(rows)):
         lines.append(" ".join(cells[i].rjust(width) for width, cells in columns))
     return "\n".join(lines)
+
+
+def result_table(results: Sequence[ItemResult], wall_s: float) -> str:
+    """Given tier A's item results and the run's wall time, return the table `axe backup
+    --local` prints (progress.summarize's rows, sizes for people)."""
+    from axe_pipelines.progress import human_bytes, summarize
+
+    rows = summarize(results, wall_s)
+    for row in rows:
+        for col in ("read", "added"):
+            row[col] = human_bytes(row[col])  # type: ignore[arg-type]
+    return text_table(rows)

@@ -104,3 +104,43 @@ print("PANDAS", "pandas" in sys.modules)
                          "db/frame     ok f48d65d5 1.3 MiB 1.3 MiB     0.82",
                          "   total     ok          1.3 MiB 1.3 MiB     6.15"], out.stderr
     assert "PANDAS False" in lines
+
+
+def test_the_backup_runner_opens_dagster_in_a_thread(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from axe_pipelines.errors import Unusable
+    from axe_pipelines.runner_soon import RunnerSoon
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    runner = RunnerSoon(say=lambda _: None)
+    assert runner._thread.name == "axe-dagster"
+    assert type(runner.instance).__name__ == "DagsterInstance"  # waits for the thread
+    assert (tmp_path / "home" / "dagster.yaml").is_file()
+    # An unusable home still fails at once, in the caller's thread, before anything runs.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "file" / "home"))
+    with pytest.raises(Unusable, match="is not usable"):
+        RunnerSoon()
+
+
+def test_a_command_that_needs_no_run_leaves_no_instance_half_made(tmp_path: Path) -> None:
+    # `axe backup --cold` with nothing mounted returns at once; the runner's thread must have
+    # finished creating the instance's storage by then (RunnerSoon.close): the next command,
+    # in the same process here, then opens it without a second creator racing the first.
+    config = tmp_path / "customers.yaml"
+    config.write_text("axe:\n  servers: {}\n  databases: {}\n  tiers:\n    local:\n"
+                      f"      repository: {tmp_path / 'repo'}\n      password: {{env: X}}\n"
+                      f"    cold:\n      mount_glob: {tmp_path / 'none-*'}\n"
+                      "      accept_plain_folders: true\n      password: {env: Y}\n")
+    probe = f"""
+import threading
+from axe_pipelines import cli
+for _ in range(2):
+    assert cli.main(["--config", {str(config)!r}, "backup", "--cold"]) == 1
+print("ALIVE", [t.name for t in threading.enumerate() if t.name == "axe-dagster"])
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=180, env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                               DAGSTER_HOME=str(tmp_path / "home")))
+    assert "ALIVE []" in out.stdout, out.stderr[-2000:]
+    assert (tmp_path / "home" / "history" / "runs.db").is_file()

@@ -87,7 +87,8 @@ def test_a_live_holder_makes_the_next_run_wait_then_fail(make_config, server_a, 
     locker = subprocess.Popen([str(server_a.bin_dir / "psql"), "-h", "127.0.0.1", "-p",
                                str(server_a.port), "-U", "postgres", "-d", BULK_DB, "-q"],
                               stdin=subprocess.PIPE, text=True,
-                              env={"PGPASSWORD": server_a.password or "", "PATH": "/usr/bin"})
+                              env={"PGPASSWORD": server_a.password or "", "PATH": "/usr/bin",
+                                   "PGAPPNAME": "test-locker"})
     first: subprocess.Popen | None = None
     try:
         assert locker.stdin is not None
@@ -95,8 +96,11 @@ def test_a_live_holder_makes_the_next_run_wait_then_fail(make_config, server_a, 
         locker.stdin.flush()
         err_a = tmp_path / "a.err"
         first = start_axe(path, home, "backup", "--local", "--plain", err=err_a)
-        wait_until("run A waiting on the lock", lambda: any(
-            w == "Lock" for _, _, w in backends(server_a, BULK_DB)), proc=first, err=err_a)
+        # Run A's own session waiting (A has its slot then): not the locker, which itself waits
+        # on Lock while an earlier test's dump still reads the table.
+        wait_until("run A waiting on the lock", lambda: "db/bulk: running" in err_a.read_text()
+                   and any(w == "Lock" for app, _, w in backends(server_a, BULK_DB)
+                           if app != "test-locker"), proc=first, err=err_a)
         err_b = tmp_path / "b.err"
         second = start_axe(path, home, "backup", "--local", "--plain", err=err_b)
         wait_until("the waiting line", lambda: "waiting for run" in err_b.read_text(),

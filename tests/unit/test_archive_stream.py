@@ -48,33 +48,30 @@ def test_a_script_in_pieces_of_any_size_counts_every_table(size):
     assert fed(ScriptChecker(), SCRIPT, size).tables == EXPECTED
 
 
-def test_an_archive_cut_anywhere_is_not_complete():
-    """Prefixes from nothing to one byte short (every 29th, and each of the last 600 bytes:
-    the last rows, the `\\.` chunk, the end of data and the large object): none passes."""
+def _passing_prefixes(checker_type, data: bytes, ends) -> list[int]:
+    """The prefix lengths of `data` that a fresh checker of `checker_type` accepts as
+    complete."""
     passed = []
-    for end in sorted({*range(0, len(ARCHIVE), 29), *range(len(ARCHIVE) - 600, len(ARCHIVE))}):
-        checker = ArchiveChecker()
-        checker.feed(ARCHIVE[:end])
+    for end in ends:
+        checker = checker_type()
+        checker.feed(data[:end])
         try:
             checker.finish()
             passed.append(end)
         except StreamError:
             pass
-    assert passed == []
+    return passed
+
+def test_an_archive_cut_anywhere_is_not_complete():
+    """Prefixes from nothing to one byte short (every 29th, and each of the last 600 bytes:
+    the last rows, the `\\.` chunk, the end of data and the large object): none passes."""
+    ends = sorted({*range(0, len(ARCHIVE), 29), *range(len(ARCHIVE) - 600, len(ARCHIVE))})
+    assert _passing_prefixes(ArchiveChecker, ARCHIVE, ends) == []
 
 
 def test_a_script_cut_before_its_closing_comment_is_not_complete():
     closing = SCRIPT.index(b"-- PostgreSQL database dump complete")
-    passed = []
-    for end in range(0, closing + 30, 7):
-        checker = ScriptChecker()
-        checker.feed(SCRIPT[:end])
-        try:
-            checker.finish()
-            passed.append(end)
-        except StreamError:
-            pass
-    assert passed == []
+    assert _passing_prefixes(ScriptChecker, SCRIPT, range(0, closing + 30, 7)) == []
     checker = ScriptChecker()
     checker.feed(SCRIPT[:SCRIPT.index(b"\\.\n", SCRIPT.index(b"COPY public.t1")) - 1])
     with pytest.raises(StreamError, match="inside the data of public.t1: it is truncated"):

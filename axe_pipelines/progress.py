@@ -3,11 +3,12 @@ inside a run. All reporters collect the finished results for the summary table."
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
     from axe_pipelines.backup import Item, ItemResult
@@ -166,6 +167,56 @@ class LogReporter(_Collecting):
             self.log.warning(f"{result.item.label}: skipped: {result.error}")  # type: ignore
         else:
             self.log.error(f"{result.item.label}: {result.error}")  # type: ignore
+
+
+class Streamed:
+    """Runs `work(reporter)` (a tier-A run) in a thread of its own, reporting to `reporter`
+    as well: iterating yields each ItemResult as its item finishes, so the caller can record
+    it while the other items still run; `value` is what `work` returned (its exception is
+    raised there). Leaving the iteration early waits for the work to end, as a thread pool
+    would."""
+
+    _DONE = object()
+
+    def __init__(self, work: Callable[[Reporter], Any], reporter: Reporter):
+        self._inner = reporter
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._box: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(work,), name="axe-tier-a")
+        self._thread.start()
+
+    def _run(self, work: Callable[[Reporter], Any]) -> None:
+        try:
+            self._box["value"] = work(self)
+        except BaseException as exc:  # handed to the caller's thread by `value`
+            self._box["error"] = exc
+        finally:
+            self._queue.put(self._DONE)
+
+    def start(self, item: Item) -> None:
+        self._inner.start(item)
+
+    def progress(self, item: Item, bytes_done: int) -> None:
+        self._inner.progress(item, bytes_done)
+
+    def finish(self, result: ItemResult) -> None:
+        self._inner.finish(result)
+        self._queue.put(result)
+
+    def __iter__(self) -> Iterator[ItemResult]:
+        try:
+            while (result := self._queue.get()) is not self._DONE:
+                yield result
+        finally:
+            self._thread.join()
+
+    @property
+    def value(self) -> Any:
+        """Return what the work returned, once it has ended; raise what it raised."""
+        self._thread.join()
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["value"]
 
 
 def summarize(results: Sequence[ItemResult], wall_s: float) -> list[dict[str, object]]:

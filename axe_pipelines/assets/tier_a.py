@@ -51,7 +51,7 @@ from axe_pipelines.names import (
 )
 from axe_pipelines.physical_item import max_age_hours, physical_items
 from axe_pipelines.postgres.client import PostgresError
-from axe_pipelines.progress import LogReporter, human_bytes
+from axe_pipelines.progress import LogReporter, Streamed, human_bytes
 from axe_pipelines.readback import DumpCheck, verify_dump
 from axe_pipelines.restic import Restic, ResticError
 from axe_pipelines.set_meta import SET_META_KIND
@@ -225,21 +225,34 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
         context.log.info(f"tier A of {customer_name}: {len(todo)} item(s), logical time "
                          f"{at.isoformat()}")
         restic = local_restic(customer_name, customer)
-        run = run_tier_a(customer_name, customer, at=at, run_id=context.run.run_id, items=todo,
-                         reporter=reporter, restic=restic)
-        in_set = {s.id for s in run.snapshots}
-        for r in run.results:
-            if r.ok and r.snapshot_id in in_set:
-                yield dg.MaterializeResult(asset_key=keys[r.item], metadata=item_metadata(r, run))
+        wanted = {i for i in dumps if dg.AssetCheckKey(keys[i], "restorable")
+                  in context.selected_asset_check_keys}
+        # Each item's materialization (and its restorable check, when the verifier proved it
+        # while restic stored it) is recorded as the item finishes, while the others still
+        # run: one event costs tens of milliseconds of SQLite writes (issue 12).
+        shown = TierAResult(customer_name, context.run.run_id, at, restic.repo.location, [])
+        proven: set[Item] = set()
+        finished = Streamed(lambda report: run_tier_a(
+            customer_name, customer, at=at, run_id=context.run.run_id, items=todo,
+            reporter=report, restic=restic), reporter)
+        for r in finished:
+            if r.ok and r.snapshot_id:
+                yield dg.MaterializeResult(asset_key=keys[r.item],
+                                           metadata=item_metadata(r, shown))
+                if r.item in wanted and r.proof is not None:
+                    proven.add(r.item)
+                    yield restorable_result(keys[r.item], r.snapshot_id, r.proof)
+        run = finished.value
 
-        # restorable: the dumps of this run, or (check-only selection) the latest ones.
+        # restorable: the dumps of this run not proven above, or (check-only selection) the
+        # latest ones, read back.
         fresh = {r.item: r for r in run.results if r.ok}
-        to_verify = [i for i in dumps if dg.AssetCheckKey(keys[i], "restorable")
-                     in context.selected_asset_check_keys]
+        to_verify = [i for i in dumps if i in wanted and i not in proven]
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="axe-verify") as pool:
             yield from pool.map(lambda i: _restorable(context, restic, keys[i], fresh.get(i),
                                                       keys[i] in selected), to_verify)
 
+        in_set = {s.id for s in run.snapshots}
         yield from current_results(customer_name, customer, restic, [
             i.name for i in physical_items(customer)
             if dg.AssetCheckKey(keys[i], CURRENT) in context.selected_asset_check_keys])

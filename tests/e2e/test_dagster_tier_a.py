@@ -166,3 +166,56 @@ def test_embedded_instance_keeps_runs_on_one_repository_apart(tmp_path):
     assert config.pool_config.default_pool_limit == 1
     assert config.run_queue_config.tag_concurrency_limits == [
         {"key": "axe/repository", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+
+
+def test_each_item_is_recorded_as_it_finishes(make_config, dagster_home, monkeypatch):
+    """A dump's materialization and restorable check are in the instance while a later item
+    of the same run is still being backed up (issue 12: the events are written while the
+    other items run, not all after the last one)."""
+    import threading
+
+    import axe_pipelines.assets.tier_a as tier_a_assets
+    from axe_pipelines.backup import run_tier_a
+
+    _, config = make_config(local={"parallel_items": 1})  # blueprint, then index
+    local_restic("axe", config.customer("axe")).init()
+    blueprint, index = K(["axe", "dumps", "blueprint"]), K(["axe", "dumps", "index"])
+    instance = dg.DagsterInstance.get()
+    seen = threading.Event()
+
+    class HoldsTheLast:
+        """Holds index's start (after blueprint, on the same server) until blueprint is
+        recorded."""
+
+        def __init__(self, inner):
+            self.inner, self.finished = inner, 0
+
+        def start(self, item):
+            if item.name == "index":
+                for _ in range(600):  # up to 60 s: the event would never come without streaming
+                    if instance.get_latest_materialization_event(blueprint) is not None:
+                        seen.set()
+                        break
+                    threading.Event().wait(0.1)
+            self.inner.start(item)
+
+        def progress(self, item, n):
+            self.inner.progress(item, n)
+
+        def finish(self, result):
+            self.inner.finish(result)
+
+    def holding(*args, reporter, **kwargs):
+        return run_tier_a(*args, reporter=HoldsTheLast(reporter), **kwargs)
+
+    monkeypatch.setattr(tier_a_assets, "run_tier_a", holding)
+    axe = config.customer("axe")
+    result = dg.materialize(
+        [build_tier_a("axe", axe)], instance=instance, selection=[blueprint, index],
+        resources={PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(None)},
+        raise_on_error=False)
+    assert result.success
+    assert seen.is_set(), "blueprint's materialization was recorded only after index ran"
+    checks = checks_by_key(result)
+    assert checks[("axe/dumps/blueprint", "restorable")].passed
+    assert checks[("axe/dumps/index", "restorable")].passed

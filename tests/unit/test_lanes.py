@@ -62,3 +62,45 @@ def test_an_exception_is_raised_after_the_others_ran():
     with pytest.raises(RuntimeError, match="boom"):
         run_in_lanes(ITEMS, lambda i: i[0], run, lanes_at_once=2, per_lane=2)
     assert "b:3" in ran
+
+
+def test_streamed_yields_each_result_as_it_finishes_then_the_value():
+    """progress.Streamed: the caller gets a result while the work still runs, every report
+    reaches the inner reporter too, and the work's exception is raised by `value`."""
+    from axe_pipelines.progress import NullReporter, Streamed
+
+    class Inner(NullReporter):
+        def __init__(self):
+            self.finished = []
+
+        def finish(self, result):
+            self.finished.append(result)
+
+    got_first = threading.Event()
+
+    def work(reporter):
+        reporter.finish("first")
+        assert got_first.wait(10), "the first result was not handed over while work ran"
+        reporter.finish("second")
+        return "done"
+
+    inner = Inner()
+    stream = Streamed(work, inner)
+    seen = []
+    for result in stream:
+        seen.append(result)
+        got_first.set()
+    assert seen == ["first", "second"] and inner.finished == seen
+    assert stream.value == "done"
+
+    def fails(_reporter):
+        raise RuntimeError("boom")
+
+    failing = Streamed(fails, NullReporter())
+    assert list(failing) == []
+    try:
+        failing.value
+    except RuntimeError as exc:
+        assert str(exc) == "boom"
+    else:
+        raise AssertionError("the work's exception was not raised")

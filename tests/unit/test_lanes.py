@@ -98,9 +98,5 @@ def test_streamed_yields_each_result_as_it_finishes_then_the_value():
 
     failing = Streamed(fails, NullReporter())
     assert list(failing) == []
-    try:
-        failing.value
-    except RuntimeError as exc:
-        assert str(exc) == "boom"
-    else:
-        raise AssertionError("the work's exception was not raised")
+    with pytest.raises(RuntimeError, match="boom"):
+        _ = failing.value

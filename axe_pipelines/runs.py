@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -78,6 +79,23 @@ def _retryable(result: dg.ExecuteInProcessResult) -> bool:
     return bool(flag.value) if flag is not None else False
 
 
+# What `axe` prints while a run goes is the run's stdout/stderr, on the operator's terminal.
+# Dagster's capture of it (the compute logs) starts two `tail -F` and two Python watcher
+# processes per run and relays the terminal through them; the CLI's runs leave it out.
+# Runs the daemon launches keep the instance's compute logs.
+_NO_CAPTURE = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                                "class": "NoOpComputeLogManager"}}
+
+
+def cli_instance(home: Path) -> dg.DagsterInstance:
+    """Given the Dagster home, return its instance as configured there (storage, run
+    monitoring, concurrency), for the runs this process executes: without compute-log
+    capture (structured events, the UI's run log, are stored as always)."""
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=_NO_CAPTURE))
+
+
 class InProcessRunner:
     """Runs a tier's assets in this process, recorded in $DAGSTER_HOME (created with the
     embedded SQLite dagster.yaml when missing). Raise Unusable when that home is not
@@ -85,8 +103,7 @@ class InProcessRunner:
 
     def __init__(self, *, say: Callable[[str], None] | None = None,
                  verbose: bool = False) -> None:
-        ensure_dagster_home()
-        self.instance = dg.DagsterInstance.get()
+        self.instance = cli_instance(ensure_dagster_home())
         # Lines about waiting for a slot or a dead run's leftovers (instance/guard.py).
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self.logging = _VERBOSE if verbose else _QUIET

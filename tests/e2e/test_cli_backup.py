@@ -32,7 +32,8 @@ def counting_restic(tmp_path: Path, real: str) -> tuple[dict[str, str], Path]:
     return {"AXE_RESTIC": str(shim)}, log
 
 
-def test_backup_prints_the_table_and_exits_zero(make_config, tmp_path, restic_bin):
+def test_backup_prints_the_table_and_exits_zero(make_config, tmp_path, restic_bin,
+                                                monkeypatch):
     path, _ = make_config()
     home = tmp_path / "home"
     env, log = counting_restic(tmp_path, restic_bin)
@@ -56,6 +57,12 @@ def test_backup_prints_the_table_and_exits_zero(make_config, tmp_path, restic_bi
     # No terminal here: progress comes as plain lines, one when an item starts and one at end.
     assert "db/frame: running" in proc.stderr and "db/frame: done, snapshot" in proc.stderr
     assert "DEBUG" not in proc.stderr and "Traceback" not in proc.stderr
+    # The terminal is the run's stdout/stderr: no compute-log capture (its `tail -F` and
+    # watcher processes) for the CLI's runs, while the run and its events are recorded.
+    assert not list((home / "storage").glob("*/compute_logs")), "the CLI run captured logs"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    runs = dg.DagsterInstance.get().get_runs()
+    assert len(runs) == 1 and runs[0].is_success
 
 
 def test_repository_missing_is_one_line_and_exit_3(make_config, tmp_path, restic_bin):

@@ -10,6 +10,7 @@ reporters and the result table are progress.py.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import tempfile
@@ -42,6 +43,7 @@ from axe_pipelines.restic import (
     ResticError,
     Snapshot,
 )
+from axe_pipelines.restic.warm import pool_for
 from axe_pipelines.secrets import SecretError
 from axe_pipelines.set_meta import SetMetaWriter
 
@@ -356,18 +358,24 @@ def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: 
             results[item] = res
         reporter.finish(res)
 
+    warm = pool_for(run_id)  # backups `axe backup` started ahead of this run (warm.py)
+    if warm is not None:
+        restic = copy.copy(restic)
+        restic.warm = warm
     base = [TAG_TOOL, f"customer={customer_name}"]
     meta = SetMetaWriter(restic, base, at, run_id, [i for i in todo if i.kind == "pgdump"])
     sweep()  # a killed run's scratch files (its process is provably gone)
     try:
         run_in_lanes(todo, lambda i: i.lane, run_one, lanes_at_once=tier.parallel_servers,
                      per_lane=tier.parallel_items)
+        stored_meta = meta.finish([results[i] for i in todo])
     finally:
+        if warm is not None:
+            warm.close()  # what this run did not claim: no snapshot, no lock
         release(run_id)
     ordered = [results[i] for i in todo]
     snapshots = [_stored(r, r.item.tags(customer_name, run_id), at) for r in ordered
                  if r.ok and r.snapshot_id]
-    stored_meta = meta.finish(ordered)
     if stored_meta is not None:
         snapshots.append(stored_meta)
     return TierAResult(customer=customer_name, run_id=run_id, at=at,

@@ -123,22 +123,33 @@ def installed() -> bool:
     return _installed.is_set()
 
 
-@contextmanager
-def watched(proc: subprocess.Popen, *, sig: int = signal.SIGINT,
-            group: bool = False) -> Iterator[subprocess.Popen]:
+def adopt(proc: subprocess.Popen, *, sig: int = signal.SIGINT, group: bool = False) -> None:
     """Given a running child, its stop signal and whether it leads its own process group
-    (spawned with process_group=0), keep it on the list `stop` signals while the block runs;
-    a stop already requested signals it at once."""
+    (spawned with process_group=0), put it on the list `stop` signals until `forget`; a stop
+    already requested signals it at once."""
     child = _Child(proc, sig, group)
     with _lock:
         _children[proc.pid] = child
     if _signum:
         _signal(child, sig)
+
+
+def forget(proc: subprocess.Popen) -> None:
+    """Given a child that `adopt` listed, take it off the list."""
+    with _lock:
+        _children.pop(proc.pid, None)
+
+
+@contextmanager
+def watched(proc: subprocess.Popen, *, sig: int = signal.SIGINT,
+            group: bool = False) -> Iterator[subprocess.Popen]:
+    """Given a running child, its stop signal and whether it leads its own process group,
+    keep it on the list `stop` signals while the block runs (adopt, then forget)."""
+    adopt(proc, sig=sig, group=group)
     try:
         yield proc
     finally:
-        with _lock:
-            _children.pop(proc.pid, None)
+        forget(proc)
 
 
 def reset() -> None:

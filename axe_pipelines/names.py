@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 PROGRESS_RESOURCE = "axe_progress"  # the tier-A reporter (the CLI's live table, else the log)
 DRILL_LISTENER_RESOURCE = "axe_drill_listener"  # the CLI follows a drill; else the log
 SCHEDULED_TIME_TAG = "dagster/scheduled_execution_time"  # set by Dagster on scheduled runs
+LOGICAL_TIME_TAG = "axe/logical_time"  # set by `axe backup` on the runs it starts itself
 REPOSITORY_TAG = "axe/repository"  # run queue: one run at a time per tier-A repository
 TIER_TAG = "axe/tier"
 VOLUME_TAG = "axe/volume"

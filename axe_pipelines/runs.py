@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from axe_pipelines.instance import ensure_dagster_home
 from axe_pipelines.instance.guard import DEFAULT_WAIT_S, run_guarded
 from axe_pipelines.jobs import tier_b_jobs
 from axe_pipelines.names import (
+    LOGICAL_TIME_TAG,
     PEER_TAG,
     PROGRESS_RESOURCE,
     VOLUME_TAG,
@@ -119,7 +121,7 @@ class InProcessRunner:
                 resources: dict[str, Any] | None = None,
                 run_config: dict[str, Any] | None = None, what: str = "",
                 wait_timeout_s: float = DEFAULT_WAIT_S, site: Site | None = None,
-                retry_left: bool = False) -> RunOutcome:
+                retry_left: bool = False, run_id: str | None = None) -> RunOutcome:
         """Given definitions holding the job `job_name`, run it here under that name with its
         own tags (the run queue's `axe/repository` among them), `tags` and the code
         location's label, so the UI files the run under that job; with `checks`, only those
@@ -142,7 +144,7 @@ class InProcessRunner:
                 raise_on_error=False)
 
         ended = outcome(run_guarded(self.instance, job, execute, what=what or job.name,
-                                    wait_timeout_s=wait_timeout_s, say=self.say))
+                                    wait_timeout_s=wait_timeout_s, say=self.say, run_id=run_id))
         # An interrupted run raised above: its process ends now, and the sensor posts it.
         if site is not None and not ended.success:
             alert_run_failure(site, self.instance, ended.run_id, step_assets(defs), _LOG.info,
@@ -150,10 +152,12 @@ class InProcessRunner:
         return ended
 
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
-               skip_restore_check: bool) -> RunOutcome:
+               skip_restore_check: bool, run_id: str | None = None,
+               at: datetime | None = None) -> RunOutcome:
         """Back the customer's tier A up now as its job `<customer>_tier_a`, progress going to
         `reporter`; without the restorable checks when `skip_restore_check` (coverage stays;
-        the read-back of every dump can run later from the UI)."""
+        the read-back of every dump can run later from the UI). With `run_id` and `at`, the
+        run has that id and logical time (the backups started warm for it use them)."""
         # The code location's own job (its selection names checks of other tiers' jobs);
         # the CLI's reporter replaces the location's None for this run.
         defs = build_definitions(site)
@@ -162,7 +166,8 @@ class InProcessRunner:
                   if k.name != "restorable"} if skip_restore_check else None
         return self.run_job(defs, job.name, checks=checks, resources={
             PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
-                            **self._bounds(site, customer_name, "A"))
+                            tags={LOGICAL_TIME_TAG: at.isoformat()} if at else None,
+                            run_id=run_id, **self._bounds(site, customer_name, "A"))
 
     def tier_b(self, site: Site, customer_name: str, peer: str, *,
                retry_left: bool = False) -> RunOutcome:

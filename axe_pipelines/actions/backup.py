@@ -10,19 +10,24 @@ caller can print while the next one runs.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from axe_pipelines.backup import Item, ItemResult, local_restic, plan_tier_a
 from axe_pipelines.cold import Volume, find_volumes
-from axe_pipelines.config import Site
+from axe_pipelines.config import Site, tier_timezone
 from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Unusable
 from axe_pipelines.instance import ensure_dagster_home
 from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.progress import Reporter, human_bytes
 from axe_pipelines.restic import ResticError
+from axe_pipelines.restic.warm import unregister
 from axe_pipelines.ring import ring_peers
+from axe_pipelines.warm_start import start_warm
 
 Say = Callable[[str], None]
 
@@ -79,9 +84,10 @@ class Runner(Protocol):
     """Runs one tier's assets as a recorded Dagster run (runs.InProcessRunner)."""
 
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
-               skip_restore_check: bool) -> RunOutcome:
-        """Given a customer, back its tier A up now, progress to `reporter`; return how the
-        run ended."""
+               skip_restore_check: bool, run_id: str | None = None,
+               at: datetime | None = None) -> RunOutcome:
+        """Given a customer, back its tier A up now, progress to `reporter` (as run `run_id`
+        at logical time `at` when given); return how the run ended."""
 
     def tier_b(self, site: Site, customer_name: str, peer: str, *,
                retry_left: bool = False) -> RunOutcome:
@@ -174,12 +180,20 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
         assert customer.tiers is not None
         say(f"tier A of {name}: {len(items)} item(s) into {customer.tiers.local.repository}")
         started = time.monotonic()
+        # The run's id and logical time are chosen here, so its first backups can open the
+        # repository (key derivation) while Dagster gets ready (warm_start.py).
+        run_id = str(uuid.uuid4())
+        at = datetime.now(ZoneInfo(tier_timezone(customer))).replace(microsecond=0)
+        pool = start_warm(restic, name, customer, items, run_id=run_id, at=at)
         try:
             run = runner.tier_a(site, name, reporter=reporter,
-                                skip_restore_check=skip_restore_check)
+                                skip_restore_check=skip_restore_check, run_id=run_id, at=at)
         except Unusable as exc:  # the repository's pool stayed held by a live run
             yield LocalOutcome(name, unusable=str(exc).removeprefix(f"tier A of {name}: "))
             continue
+        finally:
+            if unregister(run_id) is not None and pool is not None:
+                pool.close()
         wall = time.monotonic() - started
         done = {r.item: r for r in reporter.results}
         yield LocalOutcome(name, items, [done[i] for i in items if i in done], wall, run)

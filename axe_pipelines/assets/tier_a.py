@@ -39,6 +39,7 @@ from axe_pipelines.checks.tier_a import (
 from axe_pipelines.config import Customer, freshness_window, tier_timezone
 from axe_pipelines.names import (
     KIND_TAG,
+    LOGICAL_TIME_TAG,
     PROGRESS_RESOURCE,
     SCHEDULED_TIME_TAG,
     TIER_TAG,
@@ -60,9 +61,9 @@ from axe_pipelines.set_meta import SET_META_KIND
 def logical_time(tags: dict[str, str], timezone: str, now: datetime | None = None) -> datetime:
     """Given a run's tags and the tier's zone, return the run's logical time: the schedule's
     tick when scheduled, else now (whole seconds), in that zone. Snapshots carry it as their
-    restic time."""
+    restic time (`axe backup` sets its own runs' time, chosen before the run starts)."""
     zone = ZoneInfo(timezone)
-    text = tags.get(SCHEDULED_TIME_TAG)
+    text = tags.get(SCHEDULED_TIME_TAG) or tags.get(LOGICAL_TIME_TAG)
     if text:
         return datetime.fromisoformat(text).astimezone(zone)
     return (now or datetime.now(zone)).astimezone(zone).replace(microsecond=0)

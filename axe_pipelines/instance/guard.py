@@ -137,16 +137,16 @@ def _in_thread(instance: dg.DagsterInstance, run_id: str, call: Callable[[], R])
 
 def run_guarded(instance: dg.DagsterInstance, job: dg.JobDefinition,
                 execute: Callable[[str, dict[str, str]], R], *, what: str,
-                wait_timeout_s: float, say: Say) -> R:
-    """Given a job and `execute(run_id, tags)` that runs it with that id and those tags (the
-    process's host and pid among them), recover dead runs' leftovers (one line each), wait
-    for the job's slots, run it and return its result. Raise SlotTimeout (exit 3) when a live
-    run kept a slot too long, Interrupted on SIGINT/SIGTERM."""
+                wait_timeout_s: float, say: Say, run_id: str | None = None) -> R:
+    """Given a job and `execute(run_id, tags)` that runs it with that id (`run_id`, else a new
+    one) and those tags (the process's host and pid among them), recover dead runs' leftovers
+    (one line each), wait for the job's slots, run it and return its result. Raise
+    SlotTimeout (exit 3) when a live run kept a slot too long, Interrupted on SIGINT/SIGTERM."""
     interrupt.raise_if_requested()
     for line in recover(instance):
         say(line)
     owner.sweep()
-    run_id = str(uuid.uuid4())
+    run_id = run_id or str(uuid.uuid4())
     owner.run_dir(run_id)
     try:
         wait_for_slots(instance, run_id, job_slots(job), timeout_s=wait_timeout_s, what=what,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from axe_pipelines import interrupt
@@ -50,6 +50,9 @@ from axe_pipelines.restic.process import (
 )
 from axe_pipelines.secrets import SecretError
 
+if TYPE_CHECKING:
+    from axe_pipelines.restic.warm import WarmPool
+
 T = TypeVar("T")
 
 # Calls that read only the repository's metadata: a few seconds even on a big repository
@@ -71,6 +74,7 @@ class Restic:
         # A streaming call (backup, dump) that shows no progress for this long is stopped.
         self.idle_timeout = idle_timeout
         self.call_timeout = call_timeout  # bound of a call without a stream (default: timeout)
+        self.warm: WarmPool | None = None  # backups started ahead of their items (warm.py)
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -175,9 +179,26 @@ class Restic:
         """Stream `command`'s stdout into a new snapshot (`--stdin-from-command`) and return
         its summary. When the command exits non-zero restic writes no snapshot and this
         raises ResticFatal."""
-        args = ["backup", "--json", "--stdin-filename", filename, *self._common(tags, at),
+        common = self._common(tags, at)
+        args = ["backup", "--json", "--stdin-filename", filename, *common,
                 "--stdin-from-command", "--", *command]
-        return self._backup(args, on_progress, env_extra or {}, what=f"backup of {filename}")
+        pool, claimed = self.warm, []
+
+        def claim() -> tuple[subprocess.Popen, bool] | None:
+            warm = pool.claim(filename, tags, common[2:]) if pool is not None else None  # --time
+            if warm is None:
+                return None
+            claimed.append(warm)
+            # A gate that is gone (its restic ended) is followed anyway, for restic's reason.
+            warm.send({"argv": list(command), "env": env_extra or {}})
+            return warm.proc, warm.group
+
+        try:
+            return self._backup(args, on_progress, env_extra or {},
+                                what=f"backup of {filename}", claim=claim)
+        finally:
+            for warm in claimed:
+                warm.release()
 
     def backup_paths(self, paths: Sequence[str | Path], *, tags: Sequence[str], at: datetime,
                      exclude_file: Path | None = None,
@@ -196,12 +217,18 @@ class Restic:
         restic reads --time as a wall-clock time in its own TZ (set to self.timezone in env()),
         so an aware time is first turned into that zone: a UTC 18:00 is 03:00 in Seoul, not
         18:00 there."""
+        return ["--tag", ",".join(tags), *self.time_args(at)]
+
+    def time_args(self, at: datetime) -> list[str]:
+        """Given a logical time, return restic's `--time` arguments for it (see _common)."""
         if at.tzinfo is not None:
             at = at.astimezone(ZoneInfo(self.timezone)) if self.timezone else at.astimezone()
-        return ["--tag", ",".join(tags), "--time", at.strftime(RESTIC_TIME_FORMAT)]
+        return ["--time", at.strftime(RESTIC_TIME_FORMAT)]
 
     def _backup(self, args: list[str], on_progress: Callable[[int], None] | None,
-                env_extra: dict[str, str], *, what: str) -> BackupSummary:
+                env_extra: dict[str, str], *, what: str,
+                claim: Callable[[], tuple[subprocess.Popen, bool] | None] | None = None,
+                ) -> BackupSummary:
         summary: dict[str, Any] = {}
 
         done_so_far = [-1]
@@ -226,7 +253,7 @@ class Restic:
             return True
 
         done = self.stream(args, what=what, on_line=on_line, env_extra=env_extra, ok=(0, 3),
-                           after_timeout=" (no snapshot written)", progress=True)
+                           after_timeout=" (no snapshot written)", progress=True, claim=claim)
         if done.code == 3:
             snap = summary.get("snapshot_id")
             errors = [ln for ln in done.stderr.splitlines() if '"error"' in ln][:3]
@@ -240,20 +267,26 @@ class Restic:
     def stream(self, args: Sequence[str], *, what: str,
                on_line: Callable[[str], bool | None],
                env_extra: dict[str, str] | None = None, ok: Sequence[int] = (0,),
-               after_timeout: str = "", progress: bool = False) -> Finished:
+               after_timeout: str = "", progress: bool = False,
+               claim: Callable[[], tuple[subprocess.Popen, bool] | None] | None = None,
+               ) -> Finished:
         """Given restic arguments, run them bounded by this repository's timeout and, with
         `progress` (`on_line` returns True for a line that shows some), by its idle_timeout
         (SIGINT, then SIGKILL); handing every stdout line to `on_line`, and
         return how restic ended when its exit status is one of `ok`. restic is stopped at
         once when its disk is full (it would wait for ever). A provably stale lock is cleared
-        once. Raise ResticTimeout (its message ending in `after_timeout`), RepositoryFull,
-        else the mapped ResticError."""
+        once. `claim` may hand over a warm backup already running these arguments for the
+        first attempt (warm.py). Raise ResticTimeout (its message ending in `after_timeout`),
+        RepositoryFull, else the mapped ResticError."""
+        claims = [claim] if claim is not None else []
 
         def once() -> Finished:
+            started = claims.pop()() if claims else None  # a retry always starts cold
             done = run_bounded(self._argv(args), self.env(env_extra), timeout=self.timeout,
                                on_line=on_line,
                                idle_timeout=self.idle_timeout if progress else None,
-                               stop_on=lambda ln: "full" if disk_full(ln) else None)
+                               stop_on=lambda ln: "full" if disk_full(ln) else None,
+                               started=started)
             if done.reason == "idle":
                 raise ResticTimeout(f"{self.repo.label}: {what} moved no data for "
                                     f"{self.idle_timeout:.0f} s {_SLOW}; it was stopped"

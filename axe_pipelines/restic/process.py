@@ -233,15 +233,20 @@ def spawn(argv: Sequence[str], env: dict[str, str], *, text: bool = True,
 
 def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | None,
                 on_line: Callable[[str], bool | None], idle_timeout: float | None = None,
-                stop_on: Callable[[str], str | None] | None = None) -> Finished:
+                stop_on: Callable[[str], str | None] | None = None,
+                started: tuple[subprocess.Popen, bool] | None = None) -> Finished:
     """Given argv and its environment, run it with stdin closed, hand every stdout line to
     `on_line` as it arrives (a true return is progress: the idle bound starts again) and
     collect stderr, stopping it early when `stop_on(stderr line)` names a reason; stop it at
     `timeout` or after `idle_timeout` without progress (Watchdog), or on a stop signal
-    (interrupt.py). Return how it finished; the process is never left running, even when
-    `on_line` raises."""
-    group = interrupt.installed()
-    proc = spawn(argv, env, group=group)
+    (interrupt.py). With `started` (a process already running that argv, and whether it leads
+    its own process group: a warm backup, warm.py), follow that one instead. Return how it
+    finished; the process is never left running, even when `on_line` raises."""
+    if started is not None:
+        proc, group = started
+    else:
+        group = interrupt.installed()
+        proc = spawn(argv, env, group=group)
     dog = Watchdog(proc, wall=timeout, idle=idle_timeout, group=group)
     stderr_lines: list[str] = []
 

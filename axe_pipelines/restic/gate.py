@@ -1,0 +1,87 @@
+"""The command a warm restic backup runs (`--stdin-from-command`) until its item is ready.
+
+    python -m axe_pipelines.restic.gate <fifo> <owner pid> <timeout s>
+
+restic opens the repository and derives its key (about half a second of CPU) before it starts
+its command; a backup started ahead of its item (warm.py) spends that time while the Dagster
+run gets ready. This gate then waits on its FIFO for one JSON line from axe: `{"argv": [...],
+"env": {...}}` becomes this process (exec: the item's real command, restic reads its stdout
+as the snapshot's content); `{"abort": "..."}`, no line within the timeout, or axe's own
+process gone (checked twice a second: a `kill -9` of axe must not leave restic waiting with
+its lock) end it with exit 1 and no output, so restic stores no snapshot.
+
+Standard library only; nothing secret is in its argv (the environment comes through the FIFO,
+a 0600 file in the run's 0700 folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import sys
+import time
+
+_POLL_S = 0.5
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_for_order(fifo: str, owner: int, timeout_s: float) -> dict[str, object] | None:
+    """Given the FIFO, axe's pid and the longest wait, return the one order written to the
+    FIFO, or None when the owner is gone or the wait ran out (the FIFO is removed either
+    way)."""
+    # O_RDWR: the open never blocks and the FIFO never reads as ended while we wait.
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    buf = b""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not _alive(owner):
+                return None
+            ready, _, _ = select.select([fd], [], [], min(_POLL_S, left))
+            if ready:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                buf += chunk
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(fifo)
+        except OSError:
+            pass
+    try:
+        order = json.loads(buf.split(b"\n", 1)[0])
+    except ValueError:
+        return None
+    return order if isinstance(order, dict) else None
+
+
+def main(argv: list[str]) -> int:
+    """Wait for the order, then become its command; return 1 (no output) without one."""
+    fifo, owner, timeout_s = argv[0], int(argv[1]), float(argv[2])
+    order = wait_for_order(fifo, owner, timeout_s)
+    if not order or "argv" not in order:
+        why = (order or {}).get("abort", "axe did not send the item's command")
+        print(f"axe gate: {why}; nothing stored", file=sys.stderr)
+        return 1
+    command = [str(a) for a in order["argv"]]  # type: ignore[union-attr]
+    env = {**os.environ, **{str(k): str(v) for k, v in order.get("env", {}).items()}}  # type: ignore[union-attr]
+    sys.stdout.flush()
+    os.execvpe(command[0], command, env)
+    return 1  # pragma: no cover - exec does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

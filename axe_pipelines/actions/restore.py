@@ -22,6 +22,7 @@ from typing import cast
 from zoneinfo import ZoneInfo
 
 from axe_pipelines.actions.integrity import find_last_valid
+from axe_pipelines.actions.restore_early import EarlyFetch
 from axe_pipelines.actions.restore_items import (
     ItemContext,
     Say,
@@ -59,7 +60,7 @@ from axe_pipelines.postgres.client import PostgresError, connection_for, first_l
 from axe_pipelines.postgres.restore import describe_database, swap_back
 from axe_pipelines.postgres.table import describe_table
 from axe_pipelines.progress import human_bytes
-from axe_pipelines.restic import ResticError, Snapshot
+from axe_pipelines.restic import Restic, ResticError, Snapshot
 from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.sets import BackupSet, newest_holding
 
@@ -141,9 +142,27 @@ def run_restore(config: Site, opts: RestoreOptions, *, history: DumpHistory = NO
 
     if wants_pitr(config, opts):
         return run_pitr(config, opts, history=history, say=say)
+    tier, peer, restic = open_source(config, opts.customer, opts.tier, opts.source)
+    # One database as it is now: fetch its newest dump beside the listing (restore_early.py).
+    early = EarlyFetch(restic, opts.customer, customer, target.name) if (
+        opts.as_of == "latest" and not opts.dry_run and target is not None
+        and target.kind == "database"
+        and not (opts.table and customer.databases[target.name].format != "custom")) else None
+    try:
+        return _restore_from(config, opts, customer, target, (tier, peer, restic), early,
+                             history=history, say=say, on_line=on_line, now=now)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _restore_from(config: Site, opts: RestoreOptions, customer: Customer, target: Target | None,
+                  source: tuple[str, str | None, Restic], early: EarlyFetch | None, *,
+                  history: DumpHistory, say: Say, on_line: Say,
+                  now: datetime | None) -> RestoreReport:
+    tier, peer, restic = source
     tz = tier_timezone(customer)
     zone = ZoneInfo(tz)
-    tier, peer, restic = open_source(config, opts.customer, opts.tier, opts.source)
     where = f"{tier_label(tier, peer)} of {opts.customer}"
     sets = load_sets(restic, opts.customer, where)
     moment = None if opts.as_of == LAST_VALID else as_of_moment(opts.as_of, tz)
@@ -181,7 +200,8 @@ def run_restore(config: Site, opts: RestoreOptions, *, history: DumpHistory = NO
                 f"{p.source.run_id[:12]}), its newest at or before --as-of")
         report.plan.append(_plan_line(p, opts, tier_label(tier, peer), zone))
     ctx = ItemContext(opts.customer, customer, restic, Steps(say, report.steps), say, history,
-                      on_line, config.path)
+                      on_line, config.path,
+                      prefetched=(lambda snap: early.take(snap, sets)) if early else None)
     if opts.dry_run:
         _dry_run(ctx, opts, picks, report)
     else:

@@ -102,6 +102,14 @@ class ItemContext:
     history: DumpHistory
     on_line: Say = quiet
     config_path: Path | None = None
+    # Given the picked dump snapshot, its file when it was fetched already (restore_early).
+    prefetched: Callable[[Snapshot], Path | None] | None = None
+
+    def fetch(self, snap: Snapshot, workdir: Path) -> Path:
+        """Given a dump snapshot, return its file: the one fetched early when that is this
+        snapshot's, else restored into `workdir` now (fetch_file)."""
+        early = self.prefetched(snap) if self.prefetched else None
+        return early or fetch_file(self.restic, snap, workdir)
 
 
 def undo_command(customer_name: str, db_name: str, tag: str,
@@ -130,7 +138,7 @@ def restore_database(ctx: ItemContext, db_name: str, snap: Snapshot, workdir: Pa
     recorded = recorded_counts_soon(ctx.history, ctx.customer_name, db_name, snap.id)
     properties = properties_soon(conn, exists=exists, where=where)
     with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
-        dump_file = fetch_file(ctx.restic, snap, workdir)
+        dump_file = ctx.fetch(snap, workdir)
     return restore_database_file(ctx, db_name, dump_file, DumpSource(
         snap.id, f"snapshot {snap.short_id}", recorded, db.format), exists=exists,
         force=force, jobs=jobs, properties=properties)
@@ -207,7 +215,7 @@ def restore_table(ctx: ItemContext, db_name: str, table_name: str, snap: Snapsho
                            f"restore needs a custom-format dump (restore the database "
                            f"instead); nothing was changed")
     with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
-        dump_file = fetch_file(ctx.restic, snap, workdir)
+        dump_file = ctx.fetch(snap, workdir)
     return restore_table_file(ctx, db_name, table_name, dump_file, snap.id, snap.short_id,
                               workdir, lock_timeout=lock_timeout, dry_run=dry_run)
 

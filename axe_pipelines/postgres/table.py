@@ -20,14 +20,8 @@ from axe_pipelines.postgres.client import (
     quote_literal,
     run_tool,
 )
-from axe_pipelines.postgres.dump import count_script_rows
-from axe_pipelines.postgres.restore import (
-    StepFn,
-    TocEntry,
-    no_step,
-    pg_restore_script,
-    read_toc,
-)
+from axe_pipelines.postgres.restore import StepFn, TocEntry, no_step, read_toc
+from axe_pipelines.postgres.table_load import load_rows, rebuildable_indexes
 
 # The table's own entries besides itself, its data and its sequences.
 _OWN = ("DEFAULT", "CONSTRAINT", "INDEX", "TRIGGER", "RULE", "POLICY", "ROW SECURITY")
@@ -283,25 +277,23 @@ def restore_table(conn: Connection, dump_file: Path, plan: TablePlan, *, workdir
     """Given the live database, the dump and a plan (plan_table), run it in one transaction
     and return the number of rows the table now holds (the dump's). Raise PostgresError —
     the transaction rolled back, the table unchanged — if anything fails, or if another
-    session holds the table's lock longer than `lock_timeout` seconds (naming it)."""
-    script = workdir / "table.sql"
-    pg_restore_script(dump_file, plan.chosen, script)
-    with open(script, "rb") as fh:
-        # The script holds exactly one table's data.
-        expected = sum(count_script_rows(iter(fh.readline, b"")).values())
+    session holds the table's lock longer than `lock_timeout` seconds (naming it). The
+    dump's SQL streams from pg_restore into psql (table_load.load_rows); the table's
+    rebuildable indexes are built once after the rows instead of row by row."""
+    listing = workdir / "table.list"
+    listing.write_text("\n".join(e.line for e in plan.chosen) + "\n")
     prefix, suffix = (_replace_rows(conn, plan.sql, lock_timeout) if plan.exists else ("", ""))
-    count_guard = _raise_if(f"(SELECT count(*) FROM {plan.sql}) <> {expected}",
-                            f"axe: {plan.key} would not hold the {expected} rows of the "
-                            f"snapshot")
-    full = workdir / "table-restore.sql"
-    full.write_bytes(prefix.encode() + script.read_bytes() + b"\n" + suffix.encode() + b"\n"
-                     + count_guard.encode() + b"\n")
-    argv = [*conn.tool("psql"), *conn.conn_args(), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1",
-            "--no-password", "-f", "-"]
+
+    def after(rows: int) -> str:
+        # The script holds exactly one table's data: its rows must all be there.
+        return suffix + "\n" + _raise_if(
+            f"(SELECT count(*) FROM {plan.sql}) <> {rows}",
+            f"axe: {plan.key} would not hold the {rows} rows of the snapshot")
+
     with step(f"{where}: replacing the rows in one transaction" if plan.exists else
-              f"{where}: recreating the table in one transaction"), open(full, "rb") as fh:
+              f"{where}: recreating the table in one transaction"):
         try:
-            run_tool(argv, env=conn.env(), stdin=fh, what=where)
+            return load_rows(conn, dump_file, listing, before=prefix, after=after, what=where)
         except PostgresError as exc:
             if plan.exists and "lock timeout" in str(exc):
                 raise PostgresError(
@@ -311,22 +303,23 @@ def restore_table(conn: Connection, dump_file: Path, plan: TablePlan, *, workdir
                     f"raise --lock-timeout") from None
             raise PostgresError(f"{first_line(exc)}; the transaction was rolled back, "
                                 f"{plan.key} is unchanged") from None
-    return expected
 
 
 def _replace_rows(conn: Connection, table_sql: str, lock_timeout: float) -> tuple[str, str]:
-    """The SQL before the dump's rows (lock, triggers off, empty the table) and after them
-    (foreign keys re-checked)."""
+    """The SQL before the dump's rows (lock, triggers off, empty the table, drop its
+    rebuildable indexes) and after them (those indexes built again, foreign keys
+    re-checked)."""
     referenced = conn.psql("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND "
                            f"confrelid = {quote_literal(table_sql)}::regclass;")[0][0] != "0"
     # TRUNCATE is much faster but refuses a table other tables' foreign keys point at; both
     # are undone by a rollback.
     empty = "DELETE FROM" if referenced else "TRUNCATE"
+    rebuilt = rebuildable_indexes(conn, table_sql)
     # A client holding the table (an open transaction) must not make this hang: the lock is
     # waited for lock_timeout seconds, then the restore is refused.
     prefix = (f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms';\n"
               f"LOCK TABLE {table_sql} IN ACCESS EXCLUSIVE MODE;\n"
               f"SET LOCAL lock_timeout = 0;\n"
               f"SET LOCAL session_replication_role = replica;\n"
-              f"{empty} {table_sql};\n")
-    return prefix, _fk_guard(conn, table_sql)
+              f"{empty} {table_sql};\n" + "".join(f"{r.drop}\n" for r in rebuilt))
+    return prefix, "".join(f"{r.create}\n" for r in rebuilt) + _fk_guard(conn, table_sql)

@@ -186,7 +186,9 @@ def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_na
             say(f"{tier}: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {to}")
     if todo:
         target.copy(source, [s.id for s in todo])
-    after = target.snapshots(tags=tags)
+    # Read without a lock: the snapshot files listed are there either way, and retention
+    # and checks (restic's exclusive locks) run in the same pool, never beside a copy.
+    after = target.snapshots(tags=tags, lock=False)
     if names_before is not None:  # copied now: the members whose copy is a new snapshot file
         added = present_ids([s for s in after if s.id not in names_before])
         todo = [s for s in todo if s.id in added]

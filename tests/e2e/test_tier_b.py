@@ -212,7 +212,8 @@ def test_a_push_opens_the_peer_repository_for_the_copy_and_the_read_back_only(
         site: Site, tmp_path, monkeypatch, restic_bin):
     """Issue 12: the probe's ssh call reads the peer repository's folder, so a push into a
     repository without locks starts two restic processes there: the copy of the whole set
-    (restic skips what is there) and the read-back; no lock listing, no listing before.
+    (restic skips what is there) and the read-back, which takes no lock; no lock listing,
+    no listing before.
     What was there already (two members copied by hand) is told apart from what this push
     copied by the snapshot file names the probe saw."""
     config = site.config()
@@ -223,6 +224,7 @@ def test_a_push_opens_the_peer_repository_for_the_copy_and_the_read_back_only(
     log = _counting_restic(tmp_path, restic_bin, monkeypatch)
     result = push_set(config, "axe", "realchoice")
     assert _calls(log) == ["local snapshots", "peer copy", "peer snapshots"]
+    assert log.read_text().splitlines()[-1].endswith("--no-lock")  # the read-back: no lock
     assert sorted(result.already_present) == sorted(ids[:2])
     assert sorted(result.copied) == sorted(ids[2:])
     assert {s.original for s in result.at_peer} == set(ids)

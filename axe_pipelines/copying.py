@@ -11,7 +11,7 @@ that night (restores pick per item); the `set_complete` check says the set is in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -161,20 +161,40 @@ class CopyResult:
 
 
 def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_name: str, *,
-             tier: str, to: str, say: Say, before: list[Snapshot] | None = None) -> CopyResult:
+             tier: str, to: str, say: Say, before: list[Snapshot] | None = None,
+             names_before: Collection[str] | None = None) -> CopyResult:
     """Given the target repository, tier A's repository and the set, copy what the target
     lacks of `the_set.to_copy` (its members, and for a SetToCopy the earlier snapshots of the
     items it lacks) and read the target back. `before`: the customer's snapshots in the
-    target, when the caller listed them already (else they are listed here). Return the
-    CopyResult; its `still_missing` names what the target still lacks. Raise the mapped
-    ResticError when restic fails."""
+    target, when the caller listed them already (else they are listed here).
+    `names_before`: instead, the ids of the target's snapshots before the copy, as its
+    `snapshots/` file names (tier B's probe reads them over ssh): nothing is listed before
+    the copy, restic is handed every snapshot of the set (it skips those the target holds,
+    matched by original id) and the read-back tells what this copy added from what was
+    there. Return the CopyResult; its `still_missing` names what the target still lacks.
+    Raise the mapped ResticError when restic fails."""
     tags = [f"customer={customer_name}"]
-    todo = lacking(the_set.to_copy, target.snapshots(tags=tags) if before is None else before)
+    if names_before is not None:
+        todo = list(the_set.to_copy)
+        if todo:
+            say(f"{tier}: copying set {the_set.run_id[:8]} to {to} ({len(todo)} snapshot(s); "
+                f"restic skips those already there)")
+    else:
+        todo = lacking(the_set.to_copy,
+                       target.snapshots(tags=tags) if before is None else before)
+        if todo:
+            say(f"{tier}: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {to}")
     if todo:
-        say(f"{tier}: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {to}")
         target.copy(source, [s.id for s in todo])
-    after = target.snapshots(tags=tags)
+    # Read without a lock: the snapshot files listed are there either way, and retention
+    # and checks (restic's exclusive locks) run in the same pool, never beside a copy.
+    after = target.snapshots(tags=tags, lock=False)
+    if names_before is not None:  # copied now: the members whose copy is a new snapshot file
+        added = present_ids([s for s in after if s.id not in names_before])
+        todo = [s for s in todo if s.id in added]
+    present = present_ids(after)
     return CopyResult(copied=[s.id for s in todo],
-                      already_present=[s.id for s in the_set.to_copy if s not in todo],
+                      already_present=[s.id for s in the_set.to_copy
+                                       if s not in todo and s.id in present],
                       bytes=sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo),
                       after=after, still_missing=lacking(the_set.to_copy, after))

@@ -45,14 +45,27 @@ class RingError(ItemFailed):
 
 
 @dataclass(frozen=True)
+class RepositoryFacts:
+    """What the probe's ssh call saw of our repository at the peer, by file names only
+    (nothing is decrypted, no restic process opens it): `locks` is True when `locks/` holds
+    any file or cannot be read; `snapshot_files` holds the names in `snapshots/` (each one a
+    snapshot's id there), None when that folder cannot be read."""
+
+    locks: bool
+    snapshot_files: frozenset[str] | None
+
+
+@dataclass(frozen=True)
 class PeerStatus:
-    """What one ssh call to the peer found."""
+    """What one ssh call to the peer found. `repository` is None when the peer holds no
+    repository of ours there (no `config`) or the probe could not tell."""
 
     host: str  # the address that worked (fqdn or ssh_ip)
     via_fallback: bool
     free_bytes: int | None
     restic_version: str | None
     seconds: float
+    repository: RepositoryFacts | None = None
 
 
 def ring_settings(customer: Customer) -> RingTier:
@@ -161,25 +174,37 @@ class PeerLink:
                                                f"within {budget} s")
 
     def probe(self) -> PeerStatus:
-        """One ssh call: reachability, free disk under receive_dir_at_peer, restic version.
-        Tries the fqdn, then ssh_ip when the name does not resolve or connect. Raises
-        RingError naming the host, ssh's exit status and what to do next."""
+        """One ssh call: reachability, free disk under receive_dir_at_peer, restic version,
+        and what the repository's folder holds (RepositoryFacts: whether `config` is there,
+        whether `locks/` holds a file, the names in `snapshots/`), so the push needs no
+        restic process to learn them. Tries the fqdn, then ssh_ip when the name does not
+        resolve or connect. Raises RingError naming the host, ssh's exit status and what to
+        do next."""
         target = self.block.receive_dir_at_peer.rstrip("/") or "/"
         parent = str(Path(target).parent)
+        # POSIX sh and zsh alike (a macOS peer's login shell); a folder `ls` cannot read is
+        # reported as "<folder> ?", not as empty.
         remote = (f"df -Pk -- {shlex.quote(target)} 2>/dev/null || "
                   f"df -Pk -- {shlex.quote(parent)}; echo ::axe::; "
                   'PATH="$PATH:/opt/homebrew/bin:/usr/local/bin"; '
-                  "restic version 2>/dev/null || echo 'restic not found'")
+                  "restic version 2>/dev/null || echo 'restic not found'; "
+                  f"echo {_REPO_MARK}; if cd -- {shlex.quote(target)} 2>/dev/null && "
+                  "[ -f config ]; then echo config; for d in locks snapshots; do "
+                  'if n=$(ls -A -- "$d" 2>/dev/null); then printf \'%s\\n\' "$n" | '
+                  'sed "s/^/$d /"; else echo "$d ?"; fi; done; fi; '
+                  f"echo {_END_MARK}")
         failures: list[str] = []
         hosts = self.hosts()
         for index, host in enumerate(hosts):
             started = time.monotonic()
             proc = self._ssh(host, remote)
             if proc.returncode == 0 and "::axe::" in proc.stdout:
-                disk, _, version = proc.stdout.partition("::axe::")
+                disk, _, rest = proc.stdout.partition("::axe::")
+                version, _, folder = rest.partition(_REPO_MARK)
                 return PeerStatus(host=host, via_fallback=index > 0,
                                   free_bytes=_df_free(disk), restic_version=_version(version),
-                                  seconds=time.monotonic() - started)
+                                  seconds=time.monotonic() - started,
+                                  repository=_repository_facts(folder))
             kind, why = _reason(proc.stderr)
             failures.append(f"{host}: ssh exit {proc.returncode}, {why}")
             if kind == "hostkey":
@@ -287,6 +312,28 @@ def _df_free(text: str) -> int | None:
         if len(parts) >= 4 and parts[3].isdigit():
             return int(parts[3]) * 1024
     return None
+
+
+_REPO_MARK, _END_MARK = "::axe-repo::", "::axe-end::"
+
+
+def _repository_facts(text: str) -> RepositoryFacts | None:
+    """Given the probe's output after its repository mark, return what it saw of the
+    repository's folder; None when there is no `config` or the output did not end (the
+    probe could not tell)."""
+    body, end, _ = text.partition(_END_MARK)
+    lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
+    if not end or "config" not in lines:
+        return None
+    names: dict[str, set[str]] = {"locks": set(), "snapshots": set()}
+    unreadable = set()
+    for line in lines:
+        folder, _, name = line.partition(" ")
+        if folder in names and name:
+            (unreadable.add(folder) if name == "?" else names[folder].add(name))
+    return RepositoryFacts(locks=bool(names["locks"]) or "locks" in unreadable,
+                           snapshot_files=None if "snapshots" in unreadable
+                           else frozenset(names["snapshots"]))
 
 
 def _version(text: str) -> str | None:

@@ -23,6 +23,7 @@ from axe_pipelines.peer import (
     NEXT_STEP,
     PeerLink,
     PeerStatus,
+    RepositoryFacts,
     RingError,
     SshRecord,
     link,
@@ -213,15 +214,20 @@ def push_set(config: Site, customer_name: str, peer: str, *,
         say(f"tier B: {peer} reachable at {status.host}"
             + (" (ssh_ip fallback)" if status.via_fallback else ""))
         where = f"{peer} at {status.host}"
+        facts = status.repository
         with SshRecord() as record:
             restic = pl.restic(status.host, record)
             try:
                 cleared, created = _prepare_peer(pl, restic, source, status.host, say,
-                                                 chosen.result)
-                before = restic.snapshots(tags=[f"customer={customer_name}"])
+                                                 chosen.result, facts)
+                # The snapshot ids at the peer before the copy, as file names: the probe's
+                # (none in a repository made just now), else restic lists them.
+                names = frozenset() if created else facts.snapshot_files if facts else None
+                before = restic.snapshots(tags=[f"customer={customer_name}"]) \
+                    if names is None else None
                 the_set = chosen.result()
                 copied = copy_set(restic, source, the_set, customer_name, tier="tier B",
-                                  to=pl.peer, say=say, before=before)
+                                  to=pl.peer, say=say, before=before, names_before=names)
             except (ResticError, SecretError) as exc:
                 chosen.result()  # tier A's own failure (no set to copy) comes first
                 if isinstance(exc, SecretError):
@@ -241,16 +247,18 @@ def push_set(config: Site, customer_name: str, peer: str, *,
 
 
 def _prepare_peer(pl: PeerLink, restic: Restic, source: Repository, host: str,
-                  say: Callable[[str], None], the_set: Callable[[], BackupSet]
-                  ) -> tuple[int, bool]:
-    """Given the peer's repository and tier A's, clear provably stale locks at the peer and
-    create the repository on first use, once `the_set()` says there is a set to copy; return
-    (locks cleared, whether it was created). Raise the mapped ResticError, or what
-    `the_set()` raises."""
+                  say: Callable[[str], None], the_set: Callable[[], BackupSet],
+                  facts: RepositoryFacts | None = None) -> tuple[int, bool]:
+    """Given the peer's repository and tier A's (and what the probe saw of its folder),
+    clear provably stale locks at the peer and create the repository on first use, once
+    `the_set()` says there is a set to copy; return (locks cleared, whether it was
+    created). The locks are listed only when the probe did not see an empty `locks/` beside
+    the repository's `config`. Raise the mapped ResticError, or what `the_set()` raises."""
     try:
         # Before anything else: a lock left by an earlier run whose process is gone (the link
         # dropped, restic could not remove it) is cleared; a live one is kept.
-        cleared = len(restic.clear_stale_locks())
+        cleared = 0 if facts is not None and not facts.locks else \
+            len(restic.clear_stale_locks())
         exists = True
     except RepositoryMissing:
         cleared, exists = 0, False

@@ -187,6 +187,81 @@ def test_push_initialises_with_tier_a_chunker_params_and_is_idempotent(site: Sit
     assert sorted(s.original for s in sets[-1].snapshots) == sorted(_set_ids(config))
 
 
+def _counting_restic(tmp_path: Path, real: str, monkeypatch) -> Path:
+    """Make axe run restic through a shim that logs each call's argv; return the log."""
+    log, shim = tmp_path / "restic-calls", tmp_path / "restic-shim"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("AXE_RESTIC", str(shim))
+    return log
+
+
+def _calls(log: Path) -> list[str]:
+    """Each logged restic call as `peer <subcommand>` (its sftp.command ends in `sftp`) or
+    `local <subcommand>`; `restic version` left out."""
+    calls = []
+    for line in log.read_text().splitlines():
+        where, rest = ("peer", line.split(" sftp ", 1)[1]) if "sftp.command=" in line \
+            else ("local", line)
+        if rest.split()[0] != "version":
+            calls.append(f"{where} {rest.split()[0]}")
+    return calls
+
+
+def test_a_push_opens_the_peer_repository_for_the_copy_and_the_read_back_only(
+        site: Site, tmp_path, monkeypatch, restic_bin):
+    """Issue 12: the probe's ssh call reads the peer repository's folder, so a push into a
+    repository without locks starts two restic processes there: the copy of the whole set
+    (restic skips what is there) and the read-back, which takes no lock; no lock listing,
+    no listing before.
+    What was there already (two members copied by hand) is told apart from what this push
+    copied by the snapshot file names the probe saw."""
+    config = site.config()
+    source = local_restic("axe", config.customer("axe")).repo
+    site.peer_repo().init(copy_chunker_params_from=source)
+    ids = _set_ids(config)
+    site.peer_repo().copy(source, ids[:2])
+    log = _counting_restic(tmp_path, restic_bin, monkeypatch)
+    result = push_set(config, "axe", "realchoice")
+    assert _calls(log) == ["local snapshots", "peer copy", "peer snapshots"]
+    assert log.read_text().splitlines()[-1].endswith("--no-lock")  # the read-back: no lock
+    assert sorted(result.already_present) == sorted(ids[:2])
+    assert sorted(result.copied) == sorted(ids[2:])
+    assert {s.original for s in result.at_peer} == set(ids)
+    assert not result.created_repository and result.cleared_locks == 0
+
+    log.unlink()
+    again = push_set(config, "axe", "realchoice")
+    assert again.copied == [] and sorted(again.already_present) == sorted(ids)
+    assert _calls(log) == ["local snapshots", "peer copy", "peer snapshots"]
+    assert len(site.peer_repo().snapshots()) == len(ids)  # restic copied nothing twice
+
+
+def test_a_stale_lock_the_probe_sees_is_listed_and_cleared(site: Site, tmp_path, monkeypatch,
+                                                          restic_bin):
+    """A lock file in the peer's `locks/` (here of a restic killed on this host) makes the
+    push list the locks and clear the stale one before copying."""
+    config = site.config()
+    push_set(config, "axe", "realchoice")
+    repo = site.peer_repo()
+    killed = subprocess.Popen([repo.binary, "backup", "--stdin-from-command", "--tag",
+                               "customer=other", "--", "sleep", "60"], env=repo.env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = site.peer_dir / "locks"
+    deadline = time.monotonic() + 30
+    while not [p for p in locks.iterdir() if "-tmp-" not in p.name]:
+        assert time.monotonic() < deadline, "the restic to kill never took its lock"
+        time.sleep(0.02)
+    killed.kill()
+    killed.wait()
+    log = _counting_restic(tmp_path, restic_bin, monkeypatch)
+    result = push_set(config, "axe", "realchoice")
+    assert result.cleared_locks == 1
+    assert "peer list" in _calls(log) and "peer unlock" in _calls(log)
+    assert not list(locks.iterdir())
+    assert sorted(result.already_present) == sorted(_set_ids(config))
+
+
 def test_restore_from_the_copy_at_the_peer(site: Site, capsys):
     """Seed scenario 1b: the local repository is gone; the copy held at the peer (over sftp)
     restores the folder beside the original and a database into staging, where its row

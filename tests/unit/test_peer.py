@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from axe_pipelines.config import ConfigError, parse_config
-from axe_pipelines.peer import RingError, _df_free, _reason, _version, link
+from axe_pipelines.peer import (
+    RepositoryFacts,
+    RingError,
+    _df_free,
+    _reason,
+    _repository_facts,
+    _version,
+    link,
+)
 from axe_pipelines.ring import ring_peers
 
 PEER = {"ssh_user": "realchoice", "ssh_fqdn": "realchoice.invalid", "ssh_ip": "192.0.2.10",
@@ -62,6 +70,21 @@ def test_df_and_restic_version_from_the_peers_output():
     assert _df_free(df) == 45088540 * 1024 and _df_free("garbage") is None
     assert _version("restic 0.18.1 compiled with go1.24.2 on darwin/arm64") == "0.18.1"
     assert _version("restic not found") is None
+
+
+def test_what_the_probe_saw_of_the_peer_repository():
+    seen = "\nconfig\nlocks \nsnapshots " + "a" * 64 + "\nsnapshots " + "b" * 64 + \
+        "\n::axe-end::\n"
+    assert _repository_facts(seen) == RepositoryFacts(
+        locks=False, snapshot_files=frozenset({"a" * 64, "b" * 64}))
+    assert _repository_facts("\nconfig\nlocks 1f2e\nsnapshots \n::axe-end::\n") == \
+        RepositoryFacts(locks=True, snapshot_files=frozenset())
+    # A folder `ls` could not read counts as holding locks, and as unknown snapshots.
+    assert _repository_facts("\nconfig\nlocks ?\nsnapshots ?\n::axe-end::\n") == \
+        RepositoryFacts(locks=True, snapshot_files=None)
+    # No `config` (no repository yet), or output cut short: the probe cannot tell.
+    assert _repository_facts("\n::axe-end::\n") is None
+    assert _repository_facts("\nconfig\nlocks \n") is None
 
 
 def test_which_peers_a_customer_pushes_to():

@@ -1,6 +1,6 @@
 """Which of a tier-A run's backups `axe backup --local` starts warm, ahead of the Dagster run
 (restic/warm.py says why): every item that streams a command (dumps, roles, pg_dumpall) and
-the set's set-meta, in plan order, as many waiting at once as the lanes run items at once.
+the set's set-meta, in plan order, as many waiting at once as two waves of the lanes.
 Folders and base backups start as before. Plain: no Dagster here."""
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def start_warm(restic: Restic, customer_name: str, customer: Customer, items: li
     if not keys:
         return None
     lanes = len({i.lane for i in items if i.kind in WARMABLE})
-    depth = tier.parallel_items * max(1, min(tier.parallel_servers, lanes))
+    # Two waves of the lanes: the items that start first, and those that follow as soon as
+    # one of them ends (a restic process needs most of a second to open the repository).
+    depth = 2 * tier.parallel_items * max(1, min(tier.parallel_servers, lanes))
     try:
         pool = WarmPool(restic, run_dir(run_id), restic.time_args(at), keys, depth=depth)
     except OSError:  # no FIFO here (odd filesystem): the run's backups start cold

@@ -184,7 +184,10 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
         # repository (key derivation) while Dagster gets ready (warm_start.py).
         run_id = str(uuid.uuid4())
         at = datetime.now(ZoneInfo(tier_timezone(customer))).replace(microsecond=0)
-        pool = start_warm(restic, name, customer, items, run_id=run_id, at=at)
+        # Not beside a lock some live process holds (a prune or check of this repository
+        # may be running): those backups start cold, once the run's pool slot is free.
+        pool = None if restic.may_hold_locks() else start_warm(
+            restic, name, customer, items, run_id=run_id, at=at)
         try:
             run = runner.tier_a(site, name, reporter=reporter,
                                 skip_restore_check=skip_restore_check, run_id=run_id, at=at)

@@ -151,6 +151,13 @@ class WarmPool:
                 warm = self._start(key)
             else:
                 warm = self._waiting.pop(key, None)
+            if warm is not None and warm.proc.poll() is not None:
+                # It ended before its turn (a lock taken after the probe, say): of no use;
+                # the caller starts one cold, as it would have.
+                warm.proc.communicate()
+                interrupt.forget(warm.proc)
+                warm.release()
+                warm = None
             if warm is not None:
                 self.claimed += 1
             self._fill()

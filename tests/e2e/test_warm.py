@@ -148,3 +148,28 @@ def test_kill_9_of_axe_while_backups_wait_leaves_no_lock_and_no_process(make_con
     assert again.returncode == 0, again.stderr
     assert "removed a stale lock" in again.stderr
     assert locks(restic) == []
+
+
+def test_beside_a_live_lock_the_backups_start_cold(make_config, tmp_path, restic_bin):
+    """A lock some live process holds (a prune or check could be running): nothing starts
+    warm; the run's backups start cold once the run is under way, and succeed."""
+    path, config = make_config()
+    home = tmp_path / "home"
+    env, log = counting_restic(tmp_path, restic_bin)
+    assert run_axe(path, home, "init", env=env).returncode == 0
+    password = config.customer("axe").tiers.local.password
+    holder_env = dict(os.environ, RESTIC_REPOSITORY=str(tmp_path / "repo"),
+                      **password.restic_env())
+    holder = subprocess.Popen([restic_bin, "backup", "--stdin-filename", "hold",
+                               "--stdin-from-command", "--", "sleep", "60"], env=holder_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not any((tmp_path / "repo" / "locks").iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc = run_axe(path, home, "backup", "--local", "--plain", env=env)
+    finally:
+        holder.send_signal(signal.SIGINT)
+        holder.wait(30)
+    assert proc.returncode == 0, proc.stderr
+    assert "axe_pipelines.restic.gate" not in log.read_text()

@@ -66,3 +66,27 @@ def test_a_failed_dump_says_pg_dumps_own_reason():
     assert _one_line(bare, Item("roles", "s", "s")).endswith(
         "(pg_dumpall for roles/s failed; see the server log or run `axe doctor`)")
     assert _one_line(OSError(), Item("files", "f")) == "OSError"
+
+
+def test_warm_backups_are_started_with_what_the_run_will_ask_for(monkeypatch):
+    """warm_start.warm_keys: every streamed item's file name and tags, and the set-meta's, as
+    backup.py and set_meta.py will pass them to restic (else no warm one is ever claimed)."""
+    import axe_pipelines.set_meta as set_meta
+    from axe_pipelines.backup import TAG_TOOL
+    from axe_pipelines.warm_start import warm_keys
+
+    items = plan_tier_a(AXE)
+    keys = warm_keys("axe", AXE, items, "r1")
+    streamed = [i for i in items if i.kind != "files"]
+    assert [(k.filename, list(k.tags)) for k in keys[:-1]] == [
+        (dump_filename(AXE, i), i.tags("axe", "r1")) for i in streamed]
+    asked: list[tuple[str, list[str]]] = []
+
+    def record(_restic, tags, _at, _run_id, _results, in_flight=()):
+        asked.append((set_meta.SET_META_FILE, list(tags)))
+        return "s1"
+
+    monkeypatch.setattr(set_meta, "write_set_meta", record)
+    set_meta.store_set_meta(None, [TAG_TOOL, "customer=axe"], datetime(2026, 5, 20, tzinfo=UTC),
+                            "r1", [])
+    assert asked == [(keys[-1].filename, list(keys[-1].tags))]

@@ -18,7 +18,6 @@ process helpers, so it removes its own lock) and removes the folder.
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
 import threading
 from pathlib import Path

@@ -144,10 +144,10 @@ def run_restore(config: Site, opts: RestoreOptions, *, history: DumpHistory = NO
         return run_pitr(config, opts, history=history, say=say)
     tier, peer, restic = open_source(config, opts.customer, opts.tier, opts.source)
     # One database as it is now: fetch its newest dump beside the listing (restore_early.py).
+    # A table reads only what it needs of the picked dump instead (table_stream.py).
     early = EarlyFetch(restic, opts.customer, customer, target.name) if (
         opts.as_of == "latest" and not opts.dry_run and target is not None
-        and target.kind == "database"
-        and not (opts.table and customer.databases[target.name].format != "custom")) else None
+        and target.kind == "database" and not opts.table) else None  # a table streams
     try:
         return _restore_from(config, opts, customer, target, (tier, peer, restic), early,
                              history=history, say=say, on_line=on_line, now=now)

@@ -10,8 +10,9 @@ used only when it is provably the picked snapshot: restic names the snapshot it 
 snapshot sharing its short id; otherwise it is thrown away and the pick is fetched as
 before. A wrong guess costs one more restic process, never a wrong restore.
 
-restic runs to its end either way (a restore is never cut short, so it always removes its
-own lock); the folder is removed by `close`.
+A restore that is refused or fails before it takes the file (open connections without
+--force, a bad pick) does not wait for it: `close` stops restic with SIGINT (through the
+process helpers, so it removes its own lock) and removes the folder.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+from axe_pipelines import interrupt
 from axe_pipelines.backup import TAG_TOOL, Item, dump_filename
 from axe_pipelines.config import Customer
 from axe_pipelines.restic import Restic, ResticError, Snapshot
+from axe_pipelines.restic.process import Watchdog, spawn
 from axe_pipelines.safe_paths import remove_tree
 from axe_pipelines.sets import BackupSet
 
@@ -45,15 +48,26 @@ class EarlyFetch:
                       "--include", self.path]
         self._restic = restic
         self._out: str | None = None
+        self._dog: Watchdog | None = None
         self._thread = threading.Thread(target=self._run, name=f"early-{db_name}",
                                         daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        # Any failure (a lock, a timeout, a cancel) leaves _out None: the pick is then
+        # fetched as usual, and its error is the one told.
+        group = interrupt.installed()
         try:
-            self._out = self._restic.run(self._argv, what=f"restoring {self.path}")
+            proc = spawn(self._restic._argv(self._argv), self._restic.env(),
+                                      group=group)
         except (ResticError, OSError):
-            self._out = None  # the pick is fetched as usual, and its error is the one told
+            return
+        self._dog = Watchdog(proc, wall=self._restic.timeout, group=group)
+        with interrupt.watched(proc, group=group):
+            out, _err = proc.communicate()
+        self._dog.cancel()
+        if proc.returncode == 0 and not self._dog.reason:
+            self._out = out
 
     def take(self, snap: Snapshot, sets: list[BackupSet]) -> Path | None:
         """Given the picked snapshot and the listed sets, wait for the early restore and
@@ -76,6 +90,11 @@ class EarlyFetch:
         return ZoneInfo(self._restic.timezone) if self._restic.timezone else None
 
     def close(self) -> None:
-        """Wait for restic to end and remove the folder."""
+        """Stop restic if it still runs (SIGINT: it removes its lock; the file was not
+        taken), wait for it to end and remove the folder."""
+        while self._thread.is_alive() and self._dog is None:
+            self._thread.join(0.01)  # spawning (or failing to): the process is known next
+        if self._dog is not None and self._thread.is_alive():
+            self._dog.stop("cancelled")
         self._thread.join()
         remove_tree(self.dir, inside=self.dir.parent)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from axe_pipelines.actions.selection import RestoreError, dump_path, fetch_file
+from axe_pipelines.actions.table_stream import DumpStream
 from axe_pipelines.config import Customer, IntegrityCommand, tier_timezone
 from axe_pipelines.damage import explain_damage
 from axe_pipelines.integrity import (
@@ -31,6 +32,7 @@ from axe_pipelines.postgres import restore as pg_restore
 from axe_pipelines.postgres import table as pg_table
 from axe_pipelines.postgres.client import (
     Connection,
+    PostgresError,
     connection_for,
     first_line,
     server_connection,
@@ -214,20 +216,33 @@ def restore_table(ctx: ItemContext, db_name: str, table_name: str, snap: Snapsho
         raise RestoreError(f"{where}: database {db_name} is dumped in plain format; a table "
                            f"restore needs a custom-format dump (restore the database "
                            f"instead); nothing was changed")
-    with ctx.steps.step(f"{where}: fetching {dump_path(snap)} from snapshot {snap.short_id}"):
-        dump_file = ctx.fetch(snap, workdir)
-    return restore_table_file(ctx, db_name, table_name, dump_file, snap.id, snap.short_id,
-                              workdir, lock_timeout=lock_timeout, dry_run=dry_run)
+    # Only as much of the dump as the table needs is read, streamed (table_stream.py).
+    with ctx.steps.step(f"{where}: reading the table of contents of {dump_path(snap)} from "
+                        f"snapshot {snap.short_id}"):
+        stream = DumpStream(ctx.restic, snap, workdir)
+    try:
+        return restore_table_file(ctx, db_name, table_name, stream.head_file, snap.id,
+                                  snap.short_id, workdir, lock_timeout=lock_timeout,
+                                  dry_run=dry_run, feed=stream.feed)
+    except PostgresError as exc:
+        cut = stream.failure()  # restic failed mid-way: its error says why
+        if cut is None:
+            raise
+        raise RestoreError(f"{where}: {cut}; the transaction was rolled back, the table is "
+                           f"unchanged") from exc
+    finally:
+        stream.close()
 
 
 def restore_table_file(ctx: ItemContext, db_name: str, table_name: str, dump_file: Path,
                        source_id: str, source_label: str, workdir: Path, *,
-                       lock_timeout: float = 10.0, dry_run: bool = False) -> TargetReport:
+                       lock_timeout: float = 10.0, dry_run: bool = False,
+                       feed: pg_table.Feed | None = None) -> TargetReport:
     """Given a database, `--table` and a custom-format dump file (`source_label` names it in
     the outcome), replace that table's rows with the dump's in one transaction (or recreate
     it), then run the row-count and SQL checks; with `dry_run` only say what would be done.
-    Return the report. Raise RestoreError or PostgresError (the table unchanged) if any step
-    fails."""
+    Return the report (`feed`: the rest of the dump streams in, dump_file is its head).
+    Raise RestoreError or PostgresError (the table unchanged) if any step fails."""
     db = ctx.customer.databases[db_name]
     conn = connection_for(ctx.customer, db_name)
     where = f"table {table_name} of database {db_name}"
@@ -235,7 +250,8 @@ def restore_table_file(ctx: ItemContext, db_name: str, table_name: str, dump_fil
     if dry_run:
         return TargetReport("table", plan.key, source_id, detail=plan.describe())
     rows = pg_table.restore_table(conn, dump_file, plan, workdir=workdir,
-                                  lock_timeout=lock_timeout, where=where, step=ctx.steps.step)
+                                  lock_timeout=lock_timeout, where=where, step=ctx.steps.step,
+                                  feed=feed)
     with ctx.steps.step(f"{where}: row-count and SQL checks"):
         checks = run_checks(conn, db, expected_counts={plan.key: rows},
                             count_tables=[plan.key], sql_only=True)

@@ -135,6 +135,19 @@ def _read_toc(r: _Reader, version: tuple[int, int], off_size: int = 8
     return with_data
 
 
+def toc_end(buf: bytes) -> int | None:
+    """Given the first bytes of a custom-format archive, return how many of them the header
+    and the table of contents take, or None when more are needed. Raise StreamError for
+    another stream, Unsupported for an archive version this module does not know."""
+    r = _Reader(buf)
+    try:
+        version, off_size = _read_head(r)
+        _read_toc(r, version, off_size)
+    except _Need:
+        return None
+    return r.pos
+
+
 class ArchiveChecker:
     """Fed a custom-format archive in pieces of any size (`feed`), then `finish`: checks its
     structure and counts each table's COPY rows. Raise StreamError where the stream stops

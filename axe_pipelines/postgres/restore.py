@@ -9,7 +9,7 @@ only then swapped in; the previous database stays as `<db>_before_restore_<stamp
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -243,16 +243,13 @@ def restore_database(conn: Connection, dump_file: Path, fmt: str, *, exists: boo
         if problems:
             raise PostgresError(f"{where}: integrity check(s) failed on the restored copy "
                                 f"({'; '.join(problems)}); not swapped in")
-        if later:
-            with step(f"{where}: settings, grants and comment of {conn.dbname} onto "
-                      f"{new_name}"):
-                admin.psql("\n".join(later))
+        # The copy's settings, grants and comment go in with the swap: one psql call.
         with step(f"{where}: swapping {new_name} in for {conn.dbname}"):
             if exists:
-                swap(conn, new_name, old_name, force=force)
+                swap(conn, new_name, old_name, force=force, before=later)
             else:
-                admin.psql(f"ALTER DATABASE {quote_ident(new_name)} RENAME TO "
-                           f"{quote_ident(conn.dbname)};")
+                admin.psql("\n".join([*later, f"ALTER DATABASE {quote_ident(new_name)} "
+                                                f"RENAME TO {quote_ident(conn.dbname)};"]))
     except PostgresError as exc:
         try:
             drop_database(conn, new_name)
@@ -286,35 +283,69 @@ def load_database(new: Connection, dump_file: Path, fmt: str, *, jobs: int, on_l
         run_tool(argv, env=env, stdin=fh, on_line=on_line, what=what)
 
 
-def swap(conn: Connection, new_name: str, old_name: str, *, force: bool) -> None:
-    """Given the live database, rename it to `old_name` and `new_name` to it in one
-    transaction. With `force`, other sessions are terminated (and new ones refused until the
-    rename is done). Raise PostgresError if clients are connected without `force`, or if the
-    rename fails (then nothing was renamed)."""
+def swap(conn: Connection, new_name: str, old_name: str, *, force: bool,
+         before: Sequence[str] = ()) -> None:
+    """Given the live database, run the statements `before` (the copy's settings, grants and
+    comment), then rename the live database to `old_name` and `new_name` to it in one
+    transaction — all in one psql call, which stops at the first error. With `force`, other
+    sessions are terminated (and new ones refused until the rename is done); without it, a
+    connected client refuses the swap. Raise PostgresError if clients are connected without
+    `force`, or if any statement fails (then nothing was renamed, and clients may connect to
+    the live database again)."""
     admin = conn.admin()
-    current = quote_ident(conn.dbname)
+    current, name = quote_ident(conn.dbname), quote_literal(conn.dbname)
+    others = f"FROM pg_stat_activity WHERE datname = {name} AND pid <> pg_backend_pid()"
     if force:
-        # Keep clients from reconnecting between terminate and rename.
-        admin.psql(f"ALTER DATABASE {current} WITH ALLOW_CONNECTIONS false;")
-        admin.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-                   f"{quote_literal(conn.dbname)} AND pid <> pg_backend_pid();")
+        # Keep clients from reconnecting between terminate and rename (its own commit).
+        guard = [f"ALTER DATABASE {current} WITH ALLOW_CONNECTIONS false;",
+                 f"SELECT pg_terminate_backend(pid) {others};"]
     else:
-        sessions = other_sessions(conn)
-        if sessions:
-            raise PostgresError(
-                f"database {conn.dbname}: {len(sessions)} client(s) connected during the "
-                f"restore ({', '.join(sorted(set(sessions)))}); rerun with --force")
+        guard = [_raise_if_sql(
+            f"EXISTS (SELECT 1 {others})",
+            f"(SELECT count(*) || ' client(s) connected during the restore (' || "
+            f"string_agg(DISTINCT coalesce(nullif(application_name, ''), client_addr::text, "
+            f"'local'), ', ') || '); rerun with --force' {others})")]
+    script = [*before, *guard, "BEGIN;", f"ALTER DATABASE {current} RENAME TO "
+              f"{quote_ident(old_name)};", f"ALTER DATABASE {quote_ident(new_name)} RENAME TO "
+              f"{current};", "COMMIT;"]
+    if force:
+        script.append(f"ALTER DATABASE {quote_ident(old_name)} WITH ALLOW_CONNECTIONS true;")
     try:
-        admin.psql(f"BEGIN; ALTER DATABASE {current} RENAME TO {quote_ident(old_name)}; "
-                   f"ALTER DATABASE {quote_ident(new_name)} RENAME TO {current}; COMMIT;")
-    finally:
-        if force:
-            # Whichever name the old database has now, let clients in again.
-            for db in (old_name, conn.dbname):
-                try:
-                    admin.psql(f"ALTER DATABASE {quote_ident(db)} WITH ALLOW_CONNECTIONS true;")
-                except PostgresError:
-                    pass
+        admin.psql("\n".join(script))
+    except PostgresError as exc:
+        if not force:
+            if "axe: " in str(exc):  # the guard: clients connected
+                raise PostgresError(f"database {conn.dbname}: "
+                                    f"{str(exc).split('axe: ', 1)[1]}") from None
+            raise
+        # Stopped somewhere: whichever name the old database has now, let clients in again.
+        found = _reopen(admin, [old_name, conn.dbname, new_name])
+        if found is None or new_name in found:  # the copy still has its name: not swapped
+            raise
+        # Only letting clients in again failed, and that is done now: the swap stands.
+
+
+def _reopen(admin: Connection, names: list[str]) -> set[str] | None:
+    """Given database names, allow connections to those that exist; return which exist
+    (None when the server cannot be asked)."""
+    try:
+        found = {r[0] for r in admin.psql(
+            "SELECT datname FROM pg_database WHERE datname IN ("
+            + ", ".join(quote_literal(n) for n in names) + ");")}
+    except PostgresError:
+        return None
+    for db in found:
+        try:
+            admin.psql(f"ALTER DATABASE {quote_ident(db)} WITH ALLOW_CONNECTIONS true;")
+        except PostgresError:
+            pass
+    return found
+
+
+def _raise_if_sql(condition: str, message_sql: str) -> str:
+    """A DO block raising `axe: <message_sql's value>` when `condition` holds."""
+    return (f"DO $axe$ BEGIN IF {condition} THEN RAISE EXCEPTION 'axe: %', {message_sql}; "
+            f"END IF; END $axe$;")
 
 
 def swap_back(conn: Connection, tag: str, *, where: str, say: Say = _quiet) -> str:

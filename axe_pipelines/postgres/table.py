@@ -7,8 +7,10 @@ error — is unchanged.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from axe_pipelines.postgres.client import (
     Connection,
@@ -22,6 +24,8 @@ from axe_pipelines.postgres.client import (
 )
 from axe_pipelines.postgres.restore import StepFn, TocEntry, no_step, read_toc
 from axe_pipelines.postgres.table_load import load_rows, rebuildable_indexes
+
+Feed = Callable[[IO[bytes]], None]  # writes a dump into pg_restore's stdin (table_stream.py)
 
 # The table's own entries besides itself, its data and its sequences.
 _OWN = ("DEFAULT", "CONSTRAINT", "INDEX", "TRIGGER", "RULE", "POLICY", "ROW SECURITY")
@@ -273,13 +277,15 @@ def plan_table(conn: Connection, dump_file: Path, table_name: str, *, where: str
 
 
 def restore_table(conn: Connection, dump_file: Path, plan: TablePlan, *, workdir: Path,
-                  lock_timeout: float, where: str, step: StepFn = no_step) -> int:
+                  lock_timeout: float, where: str, step: StepFn = no_step,
+                  feed: Feed | None = None) -> int:
     """Given the live database, the dump and a plan (plan_table), run it in one transaction
     and return the number of rows the table now holds (the dump's). Raise PostgresError —
     the transaction rolled back, the table unchanged — if anything fails, or if another
     session holds the table's lock longer than `lock_timeout` seconds (naming it). The
     dump's SQL streams from pg_restore into psql (table_load.load_rows); the table's
-    rebuildable indexes are built once after the rows instead of row by row."""
+    rebuildable indexes are built once after the rows instead of row by row. With `feed`
+    the dump streams in (load_rows) instead of being read from `dump_file`."""
     listing = workdir / "table.list"
     listing.write_text("\n".join(e.line for e in plan.chosen) + "\n")
     prefix, suffix = (_replace_rows(conn, plan.sql, lock_timeout) if plan.exists else ("", ""))
@@ -293,7 +299,8 @@ def restore_table(conn: Connection, dump_file: Path, plan: TablePlan, *, workdir
     with step(f"{where}: replacing the rows in one transaction" if plan.exists else
               f"{where}: recreating the table in one transaction"):
         try:
-            return load_rows(conn, dump_file, listing, before=prefix, after=after, what=where)
+            return load_rows(conn, dump_file, listing, before=prefix, after=after, what=where,
+                             feed=feed)
         except PostgresError as exc:
             if plan.exists and "lock timeout" in str(exc):
                 raise PostgresError(

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from axe_pipelines.postgres.archive_stream import ScriptChecker, StreamError
 from axe_pipelines.postgres.client import (
@@ -103,14 +104,18 @@ def rebuildable_indexes(conn: Connection, table_sql: str) -> list[Rebuilt]:
 
 
 def load_rows(conn: Connection, dump_file: Path, listing: Path, *, before: str,
-              after: Callable[[int], str], what: str) -> int:
+              after: Callable[[int], str], what: str,
+              feed: Callable[[IO[bytes]], None] | None = None) -> int:
     """Given the live database, a custom-format dump and a `-L` list of its entries, run in
     one transaction `before`, the entries' SQL as pg_restore writes it, and `after(rows)`
-    (rows: the COPY rows the script held), then COMMIT; return the rows. Raise PostgresError
-    — the transaction rolled back — if pg_restore or psql fails or the script is cut short
-    (module docstring)."""
+    (rows: the COPY rows the script held), then COMMIT; return the rows. With `feed`, the
+    dump is not read from `dump_file` but streamed into pg_restore's stdin by `feed` (the
+    entries in dump order: pg_restore reads up to the last one's data and exits). Raise
+    PostgresError — the transaction rolled back — if pg_restore or psql fails or the script
+    is cut short (module docstring)."""
     restore = subprocess.Popen([local_tool("pg_restore"), "-L", str(listing), "-f", "-",
-                                str(dump_file)], stdin=subprocess.DEVNULL,
+                                *([] if feed else [str(dump_file)])],
+                               stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     psql = subprocess.Popen([*conn.tool("psql"), *conn.conn_args(), "-X", "-q", "-v",
                              "ON_ERROR_STOP=1", "--no-password", "-f", "-"],
@@ -121,6 +126,8 @@ def load_rows(conn: Connection, dump_file: Path, listing: Path, *, before: str,
     readers = [threading.Thread(target=lambda k=k, p=p: errors.__setitem__(k, p.read()),
                                 daemon=True)
                for k, p in (("pg_restore", restore.stderr), ("psql", psql.stderr))]
+    if feed is not None:
+        readers.append(threading.Thread(target=_feed, args=(feed, restore.stdin), daemon=True))
     for reader in readers:
         reader.start()
     checker, committed, killed, broke, rows = ScriptChecker(), False, False, False, 0
@@ -166,3 +173,14 @@ def load_rows(conn: Connection, dump_file: Path, listing: Path, *, before: str,
         raise PostgresError(f"{what}: the table's SQL from the dump ends inside its data: "
                             f"the dump is truncated")
     return rows
+
+
+def _feed(feed: Callable[[IO[bytes]], None], stdin: IO[bytes] | None) -> None:
+    assert stdin is not None
+    try:
+        feed(stdin)
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass  # pg_restore stopped reading: it had what it needed

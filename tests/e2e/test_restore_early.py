@@ -90,3 +90,31 @@ def test_an_earlier_as_of_fetches_nothing_early(two_sets, logged_restic, server_
     assert report.ok and _md5(server_a, scratch_db) == older
     assert [r.split(" ")[1] for r in _calls(logged_restic, "restore")] == \
         [report.targets[0].snapshot_id]
+
+
+def test_a_refused_restore_stops_the_early_fetch(two_sets, tmp_path, monkeypatch, server_a,
+                                                 scratch_db):
+    """Open connections without --force refuse the restore before it needs the dump: the
+    early `restic restore` (here one that would take 60 s) is stopped with SIGINT, not
+    waited for, and no lock is left."""
+    from tests.e2e.test_restore import _connected_client
+
+    config, _ = two_sets
+    real, log = find_restic(), tmp_path / "restic-calls.log"
+    shim = tmp_path / "restic"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nif [ "$1" = restore ]; then\n'
+                    f'  trap \'echo interrupted >> {log}; kill $!; exit 130\' INT\n'
+                    f'  sleep 60 & wait $!\nfi\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("AXE_RESTIC", str(shim))
+    client, _ = _connected_client(server_a, scratch_db, "frame-mcp-blue")
+    try:
+        with pytest.raises(Exception, match="frame-mcp-blue"):
+            run_restore(config, RestoreOptions("axe", target="ledger"), say=lambda _: None)
+    finally:
+        client.kill()
+        client.wait()
+    calls = log.read_text().splitlines()
+    assert [c for c in calls if c.startswith("restore ")] and "interrupted" in calls
+    monkeypatch.delenv("AXE_RESTIC")
+    assert local_restic("axe", config.customer("axe")).locks() == []

@@ -42,7 +42,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from axe_pipelines.cli_cleanup import cmd_cleanup  # its printing lives there
 
         return cmd_cleanup(args)
-    history = DagsterDumpHistory(warm=not (args.undo or args.dry_run))  # overlaps restic
+    # Opened beside restic's first calls, unless it will not be read: an undo, a dry run, or
+    # one table of a named database (its checks need no dump-time counts).
+    one_table = bool(args.table and args.target and args.as_of != "last-valid")
+    history = DagsterDumpHistory(warm=not (args.undo or args.dry_run or one_table))
     config = load_config(args.config)
     if args.undo:
         if not args.target:

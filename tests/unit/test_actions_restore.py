@@ -102,3 +102,30 @@ def test_steps_say_and_record():
     assert [s.name for s in record] == ["fetching", "checking"]
     with Steps(said.append).step("unrecorded"):
         pass
+
+
+@pytest.mark.parametrize(("args", "warm"), [
+    (["--target", "ledger"], True),
+    (["--target", "ledger", "--table", "public.note"], False),  # no dump-time counts read
+    (["--table", "public.note"], True),  # which database holds it: the history may be read
+    (["--target", "ledger", "--dry-run"], False),
+])
+def test_restore_opens_the_history_early_only_when_it_will_be_read(monkeypatch, tmp_path, args,
+                                                                   warm):
+    import axe_pipelines.actions.restore as restore_action
+    import axe_pipelines.resources as resources
+    from axe_pipelines import cli
+
+    seen: list[bool] = []
+
+    class History:
+        def __init__(self, *, warm: bool = False):
+            seen.append(warm)
+
+    monkeypatch.setattr(resources, "DagsterDumpHistory", History)
+    monkeypatch.setattr(restore_action, "run_restore", lambda *a, **k: (_ for _ in ()).throw(
+        restore_action.RestoreError("stop here")))
+    config = tmp_path / "customers.yaml"
+    config.write_text("axe:\n  servers: {}\n  databases: {}\n")
+    assert cli.main(["--config", str(config), "restore", "--customer", "axe", *args]) == 1
+    assert seen == [warm]

@@ -43,11 +43,8 @@ from axe_pipelines.restic.model import (
     Snapshot,
     from_repo_env,
 )
-from axe_pipelines.restic.process import (
-    Finished,
-    find_restic,
-    run_bounded,
-)
+from axe_pipelines.restic.process import Finished, Started, find_restic, run_bounded
+from axe_pipelines.restic.warm import take
 from axe_pipelines.secrets import SecretError
 
 if TYPE_CHECKING:
@@ -188,14 +185,12 @@ class Restic:
                 "--stdin-from-command", "--", *command]
         pool, claimed = self.warm, []
 
-        def claim() -> tuple[subprocess.Popen, bool] | None:
-            warm = pool.claim(filename, tags, common[2:]) if pool is not None else None  # --time
+        def claim() -> Started | None:
+            warm = take(pool, filename, tags, common[2:], command, env_extra or {})  # --time
             if warm is None:
                 return None
             claimed.append(warm)
-            # A gate that is gone (its restic ended) is followed anyway, for restic's reason.
-            warm.send({"argv": list(command), "env": env_extra or {}})
-            return warm.proc, warm.group
+            return warm.proc, warm.group, warm.lines()
 
         try:
             return self._backup(args, on_progress, env_extra or {},
@@ -231,8 +226,7 @@ class Restic:
 
     def _backup(self, args: list[str], on_progress: Callable[[int], None] | None,
                 env_extra: dict[str, str], *, what: str,
-                claim: Callable[[], tuple[subprocess.Popen, bool] | None] | None = None,
-                ) -> BackupSummary:
+                claim: Callable[[], Started | None] | None = None) -> BackupSummary:
         summary: dict[str, Any] = {}
 
         done_so_far = [-1]
@@ -272,8 +266,7 @@ class Restic:
                on_line: Callable[[str], bool | None],
                env_extra: dict[str, str] | None = None, ok: Sequence[int] = (0,),
                after_timeout: str = "", progress: bool = False,
-               claim: Callable[[], tuple[subprocess.Popen, bool] | None] | None = None,
-               ) -> Finished:
+               claim: Callable[[], Started | None] | None = None) -> Finished:
         """Given restic arguments, run them bounded by this repository's timeout and, with
         `progress` (`on_line` returns True for a line that shows some), by its idle_timeout
         (SIGINT, then SIGKILL); handing every stdout line to `on_line`, and

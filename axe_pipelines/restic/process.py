@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -231,22 +231,30 @@ def spawn(argv: Sequence[str], env: dict[str, str], *, text: bool = True,
                             process_group=0 if group else None)
 
 
+# A process already running (a warm backup, warm.py): it, whether it leads its own process
+# group, and its stdout lines.
+Started = tuple[subprocess.Popen, bool, Iterable[str]]
+
+
 def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | None,
                 on_line: Callable[[str], bool | None], idle_timeout: float | None = None,
                 stop_on: Callable[[str], str | None] | None = None,
-                started: tuple[subprocess.Popen, bool] | None = None) -> Finished:
+                started: Started | None = None) -> Finished:
     """Given argv and its environment, run it with stdin closed, hand every stdout line to
     `on_line` as it arrives (a true return is progress: the idle bound starts again) and
     collect stderr, stopping it early when `stop_on(stderr line)` names a reason; stop it at
     `timeout` or after `idle_timeout` without progress (Watchdog), or on a stop signal
-    (interrupt.py). With `started` (a process already running that argv, and whether it leads
-    its own process group: a warm backup, warm.py), follow that one instead. Return how it
-    finished; the process is never left running, even when `on_line` raises."""
+    (interrupt.py). With `started` (a process already running that argv, whether it leads
+    its own process group, and its stdout lines: a warm backup, warm.py), follow that one
+    instead. Return how it finished; the process is never left running, even when `on_line`
+    raises."""
     if started is not None:
-        proc, group = started
+        proc, group, lines = started
     else:
         group = interrupt.installed()
         proc = spawn(argv, env, group=group)
+        assert proc.stdout is not None
+        lines = proc.stdout
     dog = Watchdog(proc, wall=timeout, idle=idle_timeout, group=group)
     stderr_lines: list[str] = []
 
@@ -263,8 +271,7 @@ def run_bounded(argv: Sequence[str], env: dict[str, str], *, timeout: float | No
     reader.start()
     with interrupt.watched(proc, group=group):
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
+            for line in lines:
                 if on_line(line):
                     dog.touch()
             code = proc.wait()

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,22 +45,45 @@ class WarmKey:
     tags: tuple[str, ...]
 
 
-@dataclass
 class Warm:
     """One restic backup waiting at its gate: the process (restic, leading its own process
-    group when a stop handler is installed) and the FIFO its gate reads."""
+    group when a stop handler is installed), the FIFO its gate reads, and a thread reading
+    restic's output from the start (its status lines while it waits are dropped: a pipe
+    nobody reads fills in minutes, and a restic blocked on it ignores SIGINT)."""
 
-    key: WarmKey
-    proc: subprocess.Popen
-    fifo: Path
-    group: bool
-    fd: int  # our end of the FIFO, open from its creation: an order written before restic
-    # has started the gate waits in the pipe (a FIFO no process holds open drops its data)
-    args: list[str] = field(default_factory=list)
+    def __init__(self, key: WarmKey, proc: subprocess.Popen, fifo: Path, group: bool,
+                 fd: int):
+        self.key, self.proc, self.fifo, self.group = key, proc, fifo, group
+        self.fd = fd  # our end of the FIFO, open from its creation: an order written before
+        # restic has started the gate waits in the pipe (a FIFO nobody holds drops its data)
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._claimed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="axe-warm-out")
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                if self._claimed.is_set() or '"message_type":"status"' not in line:
+                    self._lines.put(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._lines.put(None)
+
+    def lines(self) -> Iterator[str]:
+        """Return restic's stdout lines from now on (the caller follows the claimed backup)."""
+        self._claimed.set()
+
+        def follow() -> Iterator[str]:
+            while (line := self._lines.get()) is not None:
+                yield line
+        return follow()
 
     def send(self, order: dict[str, object]) -> bool:
         """Given the order (the command and its environment, or an abort), put it in the
-        gate's FIFO; False when it could not be (our end is closed, or the pipe is full)."""
+        gate's FIFO whole; False when it could not be (our end is closed, the pipe full)."""
         data = (json.dumps(order) + "\n").encode()
         try:
             return os.write(self.fd, data) == len(data)
@@ -77,23 +101,31 @@ class Warm:
 
     def abort(self, why: str) -> None:
         """Tell the gate to end without output (restic stores nothing and removes its lock),
-        and wait for restic to end: SIGINT after 10 s, SIGKILL after 20 s."""
+        and wait for restic to end: SIGINT after 10 s, SIGKILL after 20 s; then release."""
         if not self.send({"abort": why}):  # no gate to tell: stop restic itself
             interrupt.send(self.proc, 2, group=self.group)
-        try:
-            self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            interrupt.send(self.proc, 2, group=self.group)
+        for sig in (2, 9):
             try:
-                self.proc.communicate(timeout=10)
+                self.proc.wait(timeout=10)
+                break
             except subprocess.TimeoutExpired:
-                interrupt.send(self.proc, 9, group=self.group)
-                self.proc.communicate()
+                interrupt.send(self.proc, sig, group=self.group)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass  # SIGKILLed: the kernel ends it; nothing more to wait for here
+        self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        interrupt.forget(self.proc)
+        self.release()
 
 
 class WarmPool:
     """The warm backups of one tier-A run: started in plan order, at most `depth` waiting at a
-    time; `claim` hands one over and starts the next. Thread-safe (the lanes claim)."""
+    time; `claim` hands one over and starts the next. Thread-safe (the lanes claim). A warm
+    backup that cannot be started (no FIFO, no process, the password source failing) is left
+    out: its item starts cold."""
 
     def __init__(self, restic: Restic, run_dir: Path, at_args: Sequence[str],
                  keys: Sequence[WarmKey], *, depth: int):
@@ -111,26 +143,30 @@ class WarmPool:
             self._fill()
 
     def _start(self, key: WarmKey) -> Warm | None:
+        from axe_pipelines.restic.errors import ResticError
+
         self._started += 1
         fifo = self._dir / f"gate-{os.getpid()}-{self._started}.fifo"
-        os.mkfifo(fifo, 0o600)
-        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         group = interrupt.installed()
         args = ["backup", "--json", "--stdin-filename", key.filename, "--tag",
                 ",".join(key.tags), *self._at_args, "--stdin-from-command", "--",
                 sys.executable, "-m", "axe_pipelines.restic.gate", str(fifo), str(os.getpid()),
                 str(self._restic.timeout or WAIT_BOUND_S)]
+        fd = -1
         try:
+            os.mkfifo(fifo, 0o600)
+            fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
             proc = subprocess.Popen(
                 self._restic._argv(args), env=self._restic.env(), stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                 process_group=0 if group else None)
-        except OSError:
-            os.close(fd)
+        except (OSError, ResticError):
+            if fd >= 0:
+                os.close(fd)
             fifo.unlink(missing_ok=True)
             return None
         interrupt.adopt(proc, group=group)
-        return Warm(key, proc, fifo, group, fd, args)
+        return Warm(key, proc, fifo, group, fd)
 
     def _fill(self) -> None:
         while not self._closed and self._todo and len(self._waiting) < self._depth:
@@ -154,14 +190,18 @@ class WarmPool:
             if warm is not None and warm.proc.poll() is not None:
                 # It ended before its turn (a lock taken after the probe, say): of no use;
                 # the caller starts one cold, as it would have.
-                warm.proc.communicate()
-                interrupt.forget(warm.proc)
-                warm.release()
+                warm.abort("ended before its turn")
                 warm = None
             if warm is not None:
                 self.claimed += 1
             self._fill()
             return warm
+
+    def give_back(self, warm: Warm) -> None:
+        """Given a claimed warm backup whose order could not be sent, abort it (its item then
+        starts cold)."""
+        self.claimed -= 1
+        warm.abort("its order could not be sent")
 
     def close(self) -> None:
         """Abort every backup still waiting (no snapshot, no lock left) and start no more."""
@@ -170,8 +210,20 @@ class WarmPool:
             left, self._waiting = list(self._waiting.values()), {}
         for warm in left:
             warm.abort("its item did not run")
-            interrupt.forget(warm.proc)
-            warm.release()
+
+
+def take(pool: WarmPool | None, filename: str, tags: Sequence[str], at_args: Sequence[str],
+         command: Sequence[str], env: dict[str, str]) -> Warm | None:
+    """Given the run's pool (None: a daemon's run), a backup's file name, tags and --time
+    arguments, its command and the command's environment, claim its warm backup and send it
+    the command; return it, or None when the backup must start cold."""
+    warm = pool.claim(filename, tags, at_args) if pool is not None else None
+    if warm is None:
+        return None
+    if not warm.send({"argv": list(command), "env": env}):
+        pool.give_back(warm)  # its gate would wait for ever: this one starts cold
+        return None
+    return warm
 
 
 _pools: dict[str, WarmPool] = {}

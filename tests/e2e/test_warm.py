@@ -173,3 +173,29 @@ def test_beside_a_live_lock_the_backups_start_cold(make_config, tmp_path, restic
         holder.wait(30)
     assert proc.returncode == 0, proc.stderr
     assert "axe_pipelines.restic.gate" not in log.read_text()
+
+
+def test_a_long_wait_does_not_block_restic_on_its_own_output(repo, tmp_path, monkeypatch):
+    """While a warm backup waits, restic keeps printing status lines; they are read (and
+    dropped), so a restic that waited long still stops at once on SIGINT, removing its lock,
+    and a claimed one still stores its item."""
+    real_env = Restic.env
+    monkeypatch.setattr(Restic, "env", lambda self, extra=None: {
+        **real_env(self, extra), "RESTIC_PROGRESS_FPS": "60"})  # 64 KiB of status in ~5 s
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    keys = [WarmKey("a.pgdump", ("database=a",)), WarmKey("b.pgdump", ("database=b",))]
+    pool = WarmPool(repo, run, repo.time_args(AT), keys, depth=2)
+    time.sleep(12)
+    waiting = pool._waiting[keys[1]]
+    os.kill(waiting.proc.pid, signal.SIGINT)
+    try:
+        waiting.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a warm restic that waited long did not stop on SIGINT")
+    repo.warm = pool
+    summary = repo.backup_command(["echo", "a"], filename="a.pgdump", tags=["database=a"],
+                                  at=AT)
+    pool.close()
+    assert [s.id for s in repo.snapshots()] == [summary.snapshot_id]
+    assert locks(repo) == []

@@ -121,7 +121,8 @@ class InProcessRunner:
                 resources: dict[str, Any] | None = None,
                 run_config: dict[str, Any] | None = None, what: str = "",
                 wait_timeout_s: float = DEFAULT_WAIT_S, site: Site | None = None,
-                retry_left: bool = False, run_id: str | None = None) -> RunOutcome:
+                retry_left: bool = False, run_id: str | None = None,
+                on_wait: Callable[[], None] | None = None) -> RunOutcome:
         """Given definitions holding the job `job_name`, run it here under that name with its
         own tags (the run queue's `axe/repository` among them), `tags` and the code
         location's label, so the UI files the run under that job; with `checks`, only those
@@ -144,7 +145,8 @@ class InProcessRunner:
                 raise_on_error=False)
 
         ended = outcome(run_guarded(self.instance, job, execute, what=what or job.name,
-                                    wait_timeout_s=wait_timeout_s, say=self.say, run_id=run_id))
+                                    wait_timeout_s=wait_timeout_s, say=self.say, run_id=run_id,
+                                    on_wait=on_wait))
         # An interrupted run raised above: its process ends now, and the sensor posts it.
         if site is not None and not ended.success:
             alert_run_failure(site, self.instance, ended.run_id, step_assets(defs), _LOG.info,
@@ -153,11 +155,13 @@ class InProcessRunner:
 
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
                skip_restore_check: bool, run_id: str | None = None,
-               at: datetime | None = None) -> RunOutcome:
+               at: datetime | None = None,
+               on_wait: Callable[[], None] | None = None) -> RunOutcome:
         """Back the customer's tier A up now as its job `<customer>_tier_a`, progress going to
         `reporter`; without the restorable checks when `skip_restore_check` (coverage stays;
         the read-back of every dump can run later from the UI). With `run_id` and `at`, the
-        run has that id and logical time (the backups started warm for it use them)."""
+        run has that id and logical time (the backups started warm for it use them);
+        `on_wait` is called if it must wait for its pool slot."""
         # The code location's own job (its selection names checks of other tiers' jobs);
         # the CLI's reporter replaces the location's None for this run.
         defs = build_definitions(site)
@@ -167,7 +171,8 @@ class InProcessRunner:
         return self.run_job(defs, job.name, checks=checks, resources={
             PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
                             tags={LOGICAL_TIME_TAG: at.isoformat()} if at else None,
-                            run_id=run_id, **self._bounds(site, customer_name, "A"))
+                            run_id=run_id, on_wait=on_wait,
+                            **self._bounds(site, customer_name, "A"))
 
     def tier_b(self, site: Site, customer_name: str, peer: str, *,
                retry_left: bool = False) -> RunOutcome:

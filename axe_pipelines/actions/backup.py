@@ -85,9 +85,11 @@ class Runner(Protocol):
 
     def tier_a(self, site: Site, customer_name: str, *, reporter: CollectingReporter,
                skip_restore_check: bool, run_id: str | None = None,
-               at: datetime | None = None) -> RunOutcome:
+               at: datetime | None = None,
+               on_wait: Callable[[], None] | None = None) -> RunOutcome:
         """Given a customer, back its tier A up now, progress to `reporter` (as run `run_id`
-        at logical time `at` when given); return how the run ended."""
+        at logical time `at` when given; `on_wait` called if it must wait for its pool
+        slot); return how the run ended."""
 
     def tier_b(self, site: Site, customer_name: str, peer: str, *,
                retry_left: bool = False) -> RunOutcome:
@@ -189,8 +191,10 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
         pool = None if restic.may_hold_locks() else start_warm(
             restic, name, customer, items, run_id=run_id, at=at)
         try:
+            # Waiting for the pool (another run on this repository): no lock held meanwhile.
             run = runner.tier_a(site, name, reporter=reporter,
-                                skip_restore_check=skip_restore_check, run_id=run_id, at=at)
+                                skip_restore_check=skip_restore_check, run_id=run_id, at=at,
+                                on_wait=pool.close if pool is not None else None)
         except Unusable as exc:  # the repository's pool stayed held by a live run
             yield LocalOutcome(name, unusable=str(exc).removeprefix(f"tier A of {name}: "))
             continue

@@ -58,12 +58,14 @@ from axe_pipelines.restic import Restic, ResticError
 from axe_pipelines.set_meta import SET_META_KIND
 
 
-def logical_time(tags: dict[str, str], timezone: str, now: datetime | None = None) -> datetime:
+def logical_time(tags: dict[str, str], timezone: str, now: datetime | None = None, *,
+                 rerun: bool = False) -> datetime:
     """Given a run's tags and the tier's zone, return the run's logical time: the schedule's
     tick when scheduled, else now (whole seconds), in that zone. Snapshots carry it as their
-    restic time (`axe backup` sets its own runs' time, chosen before the run starts)."""
+    restic time. `axe backup` sets its own runs' time, chosen before the run starts; a
+    re-execution (`rerun`: the UI copies the tags) takes now instead."""
     zone = ZoneInfo(timezone)
-    text = tags.get(SCHEDULED_TIME_TAG) or tags.get(LOGICAL_TIME_TAG)
+    text = tags.get(SCHEDULED_TIME_TAG) or (None if rerun else tags.get(LOGICAL_TIME_TAG))
     if text:
         return datetime.fromisoformat(text).astimezone(zone)
     return (now or datetime.now(zone)).astimezone(zone).replace(microsecond=0)
@@ -222,7 +224,8 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
         selected = context.selected_asset_keys
         todo = [i for i in items if keys[i] in selected]
         reporter = getattr(context.resources, PROGRESS_RESOURCE) or LogReporter(context.log)
-        at = logical_time(dict(context.run.tags), timezone)
+        at = logical_time(dict(context.run.tags), timezone,
+                          rerun=context.run.parent_run_id is not None)
         context.log.info(f"tier A of {customer_name}: {len(todo)} item(s), logical time "
                          f"{at.isoformat()}")
         restic = local_restic(customer_name, customer)

@@ -68,11 +68,13 @@ def _holder(instance: dg.DagsterInstance, pool: str, run_id: str) -> HeldSlot | 
 
 
 def wait_for_slots(instance: dg.DagsterInstance, run_id: str, slots: list[tuple[str, str]],
-                   *, timeout_s: float, what: str, say: Say) -> None:
+                   *, timeout_s: float, what: str, say: Say,
+                   on_wait: Callable[[], None] | None = None) -> None:
     """Given a run id (not started yet) and its (pool, step) slots, claim each for it, waiting
     while a live run holds one: one `waiting for run … (pid …, started …)` line per holder,
-    a stale holder recovered at once. Raise SlotTimeout after `timeout_s`, Interrupted on a
-    stop signal (its queued claims withdrawn either way)."""
+    a stale holder recovered at once; `on_wait` is called once, before the first wait. Raise
+    SlotTimeout after `timeout_s`, Interrupted on a stop signal (its queued claims withdrawn
+    either way)."""
     storage = instance.event_log_storage
     todo = [s for s in slots if _limited(instance, s[0])]
     told: set[str] = set()
@@ -83,6 +85,9 @@ def wait_for_slots(instance: dg.DagsterInstance, run_id: str, slots: list[tuple[
                 .is_claimed]
         if not todo:
             return
+        if on_wait is not None:
+            on_wait()
+            on_wait = None
         if time.monotonic() >= look_at:  # the holder: once a second, not every claim
             look_at = time.monotonic() + POLL_S
             held = _holder(instance, todo[0][0], run_id)
@@ -137,11 +142,13 @@ def _in_thread(instance: dg.DagsterInstance, run_id: str, call: Callable[[], R])
 
 def run_guarded(instance: dg.DagsterInstance, job: dg.JobDefinition,
                 execute: Callable[[str, dict[str, str]], R], *, what: str,
-                wait_timeout_s: float, say: Say, run_id: str | None = None) -> R:
+                wait_timeout_s: float, say: Say, run_id: str | None = None,
+                on_wait: Callable[[], None] | None = None) -> R:
     """Given a job and `execute(run_id, tags)` that runs it with that id (`run_id`, else a new
     one) and those tags (the process's host and pid among them), recover dead runs' leftovers
     (one line each), wait for the job's slots, run it and return its result. Raise
-    SlotTimeout (exit 3) when a live run kept a slot too long, Interrupted on SIGINT/SIGTERM."""
+    SlotTimeout (exit 3) when a live run kept a slot too long, Interrupted on SIGINT/SIGTERM.
+    `on_wait` is called if the run has to wait for a slot."""
     interrupt.raise_if_requested()
     for line in recover(instance):
         say(line)
@@ -150,7 +157,7 @@ def run_guarded(instance: dg.DagsterInstance, job: dg.JobDefinition,
     owner.run_dir(run_id)
     try:
         wait_for_slots(instance, run_id, job_slots(job), timeout_s=wait_timeout_s, what=what,
-                       say=say)
+                       say=say, on_wait=on_wait)
         return _in_thread(instance, run_id, lambda: execute(run_id, process_tags()))
     finally:
         instance.event_log_storage.free_concurrency_slots_for_run(run_id)

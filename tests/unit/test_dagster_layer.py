@@ -26,6 +26,11 @@ def test_logical_time_is_the_schedules_tick_else_now_in_whole_seconds():
     now = datetime(2026, 5, 20, 3, 0, 42, 123456, tzinfo=UTC)
     at = logical_time({}, "Asia/Seoul", now=now)
     assert at == now.replace(microsecond=0) and at.tzinfo == KST
+    # `axe backup` chose its run's time before the run; a re-execution from the UI copies
+    # that tag, but is a backup of now.
+    chosen = {"axe/logical_time": "2026-05-18T03:00:00+09:00"}
+    assert logical_time(chosen, "Asia/Seoul", now=now) == datetime(2026, 5, 18, 3, tzinfo=KST)
+    assert logical_time(chosen, "Asia/Seoul", now=now, rerun=True) == now.replace(microsecond=0)
 
 
 def test_the_mount_sensor_asks_once_per_mount(tmp_path: Path):

@@ -31,8 +31,12 @@ def test_a_slot_freed_while_waiting_is_taken_at_the_next_claim(tmp_path: Path,
 
         monkeypatch.setattr(guard.interrupt, "wait", fake_wait)
         said: list[str] = []
+        waited: list[int] = []  # on_wait: called once, before the first wait (warm backups
+        # close then, so no lock of theirs is held while another run has the repository)
         guard.wait_for_slots(instance, "waiting-run", [("restic-test", "step")],
-                             timeout_s=60, what="tier A of axe", say=said.append)
+                             timeout_s=60, what="tier A of axe", say=said.append,
+                             on_wait=lambda: waited.append(len(waits)))
+        assert waited == [0]
         assert waits == [guard.CLAIM_POLL_S] * 3 and guard.CLAIM_POLL_S < guard.POLL_S
         assert len(said) == 1 and said[0].startswith("tier A of axe: waiting for ")
         claimed = storage.get_concurrency_info("restic-test").claimed_slots

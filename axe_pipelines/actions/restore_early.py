@@ -81,6 +81,7 @@ class EarlyFetch:
         same_short = {s.id for b in sets for s in b.snapshots if s.id.startswith(short)}
         local = snap.time.astimezone(self._zone()).strftime("%Y-%m-%d %H:%M:%S")
         if same_short != {snap.id} or paths != " ".join(snap.paths) or at != local:
+            out.unlink()  # not the pick: its room is the fetch's (a temp folder fits one dump)
             return None
         return out
 

@@ -70,7 +70,18 @@ def test_the_newest_dump_fetched_early_is_the_one_restored(two_sets, logged_rest
 
 
 def test_an_early_fetch_of_another_snapshot_is_thrown_away(two_sets, logged_restic, server_a,
-                                                           scratch_db):
+                                                           scratch_db, monkeypatch):
+    import axe_pipelines.actions.restore_early as early
+
+    taken = early.EarlyFetch.take
+    left: list[bool] = []
+
+    def take(self, snap, sets):  # a file not taken is gone before the pick is fetched
+        got = taken(self, snap, sets)
+        left.append(got is None and (self.dir / self.path.lstrip("/")).exists())
+        return got
+
+    monkeypatch.setattr(early.EarlyFetch, "take", take)
     config, (older, _) = two_sets
     restic = local_restic("axe", config.customer("axe"))
     newest = [s for s in restic.snapshots(tags=["database=ledger"])][-1]
@@ -81,6 +92,7 @@ def test_an_early_fetch_of_another_snapshot_is_thrown_away(two_sets, logged_rest
     assert report.ok and _md5(server_a, scratch_db) == older
     restores = _calls(logged_restic, "restore")
     assert [r.split(" ")[1] for r in restores] == ["latest", report.targets[0].snapshot_id]
+    assert left == [False]
 
 
 def test_an_earlier_as_of_fetches_nothing_early(two_sets, logged_restic, server_a, scratch_db):

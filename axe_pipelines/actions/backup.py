@@ -199,8 +199,8 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
             yield LocalOutcome(name, unusable=str(exc).removeprefix(f"tier A of {name}: "))
             continue
         finally:
-            if unregister(run_id) is not None and pool is not None:
-                pool.close()
+            if (left := unregister(run_id)) is not None:
+                left.close()  # idempotent: the run closes its pool when it ends
         wall = time.monotonic() - started
         done = {r.item: r for r in reporter.results}
         yield LocalOutcome(name, items, [done[i] for i in items if i in done], wall, run)

@@ -180,13 +180,12 @@ class Restic:
         """Stream `command`'s stdout into a new snapshot (`--stdin-from-command`) and return
         its summary. When the command exits non-zero restic writes no snapshot and this
         raises ResticFatal."""
-        common = self._common(tags, at)
-        args = ["backup", "--json", "--stdin-filename", filename, *common,
-                "--stdin-from-command", "--", *command]
+        when = self.time_args(at)
+        args = self.stdin_backup_args(command, filename=filename, tags=tags, time_args=when)
         pool, claimed = self.warm, []
 
         def claim() -> Started | None:
-            warm = take(pool, filename, tags, common[2:], command, env_extra or {})  # --time
+            warm = take(pool, filename, tags, when, command, env_extra or {})
             if warm is None:
                 return None
             claimed.append(warm)
@@ -209,6 +208,13 @@ class Restic:
             args += ["--exclude-file", str(exclude_file)]
         args += ["--", *map(str, paths)]
         return self._backup(args, on_progress, {}, what="backup of " + ", ".join(map(str, paths)))
+
+    @staticmethod
+    def stdin_backup_args(command: Sequence[str], *, filename: str, tags: Sequence[str],
+                          time_args: Sequence[str]) -> list[str]:
+        """Return `backup --stdin-from-command` of `command` (warm.py starts with these)."""
+        return ["backup", "--json", "--stdin-filename", filename, "--tag", ",".join(tags),
+                *time_args, "--stdin-from-command", "--", *command]
 
     def _common(self, tags: Sequence[str], at: datetime) -> list[str]:
         """Given the tags and the logical time, return restic's --tag/--time arguments.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -103,8 +104,8 @@ class Warm:
         """Tell the gate to end without output (restic stores nothing and removes its lock),
         and wait for restic to end: SIGINT after 10 s, SIGKILL after 20 s; then release."""
         if not self.send({"abort": why}):  # no gate to tell: stop restic itself
-            interrupt.send(self.proc, 2, group=self.group)
-        for sig in (2, 9):
+            interrupt.send(self.proc, signal.SIGINT, group=self.group)
+        for sig in (signal.SIGINT, signal.SIGKILL):
             try:
                 self.proc.wait(timeout=10)
                 break
@@ -144,22 +145,20 @@ class WarmPool:
 
     def _start(self, key: WarmKey) -> Warm | None:
         from axe_pipelines.restic.errors import ResticError
+        from axe_pipelines.restic.process import spawn
 
         self._started += 1
         fifo = self._dir / f"gate-{os.getpid()}-{self._started}.fifo"
         group = interrupt.installed()
-        args = ["backup", "--json", "--stdin-filename", key.filename, "--tag",
-                ",".join(key.tags), *self._at_args, "--stdin-from-command", "--",
-                sys.executable, "-m", "axe_pipelines.restic.gate", str(fifo), str(os.getpid()),
+        gate = [sys.executable, "-m", "axe_pipelines.restic.gate", str(fifo), str(os.getpid()),
                 str(self._restic.timeout or WAIT_BOUND_S)]
+        args = self._restic.stdin_backup_args(gate, filename=key.filename, tags=key.tags,
+                                              time_args=self._at_args)
         fd = -1
         try:
             os.mkfifo(fifo, 0o600)
             fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
-            proc = subprocess.Popen(
-                self._restic._argv(args), env=self._restic.env(), stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                process_group=0 if group else None)
+            proc = spawn(self._restic._argv(args), self._restic.env(), group=group)
         except (OSError, ResticError):
             if fd >= 0:
                 os.close(fd)

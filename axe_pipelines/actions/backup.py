@@ -17,19 +17,21 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from axe_pipelines import interrupt
 from axe_pipelines.backup import Item, ItemResult, local_restic, plan_tier_a
 from axe_pipelines.cold import Volume, find_volumes
-from axe_pipelines.config import Site, tier_timezone
+from axe_pipelines.config import Customer, Site, tier_timezone
 from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Unusable
 from axe_pipelines.instance import ensure_dagster_home
 from axe_pipelines.peer import RingError, link, ring_settings
 from axe_pipelines.progress import Reporter, human_bytes
-from axe_pipelines.restic import ResticError
-from axe_pipelines.restic.warm import unregister
+from axe_pipelines.restic import Restic, ResticError, ResticTimeout
+from axe_pipelines.restic.warm import WarmPool, unregister
 from axe_pipelines.ring import ring_peers
 from axe_pipelines.warm_start import start_warm
 
 Say = Callable[[str], None]
+OPEN_BOUND_S = 600.0  # how long opening tier A may take when the tier sets no bound
 
 
 @dataclass(frozen=True)
@@ -154,42 +156,72 @@ class LocalOutcome:
         return EXIT_OK
 
 
+def _probe(restic: Restic, name: str, say: Say) -> None:
+    """One `restic cat config`, then the stale locks of a killed run (its restic on this host
+    is gone) cleared, only when the repository's `locks/` folder holds any."""
+    restic.probe()
+    for lock in restic.clear_stale_locks() if restic.may_hold_locks() else ():
+        say(f"tier A of {name}: removed a stale lock of pid {lock.pid} (gone) from "
+            f"{restic.repo.location}")
+
+
+def _open(restic: Restic, name: str, customer: Customer, items: list[Item], *, run_id: str,
+          at: datetime, say: Say) -> WarmPool | None:
+    """Open tier A's repository for the run: return its warm backups (warm_start.py), or None
+    when its backups start cold. Raise the mapped ResticError (missing, wrong password,
+    locked, too slow) before anything is stored.
+
+    Every restic process that opens the repository spends about half a second deriving its
+    key, so the first warm backup is the probe: its gate starting proves the repository
+    opened with its password and a backup's lock was taken. Only when that backup ends
+    first (or none could start, or some lock file is there: a prune or check may be running,
+    or a killed run's lock is to be cleared) is `restic cat config` run, whose mapped error
+    says why."""
+    pool = None if restic.may_hold_locks() else start_warm(
+        restic, name, customer, items, run_id=run_id, at=at)
+    if pool is not None:
+        bound = restic.call_timeout or restic.timeout or OPEN_BOUND_S
+        opened = pool.wait_open(bound)
+        if opened:
+            return pool
+        unregister(run_id)
+        pool.close(now=True)
+        interrupt.raise_if_requested()
+        if opened is None:
+            raise ResticTimeout(f"{restic.repo.label}: opening the repository did not finish "
+                                f"within {bound:.0f} s; nothing was started (a password "
+                                "command waiting for input, or a slow or vanished disk)")
+    _probe(restic, name, say)
+    if pool is not None:  # the warm probe ended, yet the repository opens: start them cold
+        return None
+    return None if restic.may_hold_locks() else start_warm(
+        restic, name, customer, items, run_id=run_id, at=at)
+
+
 def backup_local(site: Site, names: list[str], runner: Runner, *,
                  reporter_for: Callable[[list[Item]], CollectingReporter],
                  skip_restore_check: bool = False, say: Say) -> Iterator[LocalOutcome]:
-    """Given the customers, back each one's tier A up now (its repository probed first, so a
-    missing, locked or wrongly keyed one fails with one line before anything starts) and
-    yield its LocalOutcome. `reporter_for(items)` makes the progress reporter; `say` gets the
-    line announcing each run.
-
-    The probe is one `restic cat config` (every restic process that opens the repository
-    spends about half a second deriving its key); the locks are listed only when the
-    repository's `locks/` folder holds any."""
+    """Given the customers, back each one's tier A up now (its repository opened first, so a
+    missing, locked or wrongly keyed one fails with one line before anything starts: _open)
+    and yield its LocalOutcome. `reporter_for(items)` makes the progress reporter; `say` gets
+    the line announcing each run."""
     for name in names:
         customer = site.customers[name]
-        try:
-            restic = local_restic(name, customer)
-            restic.probe()
-            # Locks of a killed run (its restic on this host is gone) go before this run.
-            for lock in restic.clear_stale_locks() if restic.may_hold_locks() else ():
-                say(f"tier A of {name}: removed a stale lock of pid {lock.pid} (gone) from "
-                    f"{restic.repo.location}")
-        except ResticError as exc:
-            yield LocalOutcome(name, unusable=str(exc))
-            continue
         items = plan_tier_a(customer)
-        reporter = reporter_for(items)
-        assert customer.tiers is not None
-        say(f"tier A of {name}: {len(items)} item(s) into {customer.tiers.local.repository}")
-        started = time.monotonic()
         # The run's id and logical time are chosen here, so its first backups can open the
         # repository (key derivation) while Dagster gets ready (warm_start.py).
         run_id = str(uuid.uuid4())
         at = datetime.now(ZoneInfo(tier_timezone(customer))).replace(microsecond=0)
-        # Not beside a lock some live process holds (a prune or check of this repository
-        # may be running): those backups start cold, once the run's pool slot is free.
-        pool = None if restic.may_hold_locks() else start_warm(
-            restic, name, customer, items, run_id=run_id, at=at)
+        try:
+            restic = local_restic(name, customer)
+            pool = _open(restic, name, customer, items, run_id=run_id, at=at, say=say)
+        except ResticError as exc:
+            yield LocalOutcome(name, unusable=str(exc))
+            continue
+        reporter = reporter_for(items)
+        assert customer.tiers is not None
+        say(f"tier A of {name}: {len(items)} item(s) into {customer.tiers.local.repository}")
+        started = time.monotonic()
         try:
             # Waiting for the pool (another run on this repository): no lock held meanwhile.
             run = runner.tier_a(site, name, reporter=reporter,

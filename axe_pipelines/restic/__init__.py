@@ -10,21 +10,48 @@ messages out.
 Passwords reach restic only through its environment (see secrets.py), never argv.
 """
 
-from axe_pipelines.restic.client import Restic
-from axe_pipelines.restic.errors import (
-    BackupIncomplete,
-    LockHolder,
-    RepositoryDamaged,
-    RepositoryLocked,
-    RepositoryMissing,
-    ResticError,
-    ResticFatal,
-    ResticNotFound,
-    ResticTimeout,
-    WrongPassword,
-)
-from axe_pipelines.restic.model import BackupSummary, Repository, Snapshot
-from axe_pipelines.restic.process import MIN_VERSION, find_restic, restic_version
+# The exports load on first use (PEP 562): a warm backup's gate (gate.py), one process per
+# item, imports this package and must start in milliseconds, without loading the client.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from axe_pipelines.restic.client import Restic
+    from axe_pipelines.restic.errors import (
+        BackupIncomplete,
+        LockHolder,
+        RepositoryDamaged,
+        RepositoryLocked,
+        RepositoryMissing,
+        ResticError,
+        ResticFatal,
+        ResticNotFound,
+        ResticTimeout,
+        WrongPassword,
+    )
+    from axe_pipelines.restic.model import BackupSummary, Repository, Snapshot
+    from axe_pipelines.restic.process import MIN_VERSION, find_restic, restic_version
+
+_HOME = {
+    "Restic": "client",
+    **dict.fromkeys(["BackupIncomplete", "LockHolder", "RepositoryDamaged", "RepositoryLocked",
+                     "RepositoryMissing", "ResticError", "ResticFatal", "ResticNotFound",
+                     "ResticTimeout", "WrongPassword"], "errors"),
+    **dict.fromkeys(["BackupSummary", "Repository", "Snapshot"], "model"),
+    **dict.fromkeys(["MIN_VERSION", "find_restic", "restic_version"], "process"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MIN_VERSION",

@@ -2,14 +2,17 @@
 
     python -m axe_pipelines.restic.gate <fifo> <owner pid> <timeout s>
 
-restic opens the repository and derives its key (about half a second of CPU) before it starts
-its command; a backup started ahead of its item (warm.py) spends that time while the Dagster
-run gets ready. This gate then waits on its FIFO for one JSON line from axe: `{"argv": [...],
-"env": {...}}` becomes this process (exec, or for a module of this interpreter such as the
-dump's verifier, run in place: the item's real command, restic reads its stdout as the
-snapshot's content); `{"abort": "..."}`, no line within the timeout, or axe's own
-process gone (checked twice a second: a `kill -9` of axe must not leave restic waiting with
-its lock) end it with exit 1 and no output, so restic stores no snapshot.
+restic opens the repository, derives its key (about half a second of CPU) and takes its lock
+before it starts its command; a backup started ahead of its item (warm.py) spends that time
+while the Dagster run gets ready. The gate first creates `<fifo>.up` (0600): the repository
+opened with its password and this backup holds its lock, which is all the probe of a
+repository asks (the first warm backup is the night's probe). It then waits on its FIFO for
+one JSON line from axe: `{"argv": [...], "env": {...}}` becomes this process (exec, or for
+a module of this interpreter such as the dump's verifier, run in place: the item's real
+command, restic reads its stdout as the snapshot's content); `{"abort": "..."}`, no line
+within the timeout, or axe's own process gone (checked twice a second: a `kill -9` of axe
+must not leave restic waiting with its lock) end it with exit 1 and no output, so restic
+stores no snapshot.
 
 Standard library only; nothing secret is in its argv (the environment comes through the FIFO,
 a 0600 file in the run's 0700 folder).
@@ -37,10 +40,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def up_path(fifo: str) -> str:
+    """Given a gate's FIFO, return the file the gate creates once restic has started it."""
+    return f"{fifo}.up"
+
+
+def _mark_up(fifo: str) -> None:
+    try:
+        os.close(os.open(up_path(fifo), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass  # axe then learns it from the order's claim, as without the mark
+
+
 def wait_for_order(fifo: str, owner: int, timeout_s: float) -> dict[str, object] | None:
     """Given the FIFO, axe's pid and the longest wait, return the one order written to the
-    FIFO, or None when the owner is gone or the wait ran out (the FIFO is removed either
-    way)."""
+    FIFO, or None when the owner is gone or the wait ran out (the FIFO and the up mark are
+    removed either way)."""
+    _mark_up(fifo)
     # O_RDWR: the open never blocks and the FIFO never reads as ended while we wait.
     fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
     buf = b""
@@ -59,10 +75,11 @@ def wait_for_order(fifo: str, owner: int, timeout_s: float) -> dict[str, object]
                 buf += chunk
     finally:
         os.close(fd)
-        try:
-            os.unlink(fifo)
-        except OSError:
-            pass
+        for path in (fifo, up_path(fifo)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
     try:
         order = json.loads(buf.split(b"\n", 1)[0])
     except ValueError:

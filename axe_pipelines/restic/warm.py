@@ -24,16 +24,19 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from axe_pipelines import interrupt
+from axe_pipelines.restic.gate import up_path
 
 if TYPE_CHECKING:
     from axe_pipelines.restic.client import Restic
 
+_UP_POLL_S = 0.01  # how often wait_open looks for the first gate's up mark
 WAIT_BOUND_S = 6 * 3600.0  # a gate gives up after this long without its order (axe alive)
 
 
@@ -103,8 +106,18 @@ class Warm:
     def abort(self, why: str) -> None:
         """Tell the gate to end without output (restic stores nothing and removes its lock),
         and wait for restic to end: SIGINT after 10 s, SIGKILL after 20 s; then release."""
-        if not self.send({"abort": why}):  # no gate to tell: stop restic itself
+        self.stop(why)
+        self.reap()
+
+    def stop(self, why: str, *, now: bool = False) -> None:
+        """Ask it to end: through the gate, or with SIGINT when there is no gate to tell or
+        `now` (its gate never started: restic removes its lock on SIGINT)."""
+        if now or not self.send({"abort": why}):
             interrupt.send(self.proc, signal.SIGINT, group=self.group)
+
+    def reap(self) -> None:
+        """Wait for a stopped restic to end: SIGINT after 10 s, SIGKILL after 20 s; then
+        release."""
         for sig in (signal.SIGINT, signal.SIGKILL):
             try:
                 self.proc.wait(timeout=10)
@@ -140,6 +153,7 @@ class WarmPool:
         self._closed = False
         self._started = 0
         self.claimed = 0
+        self._first: Warm | None = None  # the first one started: the night's probe
         with self._lock:
             self._fill()
 
@@ -173,6 +187,24 @@ class WarmPool:
             warm = self._start(key)
             if warm is not None:
                 self._waiting[key] = warm
+                self._first = self._first or warm
+
+    def wait_open(self, timeout_s: float) -> bool | None:
+        """Wait for the first warm backup's gate (gate.py's up mark): restic opened the
+        repository with its password and holds a backup's lock, which is all a probe asks.
+        Return True then; False when that backup ended first or none was started (the caller
+        probes to learn why); None when `timeout_s` ran out or a stop signal came."""
+        first = self._first
+        if first is None:
+            return False
+        up = Path(up_path(str(first.fifo)))
+        deadline = time.monotonic() + timeout_s
+        while not up.exists():
+            if first.proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline or interrupt.wait(_UP_POLL_S):
+                return None
+        return True
 
     def claim(self, filename: str, tags: Sequence[str], at_args: Sequence[str]) -> Warm | None:
         """Given a backup's file name, tags and --time arguments, return its warm backup, or
@@ -202,13 +234,17 @@ class WarmPool:
         self.claimed -= 1
         warm.abort("its order could not be sent")
 
-    def close(self) -> None:
-        """Abort every backup still waiting (no snapshot, no lock left) and start no more."""
+    def close(self, *, now: bool = False) -> None:
+        """Abort every backup still waiting (no snapshot, no lock left) and start no more; all
+        are asked at once, then waited for. `now`: with SIGINT, not through their gates
+        (the repository never opened: no gate may have started)."""
         with self._lock:
             self._closed = True
             left, self._waiting = list(self._waiting.values()), {}
         for warm in left:
-            warm.abort("its item did not run")
+            warm.stop("its item did not run", now=now)
+        for warm in left:
+            warm.reap()
 
 
 def take(pool: WarmPool | None, filename: str, tags: Sequence[str], at_args: Sequence[str],

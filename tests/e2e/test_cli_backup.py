@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -41,11 +42,11 @@ def test_backup_prints_the_table_and_exits_zero(make_config, tmp_path, restic_bi
     log.unlink()
     proc = run_axe(path, home, "backup", "--local", env=env)
     assert proc.returncode == 0, proc.stderr
-    # One probe of the repository, one restic process per item and one for the set's
-    # set-meta: no version (remembered from `axe init`), no lock listing, no read-back of
-    # snapshots or dumps (issue 12).
+    # One restic process per item and one for the set's set-meta, the first of them the
+    # probe of the repository (no `cat config`): no version (remembered from `axe init`), no
+    # lock listing, no read-back of snapshots or dumps (issue 12).
     assert [" ".join(ln.split()[:2]) for ln in log.read_text().splitlines()] == [
-        "cat config", *["backup --json"] * 8]
+        "backup --json"] * 8
     assert proc.stdout.count(":restorable: ok") == 4
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["item", "status", "snapshot", "read", "added", "seconds"]
@@ -87,6 +88,31 @@ def test_wrong_repository_password_is_one_line_and_exit_3(make_config, tmp_path,
     assert "not-the-password" not in line
 
 
+def test_a_repository_that_never_opens_is_one_line_within_the_bound(make_config, tmp_path,
+                                                                   restic_bin):
+    """The first warm backup is the night's probe (actions/backup.py `_open`): a restic whose
+    backups never get as far as their command (a vanished disk, here a restic that stops
+    there) fails the night within the tier's idle bound, with one line, nothing stored and
+    no process left."""
+    path, _ = make_config(local={"idle_timeout_s": 2})
+    home = tmp_path / "home"
+    assert run_axe(path, home, "init").returncode == 0
+    shim = tmp_path / "hanging-restic"
+    shim.write_text(f'#!/bin/sh\ncase "$*" in *backup*) exec sleep 617;; esac\n'
+                    f'exec {restic_bin} "$@"\n')
+    shim.chmod(0o755)
+    started = time.monotonic()
+    proc = run_axe(path, home, "backup", "--local", env={"AXE_RESTIC": str(shim)})
+    assert time.monotonic() - started < 60
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("axe: tier A of axe: tier A repository of axe")
+    assert "opening the repository did not finish within 2 s; nothing was started" in line
+    assert not any(p.is_file() for p in (tmp_path / "repo" / "snapshots").iterdir())
+    left = subprocess.run(["pgrep", "-f", "sleep 617"], capture_output=True, text=True)
+    assert left.stdout == "", "a warm backup outlived axe"
+
+
 def test_failed_items_exit_1_with_a_line_each(make_config, tmp_path, server_a, restic_bin):
     from axe_pipelines.postgres.cluster import free_port
 
@@ -114,7 +140,7 @@ def test_failed_items_exit_1_with_a_line_each(make_config, tmp_path, server_a, r
 def traced_axe(config_path: Path, home: Path, trace: Path, *args: str,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """run_axe under `strace -f -e trace=execve`: every program started during the run, however
-    short-lived (psql, the password command, `restic cat config`), is recorded with its whole
+    short-lived (psql, the password command, the warm backups' gate), is recorded with its whole
     argv in `trace` (environment values are not: strace prints only their count)."""
     strace = shutil.which("strace")
     if strace is None:
@@ -160,7 +186,7 @@ def test_no_secret_in_output_dagster_storage_or_process_arguments(make_config, t
              for ln in (tmp_path / t).read_text().splitlines() if "execve(" in ln]
     # The trace saw the short-lived programs too (else this test could not fail).
     for program in ('/pg_dump", [', '/psql", [', '["cat", "' + str(secrets_dir / "repo"),
-                    '"cat", "config"', '"--stdin-from-command", "--", '):
+                    '"axe_pipelines.restic.gate", ', '"--stdin-from-command", "--", '):
         assert any(program in ln for ln in execs), program
     stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
     monkeypatch.setenv("DAGSTER_HOME", str(home))

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in _scenarios() if (only is None or s[1] in only)
               and (s[1] != "runbook" or runbook or (only and "runbook" in only))]
     started, load_before, clock = time.time(), load_average(), time.monotonic()
+    # axe as installed: its bytecode written (scripts/setup does too), so no side compiles
+    # its modules from source on each start where PYTHONDONTWRITEBYTECODE is set.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0",
+                    str(ROOT / "axe_pipelines")], check=True, stdout=subprocess.DEVNULL)
     tools = find_tools(Path(os.environ.get("TMPDIR", "/tmp")) / f"axe-bench-shims-{os.getpid()}",
                        find_bin_dir(None), want_borg=not args.no_borg)
     bench = Bench(tools)

@@ -331,12 +331,13 @@ def _one_line(exc: BaseException, item: Item, child_stderr: str = "") -> str:
 
 def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: str,
                items: Iterable[Item] | None = None, reporter: Reporter | None = None,
-               restic: Restic | None = None) -> TierAResult:
+               restic: Restic | None = None,
+               cancel: threading.Event | None = None) -> TierAResult:
     """Given the logical time and run id, back up `items` (default: the whole plan), servers
     in parallel lanes and `parallel_items` of one server at once, and return the TierAResult:
     per-item results plus the snapshots restic reported storing for this run (each
     `restic backup --json` summary names its snapshot). Items fail one by one; never raise
-    for an item's failure."""
+    for an item's failure. Once `cancel` is set (early_run.py), no further item starts."""
     assert customer.tiers is not None
     tier = customer.tiers.local
     reporter = reporter or NullReporter()
@@ -347,9 +348,10 @@ def run_tier_a(customer_name: str, customer: Customer, *, at: datetime, run_id: 
     lock = threading.Lock()
 
     def run_one(item: Item) -> None:
-        if interrupt.requested():
+        if interrupt.requested() or (cancel is not None and cancel.is_set()):
             # Ctrl-C / SIGTERM: what runs now is being stopped; nothing new starts.
-            res = ItemResult(item=item, ok=False, error="not started: interrupted")
+            why = "interrupted" if interrupt.requested() else "its run ended before it"
+            res = ItemResult(item=item, ok=False, error=f"not started: {why}")
         else:
             reporter.start(item)
             res = backup_item(restic, customer_name, customer, item, at=at, run_id=run_id,

@@ -15,8 +15,10 @@ from typing import Any
 
 import dagster as dg
 
+from axe_pipelines import early_run
 from axe_pipelines.actions.backup import CheckOutcome, CollectingReporter, RunOutcome
 from axe_pipelines.assets.tier_b import build_tier_b_asset
+from axe_pipelines.backup import plan_tier_a
 from axe_pipelines.cold import Volume
 from axe_pipelines.config import Site
 from axe_pipelines.definitions import build_definitions
@@ -28,6 +30,7 @@ from axe_pipelines.names import (
     PEER_TAG,
     PROGRESS_RESOURCE,
     VOLUME_TAG,
+    item_key,
     location_tags,
     tier_a_job,
     tier_c_job,
@@ -122,7 +125,8 @@ class InProcessRunner:
                 run_config: dict[str, Any] | None = None, what: str = "",
                 wait_timeout_s: float = DEFAULT_WAIT_S, site: Site | None = None,
                 retry_left: bool = False, run_id: str | None = None,
-                on_wait: Callable[[], None] | None = None) -> RunOutcome:
+                on_wait: Callable[[], None] | None = None,
+                on_claimed: Callable[[str], None] | None = None) -> RunOutcome:
         """Given definitions holding the job `job_name`, run it here under that name with its
         own tags (the run queue's `axe/repository` among them), `tags` and the code
         location's label, so the UI files the run under that job; with `checks`, only those
@@ -146,7 +150,7 @@ class InProcessRunner:
 
         ended = outcome(run_guarded(self.instance, job, execute, what=what or job.name,
                                     wait_timeout_s=wait_timeout_s, say=self.say, run_id=run_id,
-                                    on_wait=on_wait))
+                                    on_wait=on_wait, on_claimed=on_claimed))
         # An interrupted run raised above: its process ends now, and the sensor posts it.
         if site is not None and not ended.success:
             alert_run_failure(site, self.instance, ended.run_id, step_assets(defs), _LOG.info,
@@ -160,19 +164,32 @@ class InProcessRunner:
         """Back the customer's tier A up now as its job `<customer>_tier_a`, progress going to
         `reporter`; without the restorable checks when `skip_restore_check` (coverage stays;
         the read-back of every dump can run later from the UI). With `run_id` and `at`, the
-        run has that id and logical time (the backups started warm for it use them);
-        `on_wait` is called if it must wait for its pool slot."""
+        run has that id and logical time (the backups started warm for it use them) and its
+        items start as soon as it holds its pool slot (early_run.py); `on_wait` is called if
+        it must wait for that slot."""
         # The code location's own job (its selection names checks of other tiers' jobs);
         # the CLI's reporter replaces the location's None for this run.
         defs = build_definitions(site)
         job = defs.resolve_job_def(tier_a_job(customer_name))
         checks = {k for k in job.asset_layer.asset_graph.asset_check_keys
                   if k.name != "restorable"} if skip_restore_check else None
-        return self.run_job(defs, job.name, checks=checks, resources={
-            PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
-                            tags={LOGICAL_TIME_TAG: at.isoformat()} if at else None,
-                            run_id=run_id, on_wait=on_wait,
-                            **self._bounds(site, customer_name, "A"))
+
+        def start_items(claimed: str) -> None:
+            # The slot is the run's: its items start now, while Dagster creates the run.
+            customer = site.customer(customer_name)
+            selected = job.asset_layer.selected_asset_keys
+            todo = [i for i in plan_tier_a(customer) if item_key(customer_name, i) in selected]
+            early_run.start(claimed, customer_name, customer, todo, at=at, reporter=reporter)
+
+        try:
+            return self.run_job(defs, job.name, checks=checks, resources={
+                PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
+                tags={LOGICAL_TIME_TAG: at.isoformat()} if at else None, run_id=run_id,
+                on_wait=on_wait, on_claimed=start_items if run_id and at else None,
+                **self._bounds(site, customer_name, "A"))
+        finally:
+            if run_id:
+                early_run.abandon(run_id)
 
     def tier_b(self, site: Site, customer_name: str, peer: str, *,
                retry_left: bool = False) -> RunOutcome:

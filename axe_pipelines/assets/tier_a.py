@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from axe_pipelines import early_run
 from axe_pipelines.assets.metadata import row_count_table, row_counts_from, short_id, sizes
 from axe_pipelines.backup import (
     Item,
@@ -236,9 +237,10 @@ def build_tier_a(customer_name: str, customer: Customer) -> dg.AssetsDefinition:
         # run: one event costs tens of milliseconds of SQLite writes (issue 12).
         shown = TierAResult(customer_name, context.run.run_id, at, restic.repo.location, [])
         proven: set[Item] = set()
-        finished = Streamed(lambda report: run_tier_a(
-            customer_name, customer, at=at, run_id=context.run.run_id, items=todo,
-            reporter=report, restic=restic), reporter)
+        # `axe backup` started them as soon as the run held its pool slot (early_run.py).
+        finished = early_run.take(context.run.run_id, todo, at) or Streamed(
+            lambda report: run_tier_a(customer_name, customer, at=at, run_id=context.run.run_id,
+                                      items=todo, reporter=report, restic=restic), reporter)
         for r in finished:
             if r.ok and r.snapshot_id:
                 yield dg.MaterializeResult(asset_key=keys[r.item],

@@ -219,3 +219,57 @@ def test_each_item_is_recorded_as_it_finishes(make_config, dagster_home, monkeyp
     checks = checks_by_key(result)
     assert checks[("axe/dumps/blueprint", "restorable")].passed
     assert checks[("axe/dumps/index", "restorable")].passed
+
+
+def test_the_cli_starts_the_items_once_the_run_holds_its_slot(make_config, dagster_home):
+    """`axe backup`'s runs start their items as soon as the run holds its pool slot, while
+    Dagster still creates the run (early_run.py, issue 12): the first item starts before the
+    run's RUN_START event, every item is still recorded by the run, and while the run is not
+    recorded yet tiers B and C see its set as being written (its run folder's owner lives)."""
+    import time
+    import uuid
+
+    from axe_pipelines.checks.tier_b import tier_a_running
+    from axe_pipelines.instance.owner import run_dir
+    from axe_pipelines.runs import InProcessRunner
+
+    path, config = make_config(databases={"hive": {"server": "frame-postgres"},
+                                          "blueprint": {"server": "index-postgres"}},
+                               folders={})
+    local_restic("axe", config.customer("axe")).init()
+    instance = dg.DagsterInstance.get()
+    run_id = str(uuid.uuid4())
+    seen: dict[str, object] = {}
+
+    class Recording:
+        def __init__(self):
+            self.results = []
+
+        def start(self, item):
+            seen.setdefault("first_start", time.time())
+            # The run may not be recorded yet: tiers B and C must wait for this set anyway.
+            seen.setdefault("in_progress", tier_a_running(instance)(run_id))
+
+        def progress(self, item, n):
+            pass
+
+        def finish(self, result):
+            self.results.append(result)
+
+    run_dir(run_id)  # as `axe backup --local` makes it before its warm backups start
+    reporter = Recording()
+    at = datetime.now(KST).replace(microsecond=0)
+    outcome = InProcessRunner(say=lambda _line: None).tier_a(
+        config, "axe", reporter=reporter, skip_restore_check=False, run_id=run_id, at=at)
+    assert outcome.success, outcome.failure
+    assert reporter.results and all(r.ok for r in reporter.results)
+    assert {"db/hive", "db/blueprint"} <= {r.item.label for r in reporter.results}
+    started = [e.timestamp for e in instance.all_logs(run_id)
+               if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_START]
+    assert started and seen["first_start"] < started[0], "the items waited for the run"
+    assert seen["in_progress"] is True
+    for db in ("hive", "blueprint"):
+        assert instance.get_latest_materialization_event(K(["axe", "dumps", db])).run_id == run_id
+    checks = {c.name for c in outcome.checks if c.passed}
+    assert {"restorable", "coverage"} <= checks
+    assert not tier_a_running(instance)(run_id)  # recorded and finished

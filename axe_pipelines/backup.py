@@ -317,7 +317,11 @@ def backup_item(restic: Restic, customer_name: str, customer: Customer, item: It
             except ResticError:
                 pass
     except (ResticError, PostgresError, ItemError, SecretError, OSError) as exc:
-        result.error = _one_line(exc, item, job.errfile.read_text(errors="replace"))
+        try:
+            child_stderr = job.errfile.read_text(errors="replace")
+        except OSError:  # the run's folder is gone: the error alone says what failed
+            child_stderr = ""
+        result.error = _one_line(exc, item, child_stderr)
     finally:
         job.errfile.unlink(missing_ok=True)
         result.duration_s = time.monotonic() - started

@@ -42,6 +42,12 @@ def separately_scheduled(customer: Customer, item: Item) -> bool:
     return item.kind == "physical" and customer.servers[item.name].physical_schedule is not None
 
 
+def nightly_items(customer: Customer, items: list[Item]) -> list[Item]:
+    """Given a customer and its tier-A plan, return the items its nightly job backs up: all
+    but the base backups on their own `physical_schedule`."""
+    return [i for i in items if not separately_scheduled(customer, i)]
+
+
 def own_schedule_servers(customer: Customer) -> list[str]:
     """Given a customer, return the servers whose base backup runs on its own
     `physical_schedule` (a set of its own, not a member every nightly set must hold)."""

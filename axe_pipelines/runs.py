@@ -126,7 +126,7 @@ class InProcessRunner:
                 wait_timeout_s: float = DEFAULT_WAIT_S, site: Site | None = None,
                 retry_left: bool = False, run_id: str | None = None,
                 on_wait: Callable[[], None] | None = None,
-                on_claimed: Callable[[str], None] | None = None) -> RunOutcome:
+                on_claimed: Callable[[str], Callable[[], None]] | None = None) -> RunOutcome:
         """Given definitions holding the job `job_name`, run it here under that name with its
         own tags (the run queue's `axe/repository` among them), `tags` and the code
         location's label, so the UI files the run under that job; with `checks`, only those
@@ -174,22 +174,20 @@ class InProcessRunner:
         checks = {k for k in job.asset_layer.asset_graph.asset_check_keys
                   if k.name != "restorable"} if skip_restore_check else None
 
-        def start_items(claimed: str) -> None:
-            # The slot is the run's: its items start now, while Dagster creates the run.
+        def start_items(claimed: str) -> Callable[[], None]:
+            # The slot is the run's: its items start now, while Dagster creates the run; if
+            # its step never takes them, they end before the slot is freed.
             customer = site.customer(customer_name)
             selected = job.asset_layer.selected_asset_keys
             todo = [i for i in plan_tier_a(customer) if item_key(customer_name, i) in selected]
             early_run.start(claimed, customer_name, customer, todo, at=at, reporter=reporter)
+            return lambda: early_run.abandon(claimed)
 
-        try:
-            return self.run_job(defs, job.name, checks=checks, resources={
-                PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
-                tags={LOGICAL_TIME_TAG: at.isoformat()} if at else None, run_id=run_id,
-                on_wait=on_wait, on_claimed=start_items if run_id and at else None,
-                **self._bounds(site, customer_name, "A"))
-        finally:
-            if run_id:
-                early_run.abandon(run_id)
+        return self.run_job(defs, job.name, checks=checks, resources={
+            PROGRESS_RESOURCE: dg.ResourceDefinition.hardcoded_resource(reporter)},
+            tags={LOGICAL_TIME_TAG: at.isoformat()} if at else None, run_id=run_id,
+            on_wait=on_wait, on_claimed=start_items if run_id and at else None,
+            **self._bounds(site, customer_name, "A"))
 
     def tier_b(self, site: Site, customer_name: str, peer: str, *,
                retry_left: bool = False) -> RunOutcome:

@@ -24,6 +24,7 @@ from axe_pipelines.config import Customer, Site, tier_timezone
 from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Unusable
 from axe_pipelines.instance import ensure_dagster_home
 from axe_pipelines.peer import RingError, link, ring_settings
+from axe_pipelines.physical_item import nightly_items
 from axe_pipelines.progress import Reporter, human_bytes
 from axe_pipelines.restic import Restic, ResticError, ResticTimeout
 from axe_pipelines.restic.warm import WarmPool, unregister
@@ -207,7 +208,8 @@ def backup_local(site: Site, names: list[str], runner: Runner, *,
     the line announcing each run."""
     for name in names:
         customer = site.customers[name]
-        items = plan_tier_a(customer)
+        # What the nightly job backs up: a base backup on its own schedule is not its item.
+        items = nightly_items(customer, plan_tier_a(customer))
         # The run's id and logical time are chosen here, so its first backups can open the
         # repository (key derivation) while Dagster gets ready (warm_start.py).
         run_id = str(uuid.uuid4())

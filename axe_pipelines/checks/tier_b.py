@@ -216,23 +216,23 @@ def arriving_fields(state: InboundState, window_hours: float,
 def tier_a_running(instance: dg.DagsterInstance, own_run: str | None = None,
                    ) -> Callable[[str], bool]:
     """Given the Dagster instance, return `in_progress(run_id)`: True when the tier-A run that
-    wrote a set is still running (its set may be half-written), or is not recorded yet while
-    the process that owns its run folder is alive (`axe backup` starts a run's items as soon
-    as it holds its pool slot, before Dagster has created the run: early_run.py). `own_run`
-    (the asking run) and other runs this instance does not know (sets made elsewhere) count
-    as finished."""
+    wrote a set is still running (its set may be half-written), or while the process that
+    owns its run folder is alive whatever Dagster says (`axe backup` starts a run's items as
+    soon as it holds its pool slot, before Dagster has created the run: early_run.py; the
+    folder goes when the items end). `own_run` (the asking run) and other runs this instance
+    does not know (sets made elsewhere) count as finished."""
 
     def in_progress(run_id: str) -> bool:
         if run_id == own_run:
             return False
         run = instance.get_run_by_id(run_id)
-        if run is None:
-            try:
-                owner = owner_of(run_id)
-            except ValueError:  # not a run id of ours: a set made elsewhere
-                return False
-            return owner is not None and not owner.gone
-        return not run.is_finished
+        if run is not None and not run.is_finished:
+            return True
+        try:
+            owner = owner_of(run_id)  # its items write until their folder is released
+        except ValueError:  # not a run id of ours: a set made elsewhere
+            return False
+        return owner is not None and not owner.gone
 
     return in_progress
 

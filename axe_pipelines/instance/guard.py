@@ -144,13 +144,14 @@ def run_guarded(instance: dg.DagsterInstance, job: dg.JobDefinition,
                 execute: Callable[[str, dict[str, str]], R], *, what: str,
                 wait_timeout_s: float, say: Say, run_id: str | None = None,
                 on_wait: Callable[[], None] | None = None,
-                on_claimed: Callable[[str], None] | None = None) -> R:
+                on_claimed: Callable[[str], Callable[[], None]] | None = None) -> R:
     """Given a job and `execute(run_id, tags)` that runs it with that id (`run_id`, else a new
     one) and those tags (the process's host and pid among them), recover dead runs' leftovers
     (one line each), wait for the job's slots, run it and return its result. Raise
     SlotTimeout (exit 3) when a live run kept a slot too long, Interrupted on SIGINT/SIGTERM.
     `on_wait` is called if the run has to wait for a slot, `on_claimed(run_id)` once the
-    slots are the run's, before Dagster creates the run (early_run.py)."""
+    slots are the run's, before Dagster creates the run (early_run.py); what it returns is
+    called when the run has ended, before its slots are freed and its folder removed."""
     interrupt.raise_if_requested()
     for line in recover(instance):
         say(line)
@@ -160,9 +161,12 @@ def run_guarded(instance: dg.DagsterInstance, job: dg.JobDefinition,
     try:
         wait_for_slots(instance, run_id, job_slots(job), timeout_s=wait_timeout_s, what=what,
                        say=say, on_wait=on_wait)
-        if on_claimed is not None:
-            on_claimed(run_id)
-        return _in_thread(instance, run_id, lambda: execute(run_id, process_tags()))
+        ended = on_claimed(run_id) if on_claimed is not None else None
+        try:
+            return _in_thread(instance, run_id, lambda: execute(run_id, process_tags()))
+        finally:
+            if ended is not None:
+                ended()  # what started at the claim has ended before the slot is freed
     finally:
         instance.event_log_storage.free_concurrency_slots_for_run(run_id)
         owner.release(run_id)

@@ -273,3 +273,56 @@ def test_the_cli_starts_the_items_once_the_run_holds_its_slot(make_config, dagst
     checks = {c.name for c in outcome.checks if c.passed}
     assert {"restorable", "coverage"} <= checks
     assert not tier_a_running(instance)(run_id)  # recorded and finished
+
+
+def test_a_run_failing_before_its_step_takes_the_items_waits_for_them(make_config, dagster_home,
+                                                                     monkeypatch):
+    """The op fails before it takes the items started at the slot claim: those items end
+    (each one reported) while the run still holds its pool slot and its folder, so nothing
+    else starts on the repository and tiers B and C keep waiting; then both are freed."""
+    import uuid
+
+    import axe_pipelines.assets.tier_a as tier_a_assets
+    from axe_pipelines.checks.tier_b import tier_a_running
+    from axe_pipelines.instance.owner import owner_of, run_dir
+    from axe_pipelines.runs import InProcessRunner
+
+    _, config = make_config(databases={"hive": {"server": "frame-postgres"}}, folders={})
+    axe = config.customer("axe")
+    local_restic("axe", axe).init()
+    instance = dg.DagsterInstance.get()
+    storage = instance.event_log_storage
+    pool = repository_pool(axe)
+    run_id = str(uuid.uuid4())
+
+    def op_cannot_start(*_args, **_kwargs):
+        raise RuntimeError("the op failed before it took its items")
+
+    monkeypatch.setattr(tier_a_assets, "local_restic", op_cannot_start)
+    seen: list[tuple[str, bool, bool, bool]] = []
+
+    class Recording:
+        results: list = []
+
+        def start(self, item):
+            pass
+
+        def progress(self, item, n):
+            pass
+
+        def finish(self, result):
+            held = run_id in {s.run_id for s in storage.get_concurrency_info(pool).claimed_slots}
+            seen.append((result.item.label, held, owner_of(run_id) is not None,
+                         tier_a_running(instance)(run_id)))
+
+    run_dir(run_id)
+    at = datetime.now(KST).replace(microsecond=0)
+    outcome = InProcessRunner(say=lambda _line: None).tier_a(
+        config, "axe", reporter=Recording(), skip_restore_check=False, run_id=run_id, at=at)
+    assert not outcome.success and "axe_tier_a_backup" in outcome.failure
+    assert sorted(label for label, *_ in seen) == ["db/hive", "roles/frame-postgres"]
+    for label, held, folder, waiting in seen:
+        assert held, f"{label} ended after the run's pool slot was freed"
+        assert folder and waiting, f"{label} ended after tiers B and C stopped waiting"
+    assert not storage.get_concurrency_info(pool).claimed_slots
+    assert owner_of(run_id) is None and not tier_a_running(instance)(run_id)

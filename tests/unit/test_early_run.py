@@ -30,7 +30,9 @@ def fake_tier_a(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
 
     def fake(customer_name, customer, *, at, run_id, items, reporter, cancel):
         seen.update(run_id=run_id, items=list(items), at=at, cancel=cancel)
-        while not (cancel.is_set() or seen["release"].is_set()):  # type: ignore[union-attr]
+        for _ in range(1000):  # at most 10 s: a failing test must not hang the session
+            if cancel.is_set() or seen["release"].is_set():  # type: ignore[union-attr]
+                break
             cancel.wait(0.01)
         return "the run's result"
 
@@ -49,11 +51,13 @@ def test_the_step_takes_the_early_start_made_for_its_items(fake_tier_a):
 
 
 @pytest.mark.parametrize("todo, at", [(ITEMS[:1], AT), (ITEMS, AT.replace(hour=4))])
-def test_another_selection_or_time_is_not_taken_and_starts_nothing_more(fake_tier_a, todo,
-                                                                        at):
-    early_run.start("run-2", "axe", object(), ITEMS, at=AT, reporter=NullReporter())
-    assert early_run.take("run-2", todo, at) is None
+def test_another_selection_or_time_is_an_error_and_starts_nothing_more(fake_tier_a, todo, at):
+    run_id = f"run-2-{len(todo)}-{at.hour}"
+    early_run.start(run_id, "axe", object(), ITEMS, at=AT, reporter=NullReporter())
+    with pytest.raises(early_run.EarlyRunError, match="no item is backed up twice"):
+        early_run.take(run_id, todo, at)
     assert fake_tier_a["cancel"].is_set()  # type: ignore[union-attr]
+    early_run.abandon(run_id)  # the run's end waits for what was started
 
 
 def test_a_run_that_ended_without_its_step_abandons_its_early_start(fake_tier_a):
@@ -61,6 +65,10 @@ def test_a_run_that_ended_without_its_step_abandons_its_early_start(fake_tier_a)
     early_run.abandon("run-3")  # waits for the work: it ends once cancelled
     assert fake_tier_a["cancel"].is_set()  # type: ignore[union-attr]
     early_run.abandon("run-3")  # nothing left: a no-op
+    # A step reaching its body after that (a stop signal's grace ran out) starts nothing.
+    with pytest.raises(early_run.EarlyRunError, match="have been stopped"):
+        early_run.take("run-3", ITEMS, AT)
+    assert early_run.take("run-never-started", ITEMS, AT) is None  # a daemon's run
 
 
 def test_a_run_not_recorded_yet_is_in_progress_while_its_folder_owner_lives(

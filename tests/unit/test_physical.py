@@ -14,6 +14,7 @@ from axe_pipelines.node_labels import item_label
 from axe_pipelines.physical_item import (
     base_backups_only,
     newest_nightly,
+    nightly_items,
     separately_scheduled,
 )
 from axe_pipelines.postgres.client import Connection, PostgresError
@@ -86,6 +87,11 @@ def test_physical_is_off_by_default_and_an_item_of_the_plan_when_on():
 def test_physical_schedule_is_a_cron_of_its_own():
     axe = _site(physical=True, physical_schedule="0 4 * * sun").customer("axe")
     assert separately_scheduled(axe, plan_tier_a(axe)[-1])
+    # `axe backup --local` waits for the nightly job's items only (else it said the run
+    # "failed before finishing" for want of the base backup's result).
+    assert nightly_items(axe, plan_tier_a(axe)) == plan_tier_a(axe)[:-1]
+    assert nightly_items(_site(physical=True).customer("axe"), plan_tier_a(
+        _site(physical=True).customer("axe")))[-1].kind == "physical"
     with pytest.raises(ConfigError, match="physical_schedule"):
         _site(physical=True, physical_schedule="every sunday")
     with pytest.raises(ConfigError, match="physical"):

@@ -32,7 +32,7 @@ from axe_pipelines.ring import ring_peers
 from axe_pipelines.warm_start import start_warm
 
 Say = Callable[[str], None]
-OPEN_BOUND_S = 600.0  # how long opening tier A may take when the tier sets no bound
+OPEN_BOUND_S = 600.0  # how long opening tier A may take when its Restic has no call bound
 
 
 @dataclass(frozen=True)
@@ -178,10 +178,13 @@ def _open(restic: Restic, name: str, customer: Customer, items: list[Item], *, r
     first (or none could start, or some lock file is there: a prune or check may be running,
     or a killed run's lock is to be cleared) is `restic cat config` run, whose mapped error
     says why."""
-    pool = None if restic.may_hold_locks() else start_warm(
-        restic, name, customer, items, run_id=run_id, at=at)
+    def warm() -> WarmPool | None:
+        return None if restic.may_hold_locks() else start_warm(
+            restic, name, customer, items, run_id=run_id, at=at)
+
+    pool = warm()
     if pool is not None:
-        bound = restic.call_timeout or restic.timeout or OPEN_BOUND_S
+        bound = restic.call_timeout or OPEN_BOUND_S
         opened = pool.wait_open(bound)
         if opened:
             return pool
@@ -193,10 +196,8 @@ def _open(restic: Restic, name: str, customer: Customer, items: list[Item], *, r
                                 f"within {bound:.0f} s; nothing was started (a password "
                                 "command waiting for input, or a slow or vanished disk)")
     _probe(restic, name, say)
-    if pool is not None:  # the warm probe ended, yet the repository opens: start them cold
-        return None
-    return None if restic.may_hold_locks() else start_warm(
-        restic, name, customer, items, run_id=run_id, at=at)
+    # The warm probe ended, yet the repository opens: its backups start cold.
+    return None if pool is not None else warm()
 
 
 def backup_local(site: Site, names: list[str], runner: Runner, *,

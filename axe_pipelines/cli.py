@@ -99,7 +99,7 @@ def _print_copy(outcome: CopyOutcome) -> None:
 def cmd_backup(args: argparse.Namespace) -> int:
     """`axe backup --local/--ring/--cold`: each tier asked for, in that order; the worst
     exit code of all."""
-    from axe_pipelines import interrupt
+    from axe_pipelines import interrupt, read_ahead
     from axe_pipelines.actions.backup import backup_cold, backup_local, backup_ring
     from axe_pipelines.runner_soon import RunnerSoon
 
@@ -126,6 +126,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
             worst = max(worst, copy.exit_code)
     finally:
         runner.close()
+        read_ahead.settle()  # no listing outlives the command
     return worst
 
 

@@ -11,11 +11,13 @@ that night (restores pick per item); the `set_complete` check says the set is in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from axe_pipelines.backup import TAG_TOOL, coverage, local_repository
+from axe_pipelines import read_ahead
+from axe_pipelines.backup import TAG_TOOL, coverage
 from axe_pipelines.config import Customer
 from axe_pipelines.errors import ItemFailed
 from axe_pipelines.physical_item import newest_nightly, own_schedule_servers
@@ -24,6 +26,8 @@ from axe_pipelines.sets import BackupSet, group_sets, newest_holding
 from axe_pipelines.wal.catalog import is_wal
 
 Say = Callable[[str], None]
+READ_BACK = "the target's snapshots read back"
+REPORTED = "restic's report of each snapshot, and its snapshot file in the target"
 
 
 class NoSetToCopy(ItemFailed):
@@ -101,6 +105,11 @@ def missing_from(the_set: BackupSet, snapshots: list[Snapshot]) -> list[Snapshot
     return lacking(the_set.snapshots, snapshots)
 
 
+def tier_a_tags(customer_name: str) -> list[str]:
+    """Given a customer, return the tags tiers B and C list its tier-A snapshots by."""
+    return [TAG_TOOL, f"customer={customer_name}"]
+
+
 def finished_sets(sets: list[BackupSet],
                   in_progress: Callable[[str], bool] | None) -> tuple[list[BackupSet], list[str]]:
     """Given tier A's sets, return (sets whose tier-A run has finished, run ids of the sets
@@ -120,8 +129,7 @@ def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
     place (SetToCopy), saying which sets were left out and what the set lacks. Raise
     NoSetToCopy when tier A cannot be read or holds no finished set."""
     try:
-        snapshots = Restic(local_repository(customer_name, customer), timeout=600).snapshots(
-            tags=[TAG_TOOL, f"customer={customer_name}"])
+        snapshots = read_ahead.snapshots(customer_name, customer, tier_a_tags(customer_name))
     except ResticError as exc:
         raise NoSetToCopy(f"{tier} of {customer_name}: cannot read tier A: {exc}") from None
     sets = group_sets(snapshots)
@@ -150,28 +158,89 @@ def newest_finished_set(customer_name: str, customer: Customer, *, tier: str,
 @dataclass
 class CopyResult:
     """What `copy_set` did and found: the tier-A ids it copied and those already there, the
-    bytes of the copied snapshots' source data, the target's snapshots read back afterwards
-    and the members still missing from them (empty when the copy is confirmed)."""
+    bytes of the copied snapshots' source data, the ids (originals) now known to be in the
+    target, the members still missing (empty when the copy is confirmed), and how it was
+    confirmed (`confirmed_by`)."""
 
     copied: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     bytes: int = 0
-    after: list[Snapshot] = field(default_factory=list)
+    present: frozenset[str] = frozenset()
     still_missing: list[Snapshot] = field(default_factory=list)
+    confirmed_by: str = READ_BACK
+
+
+_HEAD = re.compile(r"snapshot ([0-9a-f]{8}) of \[")
+_SKIP = re.compile(r"skipping source snapshot ([0-9a-f]{8}), was already copied to snapshot "
+                   r"([0-9a-f]{8})")
+_SAVED = re.compile(r"snapshot ([0-9a-f]{8}) saved")
+
+
+class CopyReport:
+    """Reads `restic copy -v`'s report line by line (`line`): per source snapshot, its
+    header (`snapshot <src> of [...]`), then either `skipping source snapshot <src>, was
+    already copied to snapshot <dst>` or, once it is written, `snapshot <dst> saved`.
+    `done` maps each source's short id to its copy's short id and whether this copy saved
+    it. Any line order other than that (another restic's wording, batched saves) makes the
+    report `unreadable`, and the caller reads the target back instead."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, tuple[str, bool]] = {}
+        self.unreadable = False
+        self._open: str | None = None  # the source whose header came, its outcome not yet
+
+    def line(self, text: str) -> None:
+        text = text.strip()
+        if (m := _HEAD.match(text)) is not None:
+            self.unreadable |= self._open is not None
+            self._open = m[1]
+        elif (m := _SKIP.fullmatch(text)) is not None:
+            self._close(m[1], m[2], saved=False)
+        elif (m := _SAVED.fullmatch(text)) is not None:
+            self._close(self._open, m[1], saved=True)
+
+    def _close(self, source: str | None, copy: str, *, saved: bool) -> None:
+        if source is None or source != self._open or source in self.done:
+            self.unreadable = True
+        else:
+            self.done[source] = (copy, saved)
+        self._open = None
+
+    def confirmed(self, wanted: Iterable[Snapshot], files: Collection[str]
+                  ) -> tuple[list[Snapshot], list[Snapshot]] | None:
+        """Given the snapshots handed to restic and the target's snapshot file names read
+        after the copy, return (those this copy saved, those already there) when the report
+        accounts for every one of them and each copy it names is a file in the target; else
+        None (the report cannot tell)."""
+        wanted = list(wanted)
+        if self.unreadable or self._open is not None or \
+                len({s.short_id for s in wanted}) != len(wanted):
+            return None
+        saved, there = [], []
+        for snap in wanted:
+            copy = self.done.get(snap.short_id)
+            if copy is None or not any(name.startswith(copy[0]) for name in files):
+                return None
+            (saved if copy[1] else there).append(snap)
+        return saved, there
 
 
 def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_name: str, *,
              tier: str, to: str, say: Say, before: list[Snapshot] | None = None,
-             names_before: Collection[str] | None = None) -> CopyResult:
+             names_before: Collection[str] | None = None,
+             files_after: Callable[[], Collection[str] | None] | None = None) -> CopyResult:
     """Given the target repository, tier A's repository and the set, copy what the target
     lacks of `the_set.to_copy` (its members, and for a SetToCopy the earlier snapshots of the
-    items it lacks) and read the target back. `before`: the customer's snapshots in the
-    target, when the caller listed them already (else they are listed here).
+    items it lacks) and confirm it. `before`: the customer's snapshots in the target, when
+    the caller listed them already (else they are listed here).
     `names_before`: instead, the ids of the target's snapshots before the copy, as its
     `snapshots/` file names (tier B's probe reads them over ssh): nothing is listed before
-    the copy, restic is handed every snapshot of the set (it skips those the target holds,
-    matched by original id) and the read-back tells what this copy added from what was
-    there. Return the CopyResult; its `still_missing` names what the target still lacks.
+    the copy, and restic is handed every snapshot of the set (it skips those the target
+    holds, matched by original id). Then `files_after()`, the target's snapshot file names
+    after the copy (None when they cannot be read), with restic's own report (CopyReport)
+    confirms the copy without a second repository open; when the report cannot tell, the
+    target is read back, and the new snapshot files tell what this copy added.
+    Return the CopyResult; its `still_missing` names what the target still lacks.
     Raise the mapped ResticError when restic fails."""
     tags = [f"customer={customer_name}"]
     if names_before is not None:
@@ -184,8 +253,15 @@ def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_na
                        target.snapshots(tags=tags) if before is None else before)
         if todo:
             say(f"{tier}: copying {len(todo)} snapshot(s) of set {the_set.run_id[:8]} to {to}")
+    report = CopyReport()
     if todo:
-        target.copy(source, [s.id for s in todo])
+        target.copy(source, [s.id for s in todo], on_line=report.line)
+    if names_before is not None and files_after is not None:
+        files = files_after()
+        told = report.confirmed(todo, files) if files is not None else None
+        if told is not None:
+            saved, there = told
+            return _result(the_set, saved, there, frozenset(s.id for s in todo), REPORTED)
     # Read without a lock: the snapshot files listed are there either way, and retention
     # and checks (restic's exclusive locks) run in the same pool, never beside a copy.
     after = target.snapshots(tags=tags, lock=False)
@@ -193,8 +269,14 @@ def copy_set(target: Restic, source: Repository, the_set: BackupSet, customer_na
         added = present_ids([s for s in after if s.id not in names_before])
         todo = [s for s in todo if s.id in added]
     present = present_ids(after)
-    return CopyResult(copied=[s.id for s in todo],
-                      already_present=[s.id for s in the_set.to_copy
-                                       if s not in todo and s.id in present],
-                      bytes=sum(int(s.summary.get("total_bytes_processed") or 0) for s in todo),
-                      after=after, still_missing=lacking(the_set.to_copy, after))
+    return _result(the_set, todo, [s for s in the_set.to_copy if s not in todo and
+                                   s.id in present], frozenset(present), READ_BACK)
+
+
+def _result(the_set: BackupSet, copied: list[Snapshot], there: list[Snapshot],
+            present: frozenset[str], how: str) -> CopyResult:
+    return CopyResult(copied=[s.id for s in copied], already_present=[s.id for s in there],
+                      bytes=sum(int(s.summary.get("total_bytes_processed") or 0)
+                                for s in copied),
+                      present=present, confirmed_by=how,
+                      still_missing=[s for s in the_set.to_copy if s.id not in present])

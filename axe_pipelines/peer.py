@@ -227,6 +227,17 @@ class PeerLink:
                         f"unaffected; {NEXT_STEP}", retryable=True,
                         ssh_exit=255, host=hosts[-1] if hosts else None)
 
+    def snapshot_files(self, host: str) -> frozenset[str] | None:
+        """One ssh call: the names in our repository's `snapshots/` at the peer (each a
+        snapshot's id there), None when ssh or `ls` fails."""
+        target = self.block.receive_dir_at_peer.rstrip("/") or "/"
+        proc = self._ssh(host, f"ls -A -- {shlex.quote(target + '/snapshots')} && "
+                               f"echo {_END_MARK}")
+        body, end, _ = proc.stdout.partition(_END_MARK)
+        if proc.returncode != 0 or not end:
+            return None
+        return frozenset(ln.strip() for ln in body.splitlines() if ln.strip())
+
     # --- repository --------------------------------------------------------------------------
 
     def location(self, host: str) -> str:

@@ -46,8 +46,9 @@ from axe_pipelines.sets import BackupSet
 
 @dataclass
 class PushResult:
-    """What one push did: the set copied, what was copied or already there, the peer's
-    snapshots read back afterwards, and what ssh found (PeerStatus)."""
+    """What one push did: the set copied, what was copied or already there, the ids
+    (originals) confirmed at the peer afterwards and how (copying.CopyResult), and what ssh
+    found (PeerStatus)."""
 
     customer: str
     peer: str
@@ -62,7 +63,8 @@ class PushResult:
     cleared_locks: int = 0
     status: PeerStatus | None = None
     the_set: BackupSet | None = None
-    at_peer: list[Snapshot] = field(default_factory=list)  # read back after the copy
+    at_peer: frozenset[str] = frozenset()  # ids confirmed at the peer after the copy
+    confirmed_by: str = ""
 
 
 def ring_peers(config: Site, customer_name: str) -> list[str]:
@@ -194,7 +196,8 @@ def push_set(config: Site, customer_name: str, peer: str, *,
 
     Initialises the peer repository on first use (`--copy-chunker-params` from tier A), never
     re-initialises one that exists, clears locks at the peer only when provably stale, copies
-    what is missing and reads the peer back to confirm the whole set is there (copy_set).
+    what is missing and confirms the whole set is there (copy_set: restic's report and
+    the peer's snapshot files, else the peer read back).
     Raise RingError (with `retryable`).
     """
     say = log or (lambda _msg: None)
@@ -227,7 +230,8 @@ def push_set(config: Site, customer_name: str, peer: str, *,
                     if names is None else None
                 the_set = chosen.result()
                 copied = copy_set(restic, source, the_set, customer_name, tier="tier B",
-                                  to=pl.peer, say=say, before=before, names_before=names)
+                                  to=pl.peer, say=say, before=before, names_before=names,
+                                  files_after=lambda: pl.snapshot_files(status.host))
             except (ResticError, SecretError) as exc:
                 chosen.result()  # tier A's own failure (no set to copy) comes first
                 if isinstance(exc, SecretError):
@@ -243,7 +247,7 @@ def push_set(config: Site, customer_name: str, peer: str, *,
                       already_present=copied.already_present, bytes=copied.bytes,
                       duration_s=time.monotonic() - started, created_repository=created,
                       cleared_locks=cleared, status=status, the_set=the_set,
-                      at_peer=copied.after)
+                      at_peer=copied.present, confirmed_by=copied.confirmed_by)
 
 
 def _prepare_peer(pl: PeerLink, restic: Restic, source: Repository, host: str,

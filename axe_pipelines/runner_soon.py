@@ -3,7 +3,9 @@
 Importing Dagster and opening the instance take one to two seconds of CPU; `axe backup` spends
 about as long before its first run waiting on restic (the repository probe, the lock check)
 and ssh. Made in a thread, the runner is ready when the first run starts; every attribute
-waits for it. The Dagster home is still checked first, in the caller's thread, so an
+waits for it. The thread opens the instance first and imports runs.py after it; runs.py
+loads the code location's definitions only where a run is built, once it holds its slot.
+The Dagster home is still checked first, in the caller's thread, so an
 unusable home fails before anything is started, as before. Plain: Dagster is imported only
 inside the thread, by runs.py.
 """
@@ -24,14 +26,18 @@ class RunnerSoon:
 
     def __init__(self, *, say: Callable[[str], None] | None = None,
                  verbose: bool = False) -> None:
-        ensure_dagster_home()
+        home = ensure_dagster_home()
         self._box: dict[str, Any] = {}
 
         def make() -> None:
             try:
+                from axe_pipelines.instance.guard import cli_instance
+
+                instance = cli_instance(home)
                 from axe_pipelines.runs import InProcessRunner
 
-                self._box["runner"] = InProcessRunner(say=say, verbose=verbose)
+                self._box["runner"] = InProcessRunner(say=say, verbose=verbose,
+                                                      instance=instance)
             except BaseException as exc:  # handed to the caller's thread as it is
                 self._box["error"] = exc
 

@@ -17,10 +17,11 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from axe_pipelines import interrupt
+from axe_pipelines import interrupt, read_ahead
 from axe_pipelines.backup import Item, ItemResult, local_restic, plan_tier_a
 from axe_pipelines.cold import Volume, find_volumes
 from axe_pipelines.config import Customer, Site, tier_timezone
+from axe_pipelines.copying import tier_a_tags
 from axe_pipelines.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, Unusable
 from axe_pipelines.instance import ensure_dagster_home
 from axe_pipelines.peer import RingError, link, ring_settings
@@ -302,6 +303,12 @@ def push_with_retries(site: Site, name: str, peer: str, runner: Runner, *, retry
         sleep(wait)
 
 
+def _read_ahead(site: Site, names: list[str]) -> None:
+    """Start listing each customer's tier-A snapshots while Dagster loads (read_ahead.py)."""
+    for name in names:
+        read_ahead.start(name, site.customers[name], tier_a_tags(name))
+
+
 def backup_ring(site: Site, names: list[str], runner: Runner, *, peer: str | None = None,
                 retry: bool = True, say: Say,
                 sleep: Callable[[float], None] = time.sleep) -> Iterator[CopyOutcome]:
@@ -309,6 +316,7 @@ def backup_ring(site: Site, names: list[str], runner: Runner, *, peer: str | Non
     peers), one run per peer and attempt, retried as the schedule retries unless `retry` is
     False (push_with_retries); yield a CopyOutcome each. A customer whose peers cannot be
     named gets one outcome with exit 2."""
+    _read_ahead(site, names)
     for name in names:
         try:
             peers = [peer] if peer else ring_peers(site, name)
@@ -347,6 +355,7 @@ def backup_cold(site: Site, names: list[str], runner: Runner) -> Iterator[CopyOu
             yield CopyOutcome("C", name, error=f"tier C of {name}: no cold volume is mounted "
                               f"({cold.mount_glob}); mount one of the SSDs and run again")
             continue
+        read_ahead.start(name, customer, tier_a_tags(name))
         for volume in volumes:
             run = runner.tier_c(site, name, volume)
             outcome = CopyOutcome("C", name, volume.name, run)

@@ -60,6 +60,7 @@ def push_metadata(result: PushResult, block: RingBackup, zone: str = "UTC") -> d
         "peer_restic_version": (status.restic_version if status else None) or "unknown",
         "repository_created": result.created_repository,
         "stale_locks_cleared": dg.MetadataValue.int(result.cleared_locks),
+        "confirmed_by": result.confirmed_by or "-",
     }
 
 
@@ -107,7 +108,8 @@ def build_tier_b_asset(config: Site, customer_name: str, peer: str, *,
             raise push_failure(exc, peer, block, context.retry_number, retries) from None
         yield dg.MaterializeResult(metadata=push_metadata(result, block, zone))
         yield reachable_result(key, block, result.status)
-        # The peer's snapshots as read back after the copy, not the copy's own report.
+        # What is confirmed at the peer after the copy: restic's report of each snapshot
+        # with its snapshot file listed at the peer over ssh, else the peer read back.
         assert result.the_set is not None
         yield set_present_result(key, result.the_set, result.at_peer)
         yield set_complete_result(key, result.the_set)  # a failed night is never "ok"

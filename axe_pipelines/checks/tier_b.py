@@ -6,7 +6,7 @@ specs, results and the two checks that run on their own (peer_now, arriving).
 (No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -81,10 +81,10 @@ def reachable_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 
 def set_present_result(key: dg.AssetKey, the_set: BackupSet,
-                       at_peer: list[Snapshot]) -> dg.AssetCheckResult:
-    """Given the set and the peer's snapshots read back, return `set_present`: ERROR when a
-    member is missing at the peer."""
-    missing = missing_from(the_set, at_peer)
+                       at_peer: Collection[str]) -> dg.AssetCheckResult:
+    """Given the set and the ids (originals) confirmed at the peer, return `set_present`:
+    ERROR when a member is missing at the peer."""
+    missing = [s for s in the_set.snapshots if s.id not in at_peer]
     return dg.AssetCheckResult(
         asset_key=key, check_name=SET_PRESENT, passed=not missing,
         severity=dg.AssetCheckSeverity.ERROR,

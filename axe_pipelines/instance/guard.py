@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
@@ -36,6 +37,23 @@ STOP_S = 20.0  # after a stop signal, how long the run may take to record its en
 
 class SlotTimeout(Unusable):
     """The job's pool slot stayed held by a live run for all of `wait_timeout_s`."""
+
+
+# What `axe` prints while a run goes is the run's stdout/stderr, on the operator's terminal.
+# Dagster's capture of it (the compute logs) starts two `tail -F` and two Python watcher
+# processes per run and relays the terminal through them; the CLI's runs leave it out.
+# Runs the daemon launches keep the instance's compute logs.
+_NO_CAPTURE = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                                "class": "NoOpComputeLogManager"}}
+
+
+def cli_instance(home: Path) -> dg.DagsterInstance:
+    """Given the Dagster home, return its instance as configured there (storage, run
+    monitoring, concurrency), for the runs this process executes: without compute-log
+    capture (structured events, the UI's run log, are stored as always)."""
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=_NO_CAPTURE))
 
 
 def job_slots(job: dg.JobDefinition) -> list[tuple[str, str]]:
@@ -140,14 +158,15 @@ def _in_thread(instance: dg.DagsterInstance, run_id: str, call: Callable[[], R])
     return box["result"]  # type: ignore[return-value]
 
 
-def run_guarded(instance: dg.DagsterInstance, job: dg.JobDefinition,
+def run_guarded(instance: dg.DagsterInstance, slots: list[tuple[str, str]],
                 execute: Callable[[str, dict[str, str]], R], *, what: str,
                 wait_timeout_s: float, say: Say, run_id: str | None = None,
                 on_wait: Callable[[], None] | None = None,
                 on_claimed: Callable[[str], Callable[[], None]] | None = None) -> R:
-    """Given a job and `execute(run_id, tags)` that runs it with that id (`run_id`, else a new
-    one) and those tags (the process's host and pid among them), recover dead runs' leftovers
-    (one line each), wait for the job's slots, run it and return its result. Raise
+    """Given a job's (pool, step) slots (job_slots) and `execute(run_id, tags)` that runs it
+    with that id (`run_id`, else a new one) and those tags (the process's host and pid among
+    them), recover dead runs' leftovers (one line each), wait for the slots, run it and
+    return its result. Raise
     SlotTimeout (exit 3) when a live run kept a slot too long, Interrupted on SIGINT/SIGTERM.
     `on_wait` is called if the run has to wait for a slot, `on_claimed(run_id)` once the
     slots are the run's, before Dagster creates the run (early_run.py); what it returns is
@@ -159,7 +178,7 @@ def run_guarded(instance: dg.DagsterInstance, job: dg.JobDefinition,
     run_id = run_id or str(uuid.uuid4())
     owner.run_dir(run_id)
     try:
-        wait_for_slots(instance, run_id, job_slots(job), timeout_s=wait_timeout_s, what=what,
+        wait_for_slots(instance, run_id, slots, timeout_s=wait_timeout_s, what=what,
                        say=say, on_wait=on_wait)
         ended = on_claimed(run_id) if on_claimed is not None else None
         try:

@@ -310,16 +310,16 @@ class Restic:
 
     # --- copying between repositories (tiers B and C) ----------------------------------------
 
-    def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> None:
-        """Copy `snapshot_ids` of `source` into this repository (`restic copy --from-repo`).
-
-        restic skips snapshots already here (it matches their `original` id) and ignores ids
-        it cannot find, so callers confirm the result by listing snapshots (copying.copy_set).
+    def copy(self, source: Repository, snapshot_ids: Sequence[str],
+             on_line: Callable[[str], None] = lambda _line: None) -> None:
+        """Copy `snapshot_ids` of `source` here (`restic copy -v --from-repo`), each
+        line of its report to `on_line`. restic skips snapshots already here (by `original`
+        id) and ignores ids it cannot find, so callers confirm the result (copying.copy_set).
         Raise ResticTimeout after this repository's timeout, else the mapped ResticError.
         """
-        self.stream(["copy", "--from-repo", source.location, "--", *snapshot_ids],
+        self.stream(["copy", "-v", "--from-repo", source.location, "--", *snapshot_ids],
                     what=f"copying {len(snapshot_ids)} snapshot(s) from {source.label}",
-                    on_line=lambda _line: None, env_extra=from_repo_env(source))
+                    on_line=on_line, env_extra=from_repo_env(source))
 
     # --- locks -------------------------------------------------------------------------------
 

@@ -22,12 +22,13 @@ import dagster as dg
 import pytest
 import yaml
 
-from axe_pipelines import cli
+from axe_pipelines import cli, read_ahead
 from axe_pipelines.assets.tier_b import build_tier_b_asset, inbound_spec
 from axe_pipelines.backup import local_restic, run_tier_a
 from axe_pipelines.checks.tier_b import set_present_result, tier_a_running
 from axe_pipelines.config import Site as SiteModel
 from axe_pipelines.config import load_config
+from axe_pipelines.copying import READ_BACK, REPORTED, present_ids, tier_a_tags
 from axe_pipelines.definitions import tier_b_definitions
 from axe_pipelines.inbound import inbound_state
 from axe_pipelines.names import inbound_key, repository_pool, repository_tags, tier_b_key
@@ -208,12 +209,13 @@ def _calls(log: Path) -> list[str]:
     return calls
 
 
-def test_a_push_opens_the_peer_repository_for_the_copy_and_the_read_back_only(
+def test_a_push_opens_the_peer_repository_for_the_copy_only(
         site: Site, tmp_path, monkeypatch, restic_bin):
     """Issue 12: the probe's ssh call reads the peer repository's folder, so a push into a
-    repository without locks starts two restic processes there: the copy of the whole set
-    (restic skips what is there) and the read-back, which takes no lock; no lock listing,
-    no listing before.
+    repository without locks starts one restic process there: the copy of the whole set
+    (restic skips what is there), confirmed by its own report of each snapshot and that
+    snapshot's file listed at the peer over ssh; no lock listing, no listing before or
+    after.
     What was there already (two members copied by hand) is told apart from what this push
     copied by the snapshot file names the probe saw."""
     config = site.config()
@@ -223,18 +225,92 @@ def test_a_push_opens_the_peer_repository_for_the_copy_and_the_read_back_only(
     site.peer_repo().copy(source, ids[:2])
     log = _counting_restic(tmp_path, restic_bin, monkeypatch)
     result = push_set(config, "axe", "realchoice")
-    assert _calls(log) == ["local snapshots", "peer copy", "peer snapshots"]
-    assert log.read_text().splitlines()[-1].endswith("--no-lock")  # the read-back: no lock
+    assert _calls(log) == ["local snapshots", "peer copy"]  # confirmed by its report
+    assert result.confirmed_by == REPORTED
     assert sorted(result.already_present) == sorted(ids[:2])
     assert sorted(result.copied) == sorted(ids[2:])
-    assert {s.original for s in result.at_peer} == set(ids)
+    assert result.at_peer == set(ids)
     assert not result.created_repository and result.cleared_locks == 0
 
     log.unlink()
     again = push_set(config, "axe", "realchoice")
     assert again.copied == [] and sorted(again.already_present) == sorted(ids)
-    assert _calls(log) == ["local snapshots", "peer copy", "peer snapshots"]
+    assert _calls(log) == ["local snapshots", "peer copy"]
     assert len(site.peer_repo().snapshots()) == len(ids)  # restic copied nothing twice
+
+
+def _copy_shim(tmp_path: Path, real: str, monkeypatch, after_copy: str) -> Path:
+    """Make axe run restic through a shim that logs each call and, for `copy`, pipes its
+    report through `after_copy` (a sh command reading stdin) once the copy has ended."""
+    log, shim = tmp_path / "restic-calls", tmp_path / "restic-shim"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\ncase " $* " in *" copy "*)\n'
+                    f'  out=$({real} "$@"); rc=$?; printf "%s\\n" "$out" | {after_copy}; '
+                    f'exit $rc;;\nesac\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("AXE_RESTIC", str(shim))
+    return log
+
+
+def test_a_copy_report_axe_cannot_read_is_confirmed_by_reading_the_peer_back(
+        site: Site, tmp_path, monkeypatch, restic_bin):
+    """A restic whose copy report words its lines otherwise (here: no `saved` lines) is
+    not taken at its word: the peer is read back, and what was copied is told apart from
+    what was there by the new snapshot files."""
+    config = site.config()
+    source = local_restic("axe", config.customer("axe")).repo
+    site.peer_repo().init(copy_chunker_params_from=source)
+    ids = _set_ids(config)
+    site.peer_repo().copy(source, ids[:1])
+    log = _copy_shim(tmp_path, restic_bin, monkeypatch, "grep -v ' saved$'")
+    result = push_set(config, "axe", "realchoice")
+    assert _calls(log) == ["local snapshots", "peer copy", "peer snapshots"]
+    assert result.confirmed_by == READ_BACK
+    assert result.already_present == ids[:1] and sorted(result.copied) == sorted(ids[1:])
+    assert result.at_peer >= set(ids)
+
+
+def test_a_copy_restic_reports_but_the_peer_lacks_is_never_called_good(
+        site: Site, tmp_path, monkeypatch, restic_bin):
+    """restic reports every snapshot saved, but one snapshot file is gone from the peer
+    right after the copy (a peer-side fault): the report alone is not trusted, the read-back
+    finds the member missing, and the push fails naming it."""
+    config = site.config()
+    snapshots = site.peer_dir / "snapshots"
+    drop = f"cat; f=$(ls -t {snapshots} | head -n 1); rm -f {snapshots}/$f"
+    _copy_shim(tmp_path, restic_bin, monkeypatch, drop)
+    with pytest.raises(RingError) as err:
+        push_set(config, "axe", "realchoice")
+    assert "1 snapshot(s) of set" in str(err.value) and "still missing after the copy" in \
+        str(err.value)
+
+
+def test_tier_a_read_ahead_is_taken_only_while_its_snapshot_files_are_the_same(
+        site: Site, tmp_path, monkeypatch, restic_bin):
+    """Issue 12: `axe backup --ring` lists tier A while Dagster loads (read_ahead.py). The
+    push takes that listing while tier A's `snapshots/` folder holds the same files, and
+    lists again once a set was added: the newer set is the one copied, never the one the
+    listing saw."""
+    read_ahead.forget()
+    config = site.config()
+    customer = config.customer("axe")
+    site.peer_repo().init(copy_chunker_params_from=local_restic("axe", customer).repo)
+    log = _counting_restic(tmp_path, restic_bin, monkeypatch)
+    read_ahead.start("axe", customer, tier_a_tags("axe"))
+    read_ahead.settle()
+    first = push_set(config, "axe", "realchoice")
+    assert _calls(log) == ["local snapshots", "peer copy"]  # the listing read ahead
+    listing = [ln for ln in log.read_text().splitlines() if ln.startswith("snapshots")]
+    assert len(listing) == 1 and listing[0].endswith("--no-lock")  # it takes no lock
+
+    made = run_tier_a("axe", customer, at=datetime.now(UTC).replace(microsecond=0),
+                      run_id=str(uuid.uuid4()))  # tonight's set, after the listing was read
+    assert made.ok
+    log.unlink()
+    second = push_set(config, "axe", "realchoice")
+    assert _calls(log)[0] == "local snapshots"  # listed again: the files changed
+    assert second.run_id != first.run_id
+    assert second.run_id == list_sets(local_restic("axe", customer), "axe")[-1].run_id
+    read_ahead.forget()
 
 
 def test_a_stale_lock_the_probe_sees_is_listed_and_cleared(site: Site, tmp_path, monkeypatch,
@@ -329,12 +405,12 @@ def test_set_present_fails_when_a_snapshot_is_missing_at_the_peer(site: Site):
     assert result.the_set is not None
     key = tier_b_key("axe", "realchoice")
     _, at_peer = peer_snapshots(config, "axe", "realchoice")
-    assert set_present_result(key, result.the_set, at_peer).passed
+    assert set_present_result(key, result.the_set, present_ids(at_peer)).passed
     # The peer loses one copy (forgotten there directly, as its operator might).
     victim = next(s for s in site.peer_repo().snapshots() if s.tag("kind") == "pgdump")
     site.peer_repo().run(["forget", victim.id], what="forget")
     _, at_peer = peer_snapshots(config, "axe", "realchoice")
-    check = set_present_result(key, result.the_set, at_peer)
+    check = set_present_result(key, result.the_set, present_ids(at_peer))
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["missing"].value == [victim.original[:8]]
     assert "1 of" in check.description and "missing at the peer" in check.description

@@ -127,6 +127,16 @@ def test_dagster_asset_check_own_job_and_schedule():
     assert repo.get_schedule_def("axe_physical_frame_postgres").cron_schedule == "0 4 * * 0"
     night = repo.get_job("axe_tier_a").asset_layer.selected_asset_keys
     assert nightly in night and weekly not in night
+    # The CLI claims the nightly job's one pool slot before it makes the job (runs.py).
+    from axe_pipelines.instance.guard import job_slots
+    from axe_pipelines.names import item_key, repository_pool, tier_a_op
+
+    assert job_slots(repo.get_job("axe_tier_a")) == [
+        (repository_pool(site.customer("axe")), tier_a_op("axe"))]
+    # ... and starts the items nightly_items names: exactly the job's.
+    customer = site.customer("axe")
+    items = {item_key("axe", i) for i in nightly_items(customer, plan_tier_a(customer))}
+    assert items <= night and night - items == {the_set}
 
 
 def test_tiers_b_and_c_copy_the_base_backup_with_the_set_or_carry_the_newest_one():
